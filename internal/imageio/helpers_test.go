@@ -1,0 +1,536 @@
+package imageio
+
+import (
+	"bytes"
+	"compress/zlib"
+	"encoding/binary"
+	"hash/crc32"
+	"image"
+	"image/color"
+	"image/jpeg"
+	"image/png"
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// testdataRoot is the shared real-photo corpus, relative to this package's
+// directory (go test runs in the package directory).
+const testdataRoot = "../../../shared/testdata"
+
+// readShared reads a file from the shared test corpus, failing (never
+// skipping) with the missing path when it is absent: a silently skipped
+// real-photo test would hide regressions.
+func readShared(t testing.TB, rel string) []byte {
+	t.Helper()
+	p := filepath.Join(testdataRoot, filepath.FromSlash(rel))
+	b, err := os.ReadFile(p)
+	if err != nil {
+		abs, _ := filepath.Abs(p)
+		t.Fatalf("missing shared test data %s (resolved to %s): %v", p, abs, err)
+	}
+	return b
+}
+
+// readLocal reads a fixture committed under this package's testdata/.
+func readLocal(t testing.TB, name string) []byte {
+	t.Helper()
+	p := filepath.Join("testdata", name)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatalf("missing fixture %s: %v", p, err)
+	}
+	return b
+}
+
+// synthRGB is the colour of the synthetic test pattern at (x, y): smooth
+// gradients (friendly to lossy codecs) in all three channels, plus a few
+// saturated blocks so that colour-channel mix-ups are caught.
+// testdata/*.webp were generated from this same function (see
+// testdata/README.md), so it must not change.
+func synthRGB(x, y, w, h int) (r, g, b uint8) {
+	r = uint8(x * 255 / max(w-1, 1))
+	g = uint8(y * 255 / max(h-1, 1))
+	b = uint8(128 + 100*math.Sin(float64(x+y)/float64(w+h)*2*math.Pi))
+	// Saturated patches in the top-left quarter.
+	bw, bh := w/8, h/8
+	switch {
+	case x >= bw && x < 2*bw && y >= bh && y < 2*bh:
+		return 230, 20, 20
+	case x >= 2*bw && x < 3*bw && y >= bh && y < 2*bh:
+		return 20, 200, 40
+	case x >= 3*bw && x < 4*bw && y >= bh && y < 2*bh:
+		return 30, 40, 220
+	}
+	return r, g, b
+}
+
+func synthNRGBA(w, h int) *image.NRGBA {
+	m := image.NewNRGBA(image.Rect(0, 0, w, h))
+	for y := 0; y < h; y++ {
+		for x := 0; x < w; x++ {
+			r, g, b := synthRGB(x, y, w, h)
+			m.SetNRGBA(x, y, color.NRGBA{r, g, b, 255})
+		}
+	}
+	return m
+}
+
+// refRGB is the reference conversion the fast paths must match: At plus
+// color.NRGBAModel (un-premultiplied colour, alpha dropped).
+func refRGB(img image.Image) *Image {
+	b := img.Bounds()
+	out := &Image{Width: b.Dx(), Height: b.Dy(), Pix: make([]byte, 0, 3*b.Dx()*b.Dy())}
+	for y := b.Min.Y; y < b.Max.Y; y++ {
+		for x := b.Min.X; x < b.Max.X; x++ {
+			c := color.NRGBAModel.Convert(img.At(x, y)).(color.NRGBA)
+			out.Pix = append(out.Pix, c.R, c.G, c.B)
+		}
+	}
+	return out
+}
+
+// refYCbCr converts with color.YCbCrToRGB per pixel: the behaviour the
+// YCbCr fast path promises (At+RGBA() uses 16-bit maths and can differ by 1).
+func refYCbCr(m *image.YCbCr) *Image {
+	b := m.Bounds()
+	out := &Image{Width: b.Dx(), Height: b.Dy()}
+	for y := b.Min.Y; y < b.Max.Y; y++ {
+		for x := b.Min.X; x < b.Max.X; x++ {
+			c := m.YCbCrAt(x, y)
+			r, g, bb := color.YCbCrToRGB(c.Y, c.Cb, c.Cr)
+			out.Pix = append(out.Pix, r, g, bb)
+		}
+	}
+	return out
+}
+
+// diffStats returns the mean absolute difference per channel (the largest of
+// the three channel means) and the largest single difference.
+func diffStats(t testing.TB, a, b *Image) (meanMax float64, maxAbs int) {
+	t.Helper()
+	if a.Width != b.Width || a.Height != b.Height {
+		t.Fatalf("size mismatch: %dx%d vs %dx%d", a.Width, a.Height, b.Width, b.Height)
+	}
+	if len(a.Pix) != len(b.Pix) {
+		t.Fatalf("len(Pix) mismatch: %d vs %d", len(a.Pix), len(b.Pix))
+	}
+	var sum [3]float64
+	for i := range a.Pix {
+		d := int(a.Pix[i]) - int(b.Pix[i])
+		if d < 0 {
+			d = -d
+		}
+		sum[i%3] += float64(d)
+		maxAbs = max(maxAbs, d)
+	}
+	n := float64(a.Width * a.Height)
+	return max(sum[0], sum[1], sum[2]) / n, maxAbs
+}
+
+func mustEqualImages(t testing.TB, got, want *Image) {
+	t.Helper()
+	mean, mx := diffStats(t, got, want)
+	if mx != 0 {
+		t.Fatalf("pixels differ: mean abs diff %.3f, max %d", mean, mx)
+	}
+}
+
+func encodeJPEG(t testing.TB, img image.Image, q int) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := jpeg.Encode(&buf, img, &jpeg.Options{Quality: q}); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func encodePNG(t testing.TB, img image.Image) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, img); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// toImage turns a packed RGB Image back into an image.Image (for
+// re-encoding in tests).
+func toImage(im *Image) *image.NRGBA {
+	m := image.NewNRGBA(image.Rect(0, 0, im.Width, im.Height))
+	for i, j := 0, 0; i < len(im.Pix); i, j = i+3, j+4 {
+		m.Pix[j], m.Pix[j+1], m.Pix[j+2], m.Pix[j+3] = im.Pix[i], im.Pix[i+1], im.Pix[i+2], 255
+	}
+	return m
+}
+
+// --- Hand-built PNG -------------------------------------------------------
+
+// pngChunk returns one PNG chunk with a correct CRC.
+func pngChunk(typ string, data []byte) []byte {
+	var b bytes.Buffer
+	binary.Write(&b, binary.BigEndian, uint32(len(data)))
+	b.WriteString(typ)
+	b.Write(data)
+	crc := crc32.NewIEEE()
+	crc.Write([]byte(typ))
+	crc.Write(data)
+	binary.Write(&b, binary.BigEndian, crc.Sum32())
+	return b.Bytes()
+}
+
+func pngIHDR(w, h uint32, depth, colorType byte) []byte {
+	ihdr := make([]byte, 13)
+	binary.BigEndian.PutUint32(ihdr[0:], w)
+	binary.BigEndian.PutUint32(ihdr[4:], h)
+	ihdr[8], ihdr[9] = depth, colorType
+	return pngChunk("IHDR", ihdr)
+}
+
+// rawPNG builds a PNG from unfiltered rows. Go's encoder never writes
+// grey+alpha (colour type 4), so those test files are assembled here.
+func rawPNG(t testing.TB, w, h int, depth, colorType byte, rows [][]byte, extra ...[]byte) []byte {
+	t.Helper()
+	var z bytes.Buffer
+	zw := zlib.NewWriter(&z)
+	for _, r := range rows {
+		zw.Write([]byte{0}) // filter type None
+		zw.Write(r)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	b.WriteString("\x89PNG\r\n\x1a\n")
+	b.Write(pngIHDR(uint32(w), uint32(h), depth, colorType))
+	for _, e := range extra {
+		b.Write(e)
+	}
+	b.Write(pngChunk("IDAT", z.Bytes()))
+	b.Write(pngChunk("IEND", nil))
+	return b.Bytes()
+}
+
+// --- Hand-built 4-component (CMYK / YCCK) JPEG ----------------------------
+//
+// image/jpeg cannot encode CMYK, so this is a minimal baseline encoder:
+// 4 components, no subsampling, a flat quantisation table of 2 (close to
+// lossless, so colours can be checked tightly), and Huffman tables in which
+// every symbol has the same code length (valid, just not optimal). It writes
+// the Adobe APP14 marker that real CMYK JPEGs (Photoshop, libjpeg) carry.
+
+// cmykJPEG encodes a w×h image whose pixel (x, y) has CMYK value px(x, y).
+// transform is the Adobe APP14 transform flag: 0 stores the four channels
+// as-is (Adobe's convention: inverted, 255 = no ink), 2 stores YCCK, with
+// C, M, Y coded as YCbCr of (C, M, Y) and K inverted, as libjpeg does.
+// adobe=false omits APP14 altogether (an ambiguous file decoders must reject).
+func cmykJPEG(w, h int, px func(x, y int) color.CMYK, transform byte, adobe bool) []byte {
+	planes := [4][]int{}
+	pw, ph := (w+7)&^7, (h+7)&^7
+	for c := range planes {
+		planes[c] = make([]int, pw*ph)
+	}
+	for y := 0; y < ph; y++ {
+		for x := 0; x < pw; x++ {
+			p := px(min(x, w-1), min(y, h-1)) // replicate edges into padding
+			var s [4]uint8
+			if transform == 2 {
+				yy, cb, cr := color.RGBToYCbCr(p.C, p.M, p.Y)
+				s = [4]uint8{yy, cb, cr, 255 - p.K}
+			} else {
+				s = [4]uint8{255 - p.C, 255 - p.M, 255 - p.Y, 255 - p.K}
+			}
+			for c := range planes {
+				planes[c][y*pw+x] = int(s[c])
+			}
+		}
+	}
+
+	var out bytes.Buffer
+	seg := func(marker byte, payload []byte) {
+		out.Write([]byte{0xFF, marker, byte((len(payload) + 2) >> 8), byte(len(payload) + 2)})
+		out.Write(payload)
+	}
+	out.Write([]byte{0xFF, 0xD8})
+	if adobe {
+		seg(0xEE, []byte{'A', 'd', 'o', 'b', 'e', 0, 100, 0, 0, 0, 0, transform})
+	}
+	const q = 2
+	dqt := make([]byte, 65)
+	for i := 1; i < 65; i++ {
+		dqt[i] = q
+	}
+	seg(0xDB, dqt)
+	sof := []byte{8, byte(h >> 8), byte(h), byte(w >> 8), byte(w), 4}
+	for c := byte(1); c <= 4; c++ {
+		sof = append(sof, c, 0x11, 0)
+	}
+	seg(0xC0, sof)
+
+	// DC: categories 0..11, all 4-bit codes. AC: EOB, ZRL and every
+	// run/size pair (size 1..10), all 8-bit codes.
+	dcVals := []byte{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}
+	acVals := []byte{0x00, 0xF0}
+	for run := 0; run < 16; run++ {
+		for size := 1; size <= 10; size++ {
+			acVals = append(acVals, byte(run<<4|size))
+		}
+	}
+	dht := []byte{0x00}
+	counts := make([]byte, 16)
+	counts[3] = byte(len(dcVals))
+	dht = append(append(append(dht, counts...), dcVals...), 0x10)
+	counts = make([]byte, 16)
+	counts[7] = byte(len(acVals))
+	dht = append(append(dht, counts...), acVals...)
+	seg(0xC4, dht)
+	dcCode := map[int]uint32{}
+	for i, v := range dcVals {
+		dcCode[int(v)] = uint32(i)
+	}
+	acCode := map[int]uint32{}
+	for i, v := range acVals {
+		acCode[int(v)] = uint32(i)
+	}
+	sos := []byte{4}
+	for c := byte(1); c <= 4; c++ {
+		sos = append(sos, c, 0x00)
+	}
+	seg(0xDA, append(sos, 0, 63, 0))
+
+	bw := &bitWriter{w: &out}
+	category := func(v int) int {
+		if v < 0 {
+			v = -v
+		}
+		n := 0
+		for v > 0 {
+			n++
+			v >>= 1
+		}
+		return n
+	}
+	emitValue := func(v, n int) {
+		if v < 0 {
+			v += 1<<n - 1
+		}
+		bw.write(uint32(v), n)
+	}
+	// zigzag[k] is the natural (row-major) index of the k-th coefficient in
+	// JPEG zig-zag order.
+	zigzag := [64]int{
+		0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5,
+		12, 19, 26, 33, 40, 48, 41, 34, 27, 20, 13, 6, 7, 14, 21, 28,
+		35, 42, 49, 56, 57, 50, 43, 36, 29, 22, 15, 23, 30, 37, 44, 51,
+		58, 59, 52, 45, 38, 31, 39, 46, 53, 60, 61, 54, 47, 55, 62, 63,
+	}
+	var pred [4]int
+	var blk [64]float64
+	for by := 0; by < ph; by += 8 {
+		for bx := 0; bx < pw; bx += 8 {
+			for c := 0; c < 4; c++ { // interleaved MCU: one block per component
+				for y := 0; y < 8; y++ {
+					for x := 0; x < 8; x++ {
+						blk[y*8+x] = float64(planes[c][(by+y)*pw+bx+x] - 128)
+					}
+				}
+				coef := fdct(&blk)
+				var zz [64]int
+				for k := 0; k < 64; k++ {
+					zz[k] = int(math.Round(coef[zigzag[k]] / q))
+				}
+				diff := zz[0] - pred[c]
+				pred[c] = zz[0]
+				n := category(diff)
+				bw.write(dcCode[n], 4)
+				emitValue(diff, n)
+				run := 0
+				for k := 1; k < 64; k++ {
+					if zz[k] == 0 {
+						run++
+						continue
+					}
+					for run > 15 {
+						bw.write(acCode[0xF0], 8)
+						run -= 16
+					}
+					n := category(zz[k])
+					bw.write(acCode[run<<4|n], 8)
+					emitValue(zz[k], n)
+					run = 0
+				}
+				if run > 0 {
+					bw.write(acCode[0x00], 8)
+				}
+			}
+		}
+	}
+	bw.flush()
+	out.Write([]byte{0xFF, 0xD9})
+	return out.Bytes()
+}
+
+// fdct is the textbook 8×8 forward DCT-II with JPEG's normalisation.
+func fdct(in *[64]float64) [64]float64 {
+	var out [64]float64
+	for v := 0; v < 8; v++ {
+		for u := 0; u < 8; u++ {
+			var s float64
+			for y := 0; y < 8; y++ {
+				for x := 0; x < 8; x++ {
+					s += in[y*8+x] *
+						math.Cos(float64(2*x+1)*float64(u)*math.Pi/16) *
+						math.Cos(float64(2*y+1)*float64(v)*math.Pi/16)
+				}
+			}
+			cu, cv := 1.0, 1.0
+			if u == 0 {
+				cu = 1 / math.Sqrt2
+			}
+			if v == 0 {
+				cv = 1 / math.Sqrt2
+			}
+			out[v*8+u] = s * cu * cv / 4
+		}
+	}
+	return out
+}
+
+// bitWriter writes MSB-first entropy-coded data with JPEG byte stuffing.
+type bitWriter struct {
+	w     *bytes.Buffer
+	acc   uint32
+	nbits int
+}
+
+func (b *bitWriter) write(v uint32, n int) {
+	for i := n - 1; i >= 0; i-- {
+		b.acc = b.acc<<1 | (v>>uint(i))&1
+		b.nbits++
+		if b.nbits == 8 {
+			b.emit(byte(b.acc))
+			b.acc, b.nbits = 0, 0
+		}
+	}
+}
+
+func (b *bitWriter) emit(c byte) {
+	b.w.WriteByte(c)
+	if c == 0xFF {
+		b.w.WriteByte(0x00)
+	}
+}
+
+func (b *bitWriter) flush() {
+	for b.nbits != 0 {
+		b.write(1, 1) // pad with 1-bits, as the spec requires
+	}
+}
+
+// --- EXIF -----------------------------------------------------------------
+
+// tiffWithOrientation builds a small TIFF structure (as found in EXIF) in
+// the given byte order whose IFD0 holds a few ordinary tags around
+// Orientation, so the parser has to walk entries rather than find it first.
+func tiffWithOrientation(order binary.ByteOrder, orientation uint16) []byte {
+	var b bytes.Buffer
+	if order == binary.LittleEndian {
+		b.WriteString("II")
+	} else {
+		b.WriteString("MM")
+	}
+	w16 := func(v uint16) { binary.Write(&b, order, v) }
+	w32 := func(v uint32) { binary.Write(&b, order, v) }
+	w16(42)
+	w32(8)
+	w16(3) // entries
+	// 0x010F Make, ASCII, count 4 (inline "Go\0\0")
+	w16(0x010F)
+	w16(2)
+	w32(4)
+	b.WriteString("Go\x00\x00")
+	// 0x0112 Orientation, SHORT, 1
+	w16(0x0112)
+	w16(3)
+	w32(1)
+	w16(orientation)
+	w16(0)
+	// 0x011A XResolution, RATIONAL, 1, offset (points past the end on
+	// purpose: the parser must not care about entries it does not read)
+	w16(0x011A)
+	w16(5)
+	w32(1)
+	w32(0xFFFFFF00)
+	w32(0) // next IFD
+	return b.Bytes()
+}
+
+// withJPEGApp1 inserts an APP1 segment holding "Exif\0\0"+tiff right after
+// SOI, where cameras put it.
+func withJPEGApp1(jpg, payload []byte) []byte {
+	seg := []byte{0xFF, 0xE1, byte((len(payload) + 2) >> 8), byte(len(payload) + 2)}
+	out := append([]byte{}, jpg[:2]...)
+	out = append(out, seg...)
+	out = append(out, payload...)
+	return append(out, jpg[2:]...)
+}
+
+func jpegWithOrientation(jpg []byte, order binary.ByteOrder, o uint16) []byte {
+	return withJPEGApp1(jpg, append([]byte("Exif\x00\x00"), tiffWithOrientation(order, o)...))
+}
+
+// --- Independent geometric transforms on image.NRGBA ----------------------
+//
+// The EXIF tests build "stored" images from upright ones with these, written
+// independently of Image.oriented (as compositions of a 90° rotation and
+// mirrors) so that a shared mistake cannot make the test pass.
+
+func rotCW(m *image.NRGBA) *image.NRGBA {
+	b := m.Bounds()
+	out := image.NewNRGBA(image.Rect(0, 0, b.Dy(), b.Dx()))
+	for y := 0; y < b.Dy(); y++ {
+		for x := 0; x < b.Dx(); x++ {
+			// The left column of the source becomes the top row.
+			out.SetNRGBA(b.Dy()-1-y, x, m.NRGBAAt(b.Min.X+x, b.Min.Y+y))
+		}
+	}
+	return out
+}
+
+func mirrorH(m *image.NRGBA) *image.NRGBA {
+	b := m.Bounds()
+	out := image.NewNRGBA(image.Rect(0, 0, b.Dx(), b.Dy()))
+	for y := 0; y < b.Dy(); y++ {
+		for x := 0; x < b.Dx(); x++ {
+			out.SetNRGBA(b.Dx()-1-x, y, m.NRGBAAt(b.Min.X+x, b.Min.Y+y))
+		}
+	}
+	return out
+}
+
+func mirrorV(m *image.NRGBA) *image.NRGBA {
+	return rotCW(rotCW(mirrorH(m)))
+}
+
+// storedFor returns how a camera would store the upright image u when it
+// writes EXIF orientation o, i.e. the inverse of the display transform.
+func storedFor(u *image.NRGBA, o int) *image.NRGBA {
+	switch o {
+	case 2: // display mirrors H; inverse: mirror H
+		return mirrorH(u)
+	case 3: // display rotates 180; inverse: rotate 180
+		return rotCW(rotCW(u))
+	case 4: // display mirrors V
+		return mirrorV(u)
+	case 5: // transpose is its own inverse
+		return mirrorH(rotCW(u))
+	case 6: // display rotates CW; stored is rotated CCW
+		return rotCW(rotCW(rotCW(u)))
+	case 7: // transverse is its own inverse
+		return mirrorV(rotCW(u))
+	case 8: // display rotates CCW; stored is rotated CW
+		return rotCW(u)
+	}
+	return u
+}

@@ -1,0 +1,261 @@
+// Package imageio decodes untrusted image bytes (JPEG, PNG, GIF, WebP, BMP)
+// into upright, 8-bit packed RGB.
+//
+// The input is assumed hostile: its size and declared dimensions are checked
+// against Limits before any pixel buffer is allocated, decoder panics are
+// turned into errors, and every failure is an *Error carrying a stable
+// machine code (see Code) that the HTTP layer can pass through to clients.
+//
+// The package has no mutable package-level state, so Decode is safe for
+// concurrent use.
+package imageio
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"image"
+	"image/gif"
+	"image/jpeg"
+	"image/png"
+	"io"
+
+	"golang.org/x/image/bmp"
+	"golang.org/x/image/webp"
+)
+
+// Default limits. 32 MiB comfortably holds a full-resolution phone photo;
+// 40 megapixels bounds the decoder's working memory to roughly 160 MB for
+// 8-bit RGBA (320 MB for 16-bit PNG) plus 120 MB for the RGB result.
+const (
+	DefaultMaxBytes  int64 = 32 << 20
+	DefaultMaxPixels int64 = 40_000_000
+)
+
+// Limits bound what Decode accepts; both are checked before any pixel is
+// decoded. A zero (or negative) field means "use the default".
+type Limits struct {
+	MaxBytes  int64 // maximum len(data); default 32 MiB when zero
+	MaxPixels int64 // maximum width*height; default 40_000_000 when zero
+}
+
+// DefaultLimits returns the limits used for zero fields.
+func DefaultLimits() Limits {
+	return Limits{MaxBytes: DefaultMaxBytes, MaxPixels: DefaultMaxPixels}
+}
+
+// withDefaults fills unset fields. Negative values are treated as unset
+// rather than as "reject everything": a negative limit can only be a
+// configuration mistake, and failing open to the default keeps the service
+// usable while still bounded.
+func (l Limits) withDefaults() Limits {
+	if l.MaxBytes <= 0 {
+		l.MaxBytes = DefaultMaxBytes
+	}
+	if l.MaxPixels <= 0 {
+		l.MaxPixels = DefaultMaxPixels
+	}
+	return l
+}
+
+// Image is an 8-bit packed RGB image: row-major, 3 bytes per pixel, no
+// padding, so len(Pix) == 3*Width*Height and pixel (x, y) starts at
+// Pix[3*(y*Width+x)]. Images returned by Decode are already rotated upright
+// according to their EXIF orientation.
+type Image struct {
+	Width, Height int
+	Pix           []byte
+	// Format is the source format: "jpeg", "png", "gif", "webp" or "bmp";
+	// empty for images built by FromImage.
+	Format string
+}
+
+// codec holds the two entry points of one format's decoder. Decoders are
+// called directly instead of through image.Decode so that the accepted set
+// of formats does not depend on what else registered itself globally.
+type codec struct {
+	config func(io.Reader) (image.Config, error)
+	decode func(io.Reader) (image.Image, error)
+}
+
+func codecFor(format string) codec {
+	switch format {
+	case FormatJPEG:
+		return codec{jpeg.DecodeConfig, jpeg.Decode}
+	case FormatPNG:
+		return codec{png.DecodeConfig, png.Decode}
+	case FormatGIF:
+		// gif.Decode returns only the first frame, which is what we want:
+		// a face detector needs one still image.
+		return codec{gif.DecodeConfig, gif.Decode}
+	case FormatWebP:
+		return codec{webp.DecodeConfig, webp.Decode}
+	case FormatBMP:
+		return codec{bmp.DecodeConfig, bmp.Decode}
+	}
+	panic("imageio: no codec for " + format) // unreachable: sniff only returns the formats above
+}
+
+// Decode decodes an untrusted encoded image into upright packed RGB.
+//
+// Checks run cheapest first so that hostile input is refused before it costs
+// memory: empty input, byte size, magic bytes, header (DecodeConfig),
+// declared dimensions against lim.MaxPixels, and only then the pixel data.
+// The returned error is always an *Error (see Code).
+//
+// Alpha is dropped, not composited: the colour channels are used
+// un-premultiplied, exactly as color.NRGBA would give them. Compositing onto
+// some background would invent pixel values the subject never had, and for
+// face analysis the true colour of partially transparent pixels is the more
+// faithful signal. Fully transparent pixels keep whatever colour the file
+// stored for them (black for formats that store premultiplied colour).
+//
+// For GIF only the first frame is decoded; its own bounds (which may be
+// smaller than the logical screen) define the result's size.
+func Decode(data []byte, lim Limits) (*Image, error) {
+	lim = lim.withDefaults()
+	if len(data) == 0 {
+		return nil, newError(CodeEmptyImage, "no image data")
+	}
+	if int64(len(data)) > lim.MaxBytes {
+		return nil, newError(CodeImageTooLarge,
+			fmt.Sprintf("%d bytes exceeds the limit of %d bytes", len(data), lim.MaxBytes))
+	}
+	format, other := sniff(data)
+	if format == "" {
+		detail := "unrecognised data (supported: jpeg, png, gif, webp, bmp)"
+		if other != "" {
+			detail = other + " is not supported (supported: jpeg, png, gif, webp, bmp)"
+		}
+		return nil, newError(CodeUnsupportedFormat, detail)
+	}
+	if format == FormatWebP && webpAnimated(data) {
+		return nil, newError(CodeUnsupportedFormat, "animated webp is not supported")
+	}
+	c := codecFor(format)
+
+	cfg, err := safeConfig(c, data)
+	if err != nil {
+		return nil, classify(format, "header", err)
+	}
+	if cfg.Width <= 0 || cfg.Height <= 0 {
+		return nil, newError(CodeCorruptImage,
+			fmt.Sprintf("%s: invalid dimensions %dx%d", format, cfg.Width, cfg.Height))
+	}
+	if tooMany(cfg.Width, cfg.Height, lim.MaxPixels) {
+		return nil, newError(CodeImageTooLarge,
+			fmt.Sprintf("%dx%d pixels exceeds the limit of %d pixels", cfg.Width, cfg.Height, lim.MaxPixels))
+	}
+	if format == FormatBMP {
+		// BMP pixels are stored uncompressed, so a file shorter than its
+		// declared pixel array is certainly truncated; refuse it before the
+		// decoder allocates the full canvas for nothing.
+		if err := bmpCheckLength(data, cfg); err != nil {
+			return nil, err
+		}
+	}
+
+	out, err := safeDecode(c, data)
+	if err != nil {
+		return nil, classify(format, "data", err)
+	}
+	// Defensive: a decoder must not produce more than its header promised.
+	// (GIF frames may legitimately be smaller than the logical screen.)
+	if out.Width <= 0 || out.Height <= 0 || out.Width > cfg.Width || out.Height > cfg.Height {
+		return nil, newError(CodeCorruptImage,
+			fmt.Sprintf("%s: decoded size %dx%d does not match header %dx%d",
+				format, out.Width, out.Height, cfg.Width, cfg.Height))
+	}
+
+	// Metadata problems are never errors: an image with unreadable EXIF is
+	// still a perfectly good image, just left in stored orientation.
+	if o := exifOrientation(format, data); o != 1 {
+		out = out.oriented(o)
+	}
+	out.Format = format
+	return out, nil
+}
+
+// tooMany reports whether w*h > limit without overflowing: for positive
+// integers, w*h > limit exactly when w > floor(limit/h).
+func tooMany(w, h int, limit int64) bool {
+	if int64(w) > limit/int64(h) {
+		return true
+	}
+	// The RGB result needs 3*w*h bytes; keep that representable as an int
+	// even when a caller configured an absurd limit (or int is 32 bits).
+	const maxInt = int64(^uint(0) >> 1)
+	return int64(w)*int64(h) > maxInt/4
+}
+
+// safeConfig runs the format's DecodeConfig, converting a panic into an
+// error: the decoders are well tested but the input is hostile, and one bad
+// upload must not take the process down.
+func safeConfig(c codec, data []byte) (cfg image.Config, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("decoder panic: %v", r)
+		}
+	}()
+	return c.config(bytes.NewReader(data))
+}
+
+// safeDecode decodes and converts to packed RGB, converting a panic into an
+// error. The conversion is inside the recover too because it trusts the
+// decoder's image layout (strides, slice lengths); if a decoder ever produced
+// an inconsistent image that must surface as corrupt_image, not a crash.
+func safeDecode(c codec, data []byte) (out *Image, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			out, err = nil, fmt.Errorf("decoder panic: %v", r)
+		}
+	}()
+	m, err := c.decode(bytes.NewReader(data))
+	if err != nil {
+		return nil, err
+	}
+	if m == nil {
+		return nil, errors.New("decoder returned no image")
+	}
+	return FromImage(m), nil
+}
+
+// classify maps a decoder error to our codes. Everything is corrupt_image
+// except JPEG and BMP "unsupported" errors: those decoders refuse some valid
+// files (arithmetic-coded or 12-bit JPEG, RLE-compressed BMP), and telling
+// the client its file is corrupt would be wrong. PNG's UnsupportedError is
+// not special-cased because Go's PNG decoder supports every valid PNG, so
+// its "unsupported" really means a malformed header.
+func classify(format, stage string, err error) error {
+	var ju jpeg.UnsupportedError
+	if errors.As(err, &ju) || errors.Is(err, bmp.ErrUnsupported) {
+		return newError(CodeUnsupportedFormat, fmt.Sprintf("%s variant not supported: %v", format, err))
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return newError(CodeCorruptImage, fmt.Sprintf("%s: truncated %s: %v", format, stage, err))
+	}
+	return newError(CodeCorruptImage, fmt.Sprintf("%s: invalid %s: %v", format, stage, err))
+}
+
+// bmpCheckLength verifies that an uncompressed BMP holds its whole pixel
+// array. x/image/bmp only decodes uncompressed 1/2/4/8/24/32-bit images, so
+// the size is exactly computable from the header.
+func bmpCheckLength(data []byte, cfg image.Config) error {
+	if len(data) < 30 {
+		return nil // the decoder's own header parsing already vetted this
+	}
+	offset := int64(binary.LittleEndian.Uint32(data[10:14]))
+	bpp := int64(binary.LittleEndian.Uint16(data[28:30]))
+	if bpp == 0 || bpp > 32 {
+		return nil // not a depth the decoder accepts; it reports that itself
+	}
+	rowBytes := (int64(cfg.Width)*bpp + 31) / 32 * 4
+	// Compare by division so that an absurd height cannot overflow.
+	if int64(cfg.Height) > (int64(len(data))-offset)/rowBytes {
+		return newError(CodeCorruptImage, fmt.Sprintf(
+			"bmp: truncated pixel data: %d bytes cannot hold %dx%d at %d bits per pixel from offset %d",
+			len(data), cfg.Width, cfg.Height, bpp, offset))
+	}
+	return nil
+}
