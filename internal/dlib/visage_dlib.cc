@@ -14,6 +14,7 @@
 #include <type_traits>
 #include <vector>
 
+#include <dlfcn.h>
 #include <jpeglib.h>
 
 #include <dlib/dnn.h>
@@ -165,6 +166,19 @@ struct collect_layers {
 struct set_conv_mode {
 	void operator()(affine_& l) const { l = affine_(CONV_MODE); }
 };
+
+// Visage parallelises across faces, one network per worker: OpenBLAS's
+// own threads would only compete with them (a batch of 8 got slower with
+// two). Unless the user set OPENBLAS_NUM_THREADS, pin OpenBLAS to one
+// thread when the library loads. dlsym keeps this a no-op with other BLAS.
+struct single_threaded_blas {
+	single_threaded_blas() {
+		if (std::getenv("OPENBLAS_NUM_THREADS") != nullptr) return;
+		using setter = void (*)(int);
+		if (auto set = reinterpret_cast<setter>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads")))
+			set(1);
+	}
+} const blas_threads;
 
 }  // namespace
 

@@ -6,7 +6,9 @@ import (
 )
 
 // FromImage converts any image.Image to packed 8-bit RGB (Format is left
-// empty). It returns nil for a nil image.
+// empty). It returns nil for a nil image. It allocates 3*Dx*Dy bytes without
+// any limit, so it is for images already in memory (tests, benchmarks,
+// trusted sources); untrusted bytes go through Decode.
 //
 // The concrete types produced by the standard and x/image decoders take fast
 // paths that read their pixel buffers directly; calling At per pixel boxes a
@@ -30,9 +32,9 @@ func FromImage(img image.Image) *Image {
 	ok := false
 	switch m := img.(type) {
 	case *image.YCbCr:
-		ok = fromYCbCr(out.Pix, m)
+		ok = fromYCbCr(out.Pix, m, false)
 	case *image.NYCbCrA:
-		ok = fromYCbCr(out.Pix, &m.YCbCr)
+		ok = fromYCbCr(out.Pix, &m.YCbCr, false)
 	case *image.RGBA:
 		ok = fromRGBA(out.Pix, m.Pix, m.Stride, w, h, true)
 	case *image.NRGBA:
@@ -62,9 +64,12 @@ func FromImage(img image.Image) *Image {
 // panics or not exactly as the type itself defines) instead of us indexing
 // out of range half-way through.
 func fits(n, stride, rowLen, h int) bool {
-	return stride >= rowLen && h > 0 && (h-1) <= (n-rowLen)/stride && n >= rowLen
+	return rowLen > 0 && stride >= rowLen && h > 0 && n >= rowLen && (h-1) <= (n-rowLen)/stride
 }
 
+// fromGeneric is the fallback for types without a fast path (and for
+// layouts a fast path declined): correct for any image.Image, but it boxes
+// one color.Color per pixel.
 func fromGeneric(dst []byte, img image.Image, b image.Rectangle) {
 	i := 0
 	for y := b.Min.Y; y < b.Max.Y; y++ {
@@ -76,11 +81,21 @@ func fromGeneric(dst []byte, img image.Image, b image.Rectangle) {
 	}
 }
 
-// fromYCbCr converts with the same integer arithmetic as
-// color.YCbCrToRGB (JFIF full-range BT.601), inlined because a function call
-// per pixel is measurable at this volume. It handles every subsample ratio
-// via the chroma shift amounts.
-func fromYCbCr(dst []byte, m *image.YCbCr) bool {
+// fromYCbCr converts YCbCr to RGB for every subsample ratio. Chroma is
+// replicated (nearest sample), as image.YCbCr itself does.
+//
+// With limited=false the result is bit-identical to color.YCbCrToRGB (JFIF:
+// full-range BT.601, what JPEG stores). With limited=true it is
+// bit-identical to libwebp's conversion for limited-range ("video", Y in
+// 16..235) BT.601, which is what VP8 and hence lossy WebP store:
+// x/image/webp returns those planes as *image.YCbCr, whose own conversion
+// assumes full range and so washes colours out (golang/go#40173), so callers
+// that know the source is VP8 must ask for this.
+//
+// Both conversions are "luma term + chroma terms, then clamp" in 16.16
+// fixed point, so they share the loops below and differ only in the lookup
+// tables built by newYCCTables.
+func fromYCbCr(dst []byte, m *image.YCbCr, limited bool) bool {
 	r := m.Rect
 	var hs, vs uint // log2 of horizontal and vertical chroma subsampling
 	switch m.SubsampleRatio {
@@ -109,30 +124,112 @@ func fromYCbCr(dst []byte, m *image.YCbCr) bool {
 	if !fits(len(m.Y), m.YStride, w, h) || !fits(len(m.Cb), m.CStride, cw, ch) || !fits(len(m.Cr), m.CStride, cw, ch) {
 		return false
 	}
-	cx0 := r.Min.X >> hs
+	t := newYCCTables(limited)
 	for y := 0; y < h; y++ {
-		yrow := m.Y[y*m.YStride : y*m.YStride+w]
+		ys := m.Y[y*m.YStride : y*m.YStride+w]
 		co := (((r.Min.Y + y) >> vs) - (r.Min.Y >> vs)) * m.CStride
-		cbrow := m.Cb[co : co+cw]
-		crrow := m.Cr[co : co+cw]
+		cbs := m.Cb[co : co+cw]
+		crs := m.Cr[co : co+cw]
 		d := dst[3*w*y : 3*w*(y+1)]
-		for x, yy := range yrow {
-			ci := ((r.Min.X + x) >> hs) - cx0
-			cb := int32(cbrow[ci]) - 128
-			cr := int32(crrow[ci]) - 128
-			// Same constants and rounding as color.YCbCrToRGB: 16.16 fixed
-			// point, with the 0x10101 multiplier folding in the +0.5 rounding.
-			yy1 := int32(yy) * 0x10101
-			rr := yy1 + 91881*cr
-			gg := yy1 - 22554*cb - 46802*cr
-			bb := yy1 + 116130*cb
-			p := d[3*x : 3*x+3 : 3*x+3]
-			p[0] = clamp16(rr)
-			p[1] = clamp16(gg)
-			p[2] = clamp16(bb)
+		switch {
+		case hs == 0:
+			t.row1(d, ys, cbs, crs)
+		case hs == 1 && r.Min.X%2 == 0:
+			t.row2(d, ys, cbs, crs)
+		default:
+			t.rowN(d, ys, cbs, crs, hs, r.Min.X)
 		}
 	}
 	return true
+}
+
+// yccTables hold the per-sample terms of a YCbCr→RGB conversion in 16.16
+// fixed point: R = y+rCr, G = y+gCb+gCr, B = y+bCb, each then clamp16'd.
+// Built per call (about 1.3k operations) rather than kept in a package-level
+// table, which would be mutable global state.
+type yccTables struct {
+	y, rCr, gCb, gCr, bCb [256]int32
+}
+
+func newYCCTables(limited bool) *yccTables {
+	t := new(yccTables)
+	for i := range 256 {
+		v := int32(i)
+		if limited {
+			// libwebp dsp/yuv.h (VP8YUVToR/G/B): 14-bit coefficients,
+			// MultHi = (v*c)>>8, results in 8.6 fixed point with the
+			// -16/-128 offsets and rounding folded into the constants.
+			// Shifting left by 10 turns 8.6 into 16.16, where clamp16
+			// equals libwebp's VP8Clip8 exactly.
+			t.y[i] = (v * 19077 >> 8) << 10
+			t.rCr[i] = (v*26149>>8 - 14234) << 10
+			t.gCb[i] = -(v * 6419 >> 8) << 10
+			t.gCr[i] = (-(v * 13320 >> 8) + 8708) << 10
+			t.bCb[i] = (v*33050>>8 - 17685) << 10
+			continue
+		}
+		// color.YCbCrToRGB: the 0x10101 luma multiplier folds in the +0.5
+		// rounding; chroma is centred on 128.
+		c := v - 128
+		t.y[i] = v * 0x10101
+		t.rCr[i] = 91881 * c
+		t.gCb[i] = -22554 * c
+		t.gCr[i] = -46802 * c
+		t.bCb[i] = 116130 * c
+	}
+	return t
+}
+
+// row1: one chroma sample per pixel (4:4:4, 4:4:0).
+func (t *yccTables) row1(d, ys, cbs, crs []byte) {
+	cbs, crs = cbs[:len(ys)], crs[:len(ys)]
+	for x, yy := range ys {
+		l := t.y[yy]
+		cb, cr := cbs[x], crs[x]
+		p := d[3*x : 3*x+3 : 3*x+3]
+		p[0] = clamp16(l + t.rCr[cr])
+		p[1] = clamp16(l + t.gCb[cb] + t.gCr[cr])
+		p[2] = clamp16(l + t.bCb[cb])
+	}
+}
+
+// row2: one chroma sample per two pixels (4:2:0, 4:2:2) with the row
+// starting on an even x, the case every decoder produces. The chroma terms
+// are computed once per pair.
+func (t *yccTables) row2(d, ys, cbs, crs []byte) {
+	n := len(ys)
+	for k := 0; 2*k+1 < n; k++ {
+		cb, cr := cbs[k], crs[k]
+		rc, gc, bc := t.rCr[cr], t.gCb[cb]+t.gCr[cr], t.bCb[cb]
+		l0, l1 := t.y[ys[2*k]], t.y[ys[2*k+1]]
+		p := d[6*k : 6*k+6 : 6*k+6]
+		p[0], p[1], p[2] = clamp16(l0+rc), clamp16(l0+gc), clamp16(l0+bc)
+		p[3], p[4], p[5] = clamp16(l1+rc), clamp16(l1+gc), clamp16(l1+bc)
+	}
+	if n%2 == 1 {
+		k := n / 2
+		cb, cr := cbs[k], crs[k]
+		l := t.y[ys[n-1]]
+		p := d[3*(n-1) : 3*n : 3*n]
+		p[0] = clamp16(l + t.rCr[cr])
+		p[1] = clamp16(l + t.gCb[cb] + t.gCr[cr])
+		p[2] = clamp16(l + t.bCb[cb])
+	}
+}
+
+// rowN: any horizontal subsampling and alignment; x0 is the image's
+// Rect.Min.X, needed because chroma samples align to absolute coordinates.
+func (t *yccTables) rowN(d, ys, cbs, crs []byte, hs uint, x0 int) {
+	c0 := x0 >> hs
+	for x, yy := range ys {
+		ci := ((x0 + x) >> hs) - c0
+		cb, cr := cbs[ci], crs[ci]
+		l := t.y[yy]
+		p := d[3*x : 3*x+3 : 3*x+3]
+		p[0] = clamp16(l + t.rCr[cr])
+		p[1] = clamp16(l + t.gCb[cb] + t.gCr[cr])
+		p[2] = clamp16(l + t.bCb[cb])
+	}
 }
 
 // clamp16 turns a 16.16 fixed-point value into a byte, clamping to [0,255]

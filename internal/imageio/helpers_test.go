@@ -534,3 +534,41 @@ func storedFor(u *image.NRGBA, o int) *image.NRGBA {
 	}
 	return u
 }
+
+// progressiveScanBomb builds a valid progressive greyscale JPEG of
+// size×size pixels whose DC scan is followed by acScans AC scans that each
+// cover every block with two end-of-band runs: about 15 bytes per scan, but
+// each scan costs the decoder a pass over all blocks.
+func progressiveScanBomb(size, acScans int) []byte {
+	var b bytes.Buffer
+	seg := func(marker byte, payload []byte) {
+		b.Write([]byte{0xFF, marker, byte((len(payload) + 2) >> 8), byte(len(payload) + 2)})
+		b.Write(payload)
+	}
+	b.Write([]byte{0xFF, 0xD8})
+	dqt := make([]byte, 65)
+	for i := 1; i < 65; i++ {
+		dqt[i] = 1
+	}
+	seg(0xDB, dqt)
+	seg(0xC2, []byte{8, byte(size >> 8), byte(size), byte(size >> 8), byte(size), 1, 1, 0x11, 0})
+	// DC table: one 1-bit code for category 0. AC table: two 1-bit codes,
+	// EOB14 (a run of 2^14 + 14 extra bits blocks) and EOB1.
+	dht := []byte{0x00, 1}
+	dht = append(dht, make([]byte, 15)...)
+	dht = append(dht, 0x00, 0x10, 2)
+	dht = append(dht, make([]byte, 15)...)
+	dht = append(dht, 0xE0, 0x10)
+	seg(0xC4, dht)
+	seg(0xDA, []byte{1, 1, 0x00, 0, 0, 0}) // DC first scan
+	blocks := (size / 8) * (size / 8)
+	b.Write(make([]byte, (blocks+7)/8)) // every DC difference is 0: one '0' bit
+	for i := 0; i < acScans; i++ {
+		seg(0xDA, []byte{1, 1, 0x00, 1, 63, 0})
+		// '0'+14 ones (EOB run 32767), twice, then '1'+'0' (EOB run 2):
+		// 65536 blocks for size 2048; the 0xFF byte is stuffed.
+		b.Write([]byte{0x7F, 0xFE, 0xFF, 0x00, 0xFE})
+	}
+	b.Write([]byte{0xFF, 0xD9})
+	return b.Bytes()
+}

@@ -33,6 +33,13 @@ const (
 	DefaultMaxPixels int64 = 40_000_000
 )
 
+// maxJPEGScans bounds the number of scans (SOS segments) in a JPEG. libjpeg's
+// progressive mode writes 10 for colour images and mozjpeg's scan
+// optimisation rarely exceeds 20; libjpeg-turbo offers the same kind of limit
+// (TJPARAM_SCANLIMIT, djpeg -maxscans) for untrusted input. At 40 megapixels
+// a scan costs roughly 10 ms, so this caps the CPU one upload can take.
+const maxJPEGScans = 100
+
 // Limits bound what Decode accepts; both are checked before any pixel is
 // decoded. A zero (or negative) field means "use the default".
 type Limits struct {
@@ -156,7 +163,26 @@ func Decode(data []byte, lim Limits) (*Image, error) {
 		}
 	}
 
-	out, err := safeDecode(c, data)
+	if format == FormatPNG {
+		// Go's PNG decoder allocates the whole canvas before inflating, so
+		// a 1 KB file declaring 6000x6000 would cost 144 MB before failing.
+		// Deflate cannot expand more than 1032:1, which bounds how small a
+		// genuine PNG of the declared size can be.
+		if err := pngCheckCompressed(data, cfg); err != nil {
+			return nil, err
+		}
+	}
+	if format == FormatJPEG {
+		// Every progressive scan costs a pass over all blocks, so a small
+		// file holding thousands of tiny scans burns minutes of CPU (the
+		// progressive-JPEG "scan bomb"). Count scans before decoding.
+		if n := jpegScans(data, maxJPEGScans); n > maxJPEGScans {
+			return nil, newError(CodeCorruptImage,
+				fmt.Sprintf("jpeg: more than %d scans (legitimate encoders write at most a few dozen)", maxJPEGScans))
+		}
+	}
+
+	out, err := safeDecode(c, data, format == FormatWebP)
 	if err != nil {
 		return nil, classify(format, "data", err)
 	}
@@ -205,7 +231,11 @@ func safeConfig(c codec, data []byte) (cfg image.Config, err error) {
 // error. The conversion is inside the recover too because it trusts the
 // decoder's image layout (strides, slice lengths); if a decoder ever produced
 // an inconsistent image that must surface as corrupt_image, not a crash.
-func safeDecode(c codec, data []byte) (out *Image, err error) {
+//
+// vp8 marks WebP input: its lossy (VP8) pixels come back as *image.YCbCr or
+// *image.NYCbCrA holding limited-range BT.601, which needs a different
+// conversion from JPEG's full-range YCbCr (see fromYCbCr).
+func safeDecode(c codec, data []byte, vp8 bool) (out *Image, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			out, err = nil, fmt.Errorf("decoder panic: %v", r)
@@ -217,6 +247,23 @@ func safeDecode(c codec, data []byte) (out *Image, err error) {
 	}
 	if m == nil {
 		return nil, errors.New("decoder returned no image")
+	}
+	if vp8 {
+		var y *image.YCbCr
+		switch t := m.(type) {
+		case *image.YCbCr:
+			y = t
+		case *image.NYCbCrA:
+			y = &t.YCbCr
+		}
+		if y != nil {
+			b := y.Rect
+			out := &Image{Width: b.Dx(), Height: b.Dy(), Pix: make([]byte, 3*b.Dx()*b.Dy())}
+			if fromYCbCr(out.Pix, y, true) {
+				return out, nil
+			}
+			return nil, errors.New("inconsistent YCbCr layout from the vp8 decoder")
+		}
 	}
 	return FromImage(m), nil
 }
@@ -233,9 +280,9 @@ func classify(format, stage string, err error) error {
 		return newError(CodeUnsupportedFormat, fmt.Sprintf("%s variant not supported: %v", format, err))
 	}
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-		return newError(CodeCorruptImage, fmt.Sprintf("%s: truncated %s: %v", format, stage, err))
+		return newError(CodeCorruptImage, fmt.Sprintf("truncated %s %s: %v", format, stage, err))
 	}
-	return newError(CodeCorruptImage, fmt.Sprintf("%s: invalid %s: %v", format, stage, err))
+	return newError(CodeCorruptImage, fmt.Sprintf("invalid %s %s: %v", format, stage, err))
 }
 
 // bmpCheckLength verifies that an uncompressed BMP holds its whole pixel
@@ -256,6 +303,55 @@ func bmpCheckLength(data []byte, cfg image.Config) error {
 		return newError(CodeCorruptImage, fmt.Sprintf(
 			"bmp: truncated pixel data: %d bytes cannot hold %dx%d at %d bits per pixel from offset %d",
 			len(data), cfg.Width, cfg.Height, bpp, offset))
+	}
+	return nil
+}
+
+// maxDeflateRatio is deflate's maximum expansion: a 258-byte match coded in
+// 2 bits (1-bit length code, 1-bit distance code) gives 258*8/2 = 1032.
+const maxDeflateRatio = 1032
+
+// pngCheckCompressed refuses a PNG whose IDAT chunks are too short to
+// inflate into the declared image, before the decoder allocates it. The
+// bound is loose on purpose (it ignores filter bytes and allows slack for
+// the zlib framing), so no valid PNG can fail it.
+func pngCheckCompressed(data []byte, cfg image.Config) error {
+	if len(data) < 26 {
+		return nil
+	}
+	depth := uint64(data[24])
+	var channels uint64
+	switch data[25] { // colour type
+	case 0, 3:
+		channels = 1
+	case 4:
+		channels = 2
+	case 2:
+		channels = 3
+	case 6:
+		channels = 4
+	default:
+		return nil // the decoder already rejected anything else
+	}
+	var idat uint64
+	for i := 8; i+12 <= len(data); {
+		n := uint64(binary.BigEndian.Uint32(data[i : i+4]))
+		if n > uint64(len(data)-i-12) {
+			break // truncated chunk: count what is there, let the decoder fail
+		}
+		switch string(data[i+4 : i+8]) {
+		case "IDAT":
+			idat += n
+		case "IEND":
+			i = len(data)
+			continue
+		}
+		i += 12 + int(n)
+	}
+	pixelBytes := (uint64(cfg.Width)*uint64(cfg.Height)*depth*channels + 7) / 8
+	if (idat+64)*maxDeflateRatio < pixelBytes {
+		return newError(CodeCorruptImage, fmt.Sprintf(
+			"png: %d bytes of compressed data cannot hold %dx%d pixels", idat, cfg.Width, cfg.Height))
 	}
 	return nil
 }

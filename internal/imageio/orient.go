@@ -148,6 +148,62 @@ func jpegExif(data []byte) []byte {
 	return nil
 }
 
+// jpegScans counts the scans (SOS segments) of a JPEG, stopping once the
+// count exceeds limit. It walks marker segments and skips entropy-coded data
+// by searching for the next marker (0xFF not followed by a stuffed 0x00, a
+// restart marker or another fill 0xFF). Malformed structure just ends the
+// count; the decoder reports such files itself.
+func jpegScans(data []byte, limit int) int {
+	n := 0
+	i := 2 // skip SOI
+	for i+4 <= len(data) {
+		if data[i] != 0xFF {
+			return n
+		}
+		marker := data[i+1]
+		switch {
+		case marker == 0xFF: // fill byte
+			i++
+			continue
+		case marker == 0xD8 || marker == 0x01 || (marker >= 0xD0 && marker <= 0xD7):
+			i += 2
+			continue
+		case marker == 0xD9: // end of image
+			return n
+		}
+		segLen := int(binary.BigEndian.Uint16(data[i+2 : i+4]))
+		if segLen < 2 || segLen > len(data)-i-2 {
+			return n
+		}
+		i += 2 + segLen
+		if marker != 0xDA {
+			continue
+		}
+		if n++; n > limit {
+			return n
+		}
+		// Skip the entropy-coded segment that follows the SOS header.
+		for {
+			k := bytes.IndexByte(data[i:], 0xFF)
+			if k < 0 || i+k+1 >= len(data) {
+				return n
+			}
+			i += k
+			c := data[i+1]
+			if c == 0x00 || (c >= 0xD0 && c <= 0xD7) {
+				i += 2 // stuffed zero or restart marker: still scan data
+				continue
+			}
+			if c == 0xFF {
+				i++ // fill byte; the marker starts at the next 0xFF
+				continue
+			}
+			break // a real marker: resume the segment walk here
+		}
+	}
+	return n
+}
+
 // webpAnimated reports whether a WebP declares animation in its VP8X
 // header; x/image/webp cannot decode animations and would otherwise report a
 // misleading "invalid format".

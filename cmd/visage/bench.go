@@ -1,0 +1,10 @@
+package main
+
+import (
+	"context"
+	"fmt"
+)
+
+func runBench(ctx context.Context, env *cliEnv, args []string) error {
+	return fmt.Errorf("not written yet")
+}

@@ -1,0 +1,135 @@
+package gallery
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/visage/visage/align"
+	"github.com/visage/visage/detect"
+	"github.com/visage/visage/embed"
+	"github.com/visage/visage/internal/imageio"
+)
+
+// EngineConfig selects models and resources for OpenEngine.
+type EngineConfig struct {
+	// ModelDir holds the model files.
+	ModelDir string
+	// Workers is the number of concurrent detections and networks.
+	Workers int
+	// MaxBatch caps chips per forward pass.
+	MaxBatch int
+	// Variant is the descriptor augmentation.
+	Variant embed.Variant
+	// Detector is "hog" (default) or "cnn" (needs embed.CNNFile).
+	Detector string
+	// Detect tunes the detector's scan size and threshold.
+	Detect detect.Options
+	// Landmarks is 5 or 68; 0 prefers 68 when present (it aligns as
+	// well and also yields expression and pitch cues).
+	Landmarks int
+	// Limits bound decoded images.
+	Limits imageio.Limits
+}
+
+// DefaultEngineConfig returns the defaults used by the CLI and server.
+func DefaultEngineConfig(modelDir string) EngineConfig {
+	return EngineConfig{
+		ModelDir: modelDir,
+		Workers:  2,
+		MaxBatch: 8,
+		Variant:  DefaultVariant(),
+		Detector: detect.HOGName,
+		Detect:   detect.DefaultOptions(),
+		Limits:   imageio.DefaultLimits(),
+	}
+}
+
+// Engine is an open pipeline with the resources behind it.
+type Engine struct {
+	*Pipeline
+	Embedder   *embed.Pool
+	Detector   *detect.Detector
+	Landmarker *align.Landmarker
+}
+
+// ErrModelMissing means a model file the configuration needs is absent;
+// `visage models` prepares the directory.
+var ErrModelMissing = errors.New("model file missing (run `visage models`)")
+
+// OpenEngine loads the models from cfg.ModelDir.
+func OpenEngine(cfg EngineConfig) (*Engine, error) {
+	if cfg.Workers < 1 {
+		cfg.Workers = 1
+	}
+	need := func(name string) (string, error) {
+		p := filepath.Join(cfg.ModelDir, name)
+		if _, err := os.Stat(p); err != nil {
+			return "", fmt.Errorf("open engine: %s: %w", p, ErrModelMissing)
+		}
+		return p, nil
+	}
+	lmName := embed.Landmarks68File
+	switch cfg.Landmarks {
+	case 5:
+		lmName = embed.Landmarks5File
+	case 0:
+		if _, err := os.Stat(filepath.Join(cfg.ModelDir, embed.Landmarks68File)); err != nil {
+			lmName = embed.Landmarks5File
+		}
+	}
+	lmPath, err := need(lmName)
+	if err != nil {
+		return nil, err
+	}
+	netPath, err := need(embed.ModelFile)
+	if err != nil {
+		return nil, err
+	}
+	model, err := embed.IdentifyModel(netPath)
+	if err != nil {
+		return nil, err
+	}
+	dopts := cfg.Detect
+	dopts.Workers = cfg.Workers
+	var det *detect.Detector
+	switch cfg.Detector {
+	case "", detect.HOGName:
+		det, err = detect.NewHOG(dopts)
+	case detect.CNNName:
+		var p string
+		if p, err = need(embed.CNNFile); err == nil {
+			det, err = detect.NewCNN(p, dopts)
+		}
+	default:
+		err = fmt.Errorf("open engine: unknown detector %q", cfg.Detector)
+	}
+	if err != nil {
+		return nil, err
+	}
+	lm, err := align.NewLandmarker(lmPath)
+	if err != nil {
+		det.Close()
+		return nil, err
+	}
+	pool, err := embed.NewPool(model, embed.Options{Workers: cfg.Workers, MaxBatch: cfg.MaxBatch, Variant: cfg.Variant})
+	if err != nil {
+		det.Close()
+		lm.Close()
+		return nil, err
+	}
+	return &Engine{
+		Pipeline:   NewPipeline(cfg.Limits, det, lm, pool),
+		Embedder:   pool,
+		Detector:   det,
+		Landmarker: lm,
+	}, nil
+}
+
+// Close frees every model once no call is running.
+func (e *Engine) Close() {
+	e.Embedder.Close()
+	e.Detector.Close()
+	e.Landmarker.Close()
+}
