@@ -3,6 +3,7 @@ package imageio
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"image"
 	"image/color"
 	"image/jpeg"
@@ -95,5 +96,19 @@ func BenchmarkFromImageGeneric1920x1280(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		FromImage(m)
+	}
+}
+
+// BenchmarkOrient1920x1280 measures the EXIF re-orientation of a decoded
+// 1920×1280 image for each non-identity orientation.
+func BenchmarkOrient1920x1280(b *testing.B) {
+	im := &Image{Width: 1920, Height: 1280, Pix: make([]byte, 3*1920*1280)}
+	for o := 2; o <= 8; o++ {
+		b.Run(fmt.Sprintf("o%d", o), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				im.oriented(o)
+			}
+		})
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"image/png"
 	"io"
 	"runtime"
+	"strings"
 	"testing"
 
 	"golang.org/x/image/bmp"
@@ -155,7 +156,9 @@ func TestDecodeFormats(t *testing.T) {
 		maxMean float64
 		maxAbs  int
 	}{
-		{name: "jpeg/ycbcr420", data: encodeJPEG(t, src, 90), format: "jpeg", want: srcRGB, maxMean: 3, maxAbs: 80},
+		// libjpeg's smoothing ("fancy") chroma upsampling spreads the
+		// synthetic image's hard colour edges further than Go's replication.
+		{name: "jpeg/ycbcr420", data: encodeJPEG(t, src, 90), format: "jpeg", want: srcRGB, maxMean: 4, maxAbs: 128},
 		{name: "jpeg/gray", data: encodeJPEG(t, gray, 90), format: "jpeg", want: refRGB(gray), maxMean: 2, maxAbs: 40},
 		{name: "jpeg/cmyk-adobe0-handmade", data: cmykJPEG(sw, sh, cmykPx, 0, true), format: "jpeg", want: srcRGB, maxMean: 1.5, maxAbs: 12},
 		{name: "jpeg/ycck-adobe2-handmade", data: cmykJPEG(sw, sh, cmykPx, 2, true), format: "jpeg", want: srcRGB, maxMean: 1.5, maxAbs: 12},
@@ -230,9 +233,10 @@ func pngFixture(t *testing.T, name string) *Image {
 	return refRGB(m)
 }
 
-// TestDecodeMatchesStdlib checks that lossy decodes are bit-exact against the
-// underlying decoder plus the documented conversion (color.YCbCrToRGB for
-// YCbCr, NRGBA semantics otherwise), i.e. the fast paths add no error.
+// TestDecodeMatchesStdlib checks that the YCbCr fast path of FromImage is
+// bit-exact against the documented conversion (color.YCbCrToRGB), i.e. it
+// adds no error. (Decode itself reads JPEGs with libjpeg; see
+// TestDecodeRealPhotos.)
 func TestDecodeMatchesStdlib(t *testing.T) {
 	src := synthNRGBA(sw, sh)
 	for _, q := range []int{50, 90, 100} {
@@ -241,11 +245,7 @@ func TestDecodeMatchesStdlib(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := Decode(data, Limits{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		mustEqualImages(t, got, refYCbCr(m.(*image.YCbCr)))
+		mustEqualImages(t, FromImage(m), refYCbCr(m.(*image.YCbCr)))
 	}
 }
 
@@ -287,6 +287,15 @@ func TestDecodeRealPhotos(t *testing.T) {
 				want = refYCbCr(y)
 			} else {
 				want = refRGB(m)
+			}
+			if got.Format == FormatJPEG {
+				// libjpeg (islow IDCT, smoothing chroma upsampling) and
+				// image/jpeg round differently; they agree to within a
+				// fraction of a grey level on average.
+				if mean, mx := diffStats(t, got, want); mean > 1 || mx > 16 {
+					t.Fatalf("pixels differ from image/jpeg: mean abs diff %.3f, max %d", mean, mx)
+				}
+				return
 			}
 			mustEqualImages(t, got, want)
 		})
@@ -572,10 +581,16 @@ func TestJPEGScanBomb(t *testing.T) {
 	if _, err := Decode(bomb, Limits{}); Code(err) != CodeCorruptImage {
 		t.Fatalf("err = %v, want corrupt_image", err)
 	}
-	// The same construction within the limit decodes (the generator is a
-	// valid JPEG, so the refusal above is due to the scan count alone).
-	if _, err := Decode(progressiveScanBomb(64, maxJPEGScans-1), Limits{}); err != nil {
-		t.Fatalf("%d scans: %v", maxJPEGScans, err)
+	// The same construction within the limit is a JPEG image/jpeg decodes,
+	// and Decode does not refuse it for its scans (libjpeg, stricter about
+	// the generator's Huffman tables, may still call it corrupt): the
+	// refusal above is due to the scan count alone.
+	within := progressiveScanBomb(64, maxJPEGScans-1)
+	if _, err := jpeg.Decode(bytes.NewReader(within)); err != nil {
+		t.Fatalf("%d scans: the generator's JPEG is invalid: %v", maxJPEGScans, err)
+	}
+	if _, err := Decode(within, Limits{}); err != nil && strings.Contains(err.Error(), "scans") {
+		t.Fatalf("%d scans refused for its scan count: %v", maxJPEGScans, err)
 	}
 	if _, err := Decode(progressiveScanBomb(64, maxJPEGScans), Limits{}); Code(err) != CodeCorruptImage {
 		t.Fatalf("%d scans: err = %v, want corrupt_image", maxJPEGScans+1, err)

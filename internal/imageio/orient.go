@@ -44,52 +44,66 @@ func (im *Image) oriented(o int) *Image {
 	rowBytes := 3 * w
 
 	switch o {
-	case 2: // mirror horizontally
+	case 2, 3: // mirror horizontally; 180° is that plus a vertical flip
 		for y := 0; y < h; y++ {
-			s := src[y*rowBytes : (y+1)*rowBytes]
-			d := dst[y*rowBytes : (y+1)*rowBytes]
-			for x := 0; x < w; x++ {
-				copy(d[3*x:3*x+3], s[3*(w-1-x):3*(w-1-x)+3])
+			sy := y
+			if o == 3 {
+				sy = h - 1 - y
 			}
-		}
-	case 3: // rotate 180°
-		for y := 0; y < h; y++ {
-			s := src[(h-1-y)*rowBytes : (h-y)*rowBytes]
-			d := dst[y*rowBytes : (y+1)*rowBytes]
-			for x := 0; x < w; x++ {
-				copy(d[3*x:3*x+3], s[3*(w-1-x):3*(w-1-x)+3])
-			}
+			reverseRow(dst[y*rowBytes:(y+1)*rowBytes], src[sy*rowBytes:(sy+1)*rowBytes])
 		}
 	case 4: // mirror vertically
 		for y := 0; y < h; y++ {
 			copy(dst[y*rowBytes:(y+1)*rowBytes], src[(h-1-y)*rowBytes:(h-y)*rowBytes])
 		}
 	case 5, 6, 7, 8:
-		// Destination is h wide and w tall. Along a destination row the
-		// source x is fixed and the source y walks up or down:
-		//   5 transpose:  src(dy,       dx)
-		//   6 rotate CW:  src(dy,       h-1-dx)
-		//   7 transverse: src(w-1-dy,   h-1-dx)
-		//   8 rotate CCW: src(w-1-dy,   dx)
-		for dy := 0; dy < dh; dy++ {
-			sx := dy
-			if o == 7 || o == 8 {
-				sx = w - 1 - dy
-			}
-			d := dst[dy*3*dw : (dy+1)*3*dw]
-			for dx := 0; dx < dw; dx++ {
-				sy := dx
-				if o == 6 || o == 7 {
-					sy = h - 1 - dx
+		// Destination is h wide and w tall. For destination (dx, dy):
+		//   5 transpose:  src(dy,     dx)
+		//   6 rotate CW:  src(dy,     h-1-dx)
+		//   7 transverse: src(w-1-dy, h-1-dx)
+		//   8 rotate CCW: src(w-1-dy, dx)
+		// Walking a destination row walks a source column, touching one
+		// cache line per pixel; working in tiles keeps those lines cached
+		// across the rows of a tile instead of refetching them per row.
+		const tile = 32
+		step := rowBytes // source offset change per destination x
+		if o == 6 || o == 7 {
+			step = -rowBytes
+		}
+		for ty := 0; ty < dh; ty += tile {
+			for tx := 0; tx < dw; tx += tile {
+				for dy := ty; dy < min(ty+tile, dh); dy++ {
+					sx := dy
+					if o == 7 || o == 8 {
+						sx = w - 1 - dy
+					}
+					sy := tx
+					if step < 0 {
+						sy = h - 1 - tx
+					}
+					si := sy*rowBytes + 3*sx
+					d := dst[3*(dy*dw+tx) : 3*(dy*dw+min(tx+tile, dw))]
+					for j := 0; j+3 <= len(d); j += 3 {
+						p, q := d[j:j+3:j+3], src[si:si+3:si+3]
+						p[0], p[1], p[2] = q[0], q[1], q[2]
+						si += step
+					}
 				}
-				si := sy*rowBytes + 3*sx
-				copy(d[3*dx:3*dx+3], src[si:si+3])
 			}
 		}
 	default: // 1 or invalid: identity
 		copy(dst, src)
 	}
 	return out
+}
+
+// reverseRow writes the pixels of src into dst in reverse order.
+func reverseRow(dst, src []byte) {
+	n := len(src)
+	for j := 0; j+3 <= n && j+3 <= len(dst); j += 3 {
+		p, q := dst[j:j+3:j+3], src[n-j-3:n-j:n-j]
+		p[0], p[1], p[2] = q[0], q[1], q[2]
+	}
 }
 
 // exifOrientation returns the EXIF orientation (1..8) stored in the file's
