@@ -386,10 +386,24 @@ char* vs_net_embed(void* n, const uint8_t* chips, int count, float* out) {
 			batch[i].set_size(150, 150);
 			std::memcpy(&batch[i](0, 0), chips + (size_t)i * 150 * 150 * 3, 150 * 150 * 3);
 		}
-		std::vector<matrix<float, 0, 1>> desc = net(batch, count);
-		for (int i = 0; i < count; i++) {
-			if (desc[i].size() != 128) return dup_error("network output is not 128-D");
-			std::memcpy(out + (size_t)i * 128, &desc[i](0), 128 * sizeof(float));
+		net(batch, count);
+		// Recompute the final fully connected layer with a fixed summation
+		// order: BLAS's sgemm rounds differently for different batch
+		// sizes, and a face's descriptor must not depend on which other
+		// faces shared its batch. Every earlier layer works per sample.
+		const tensor& in = layer<2>(net).get_output();
+		const tensor& w = layer<1>(net).layer_details().get_layer_params();
+		const long dims = in.k() * in.nr() * in.nc();
+		if (in.num_samples() != count || (long)w.size() != dims * 128)
+			return dup_error("unexpected network layout");
+		const float* x = in.host();
+		const float* W = w.host();
+		for (int n = 0; n < count; n++) {
+			for (long j = 0; j < 128; j++) {
+				double acc = 0;
+				for (long i = 0; i < dims; i++) acc += (double)x[n * dims + i] * (double)W[i * 128 + j];
+				out[(size_t)n * 128 + j] = (float)acc;
+			}
 		}
 		return nullptr;
 	} catch (const std::exception& e) {
