@@ -78,7 +78,7 @@ func ParseVariant(s string) (Variant, error) {
 	case rest == "plain":
 	case rest == "mirror":
 		v.Mirror = true
-	case len(rest) > 14 && rest[:13] == "mirror+jitter":
+	case len(rest) > 13 && rest[:13] == "mirror+jitter":
 		n, err := strconv.Atoi(rest[13:])
 		if err != nil || n < 1 {
 			return v, fmt.Errorf("parse variant %q: bad jitter count", s)

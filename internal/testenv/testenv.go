@@ -5,8 +5,10 @@ package testenv
 
 import (
 	"bytes"
+	"compress/bzip2"
 	"image"
 	"image/jpeg"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -88,4 +90,33 @@ func GroupPhoto1920(t testing.TB) []byte {
 		t.Fatal(err)
 	}
 	return buf.Bytes()
+}
+
+// CNNModel returns the path of dlib's CNN face detector: the model
+// directory's copy if `visage models` installed one, else the shared
+// .bz2 unpacked into a temporary directory (never into the repository).
+func CNNModel(t testing.TB) string {
+	t.Helper()
+	if p := filepath.Join(config.ModelDir(""), "mmod_human_face_detector.dat"); fileExists(p) {
+		return p
+	}
+	f, err := os.Open(Shared(t, "models/mmod_human_face_detector.dat.bz2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	out := filepath.Join(t.TempDir(), "mmod_human_face_detector.dat")
+	data, err := io.ReadAll(bzip2.NewReader(f))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(out, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }
