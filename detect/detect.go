@@ -171,3 +171,25 @@ func (d *Detector) Close() {
 		}
 	}
 }
+
+// IoU is the intersection over union of two boxes (0 when disjoint).
+func IoU(a, b image.Rectangle) float64 {
+	in := a.Intersect(b)
+	inter := in.Dx() * in.Dy()
+	union := a.Dx()*a.Dy() + b.Dx()*b.Dy() - inter
+	if union <= 0 {
+		return 0
+	}
+	return float64(inter) / float64(union)
+}
+
+// Matches reports whether any box overlaps r with IoU ≥ 0.5, the usual
+// criterion for "the same face".
+func Matches(r image.Rectangle, boxes []Box) bool {
+	for _, b := range boxes {
+		if IoU(r, b.Rect) >= 0.5 {
+			return true
+		}
+	}
+	return false
+}

@@ -65,9 +65,7 @@ func TestHOGBoxesInFullResolutionFrame(t *testing.T) {
 		t.Fatalf("faces: full %d, scaled %d; want 1 each", len(a), len(b))
 	}
 	// The scaled scan's box, mapped back, overlaps the full-resolution box.
-	in := a[0].Rect.Intersect(b[0].Rect)
-	union := a[0].Rect.Dx()*a[0].Rect.Dy() + b[0].Rect.Dx()*b[0].Rect.Dy() - in.Dx()*in.Dy()
-	if iou := float64(in.Dx()*in.Dy()) / float64(union); iou < 0.6 {
+	if iou := IoU(a[0].Rect, b[0].Rect); iou < 0.6 {
 		t.Errorf("boxes %v (full) and %v (scaled) overlap only %.2f", a[0].Rect, b[0].Rect, iou)
 	}
 	if a[0].Detector != HOGName || a[0].Score <= 0 {

@@ -2,7 +2,6 @@ package gallery
 
 import (
 	"context"
-	"image"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -228,7 +227,7 @@ func TestDownscaledScanKeepsFaces(t *testing.T) {
 		}
 		for _, r := range ref {
 			total++
-			if matchBox(r.Rect, got) {
+			if detect.Matches(r.Rect, got) {
 				kept++
 			} else {
 				t.Errorf("%s: full-resolution face at %v not found by the default scan", name, r.Rect)
@@ -236,15 +235,4 @@ func TestDownscaledScanKeepsFaces(t *testing.T) {
 		}
 	}
 	t.Logf("default scan recall against full-resolution HOG: %d/%d", kept, total)
-}
-
-func matchBox(r image.Rectangle, boxes []detect.Box) bool {
-	for _, b := range boxes {
-		in := r.Intersect(b.Rect)
-		union := r.Dx()*r.Dy() + b.Rect.Dx()*b.Rect.Dy() - in.Dx()*in.Dy()
-		if union > 0 && float64(in.Dx()*in.Dy())/float64(union) >= 0.5 {
-			return true
-		}
-	}
-	return false
 }
