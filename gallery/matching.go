@@ -12,13 +12,16 @@ func DefaultVariant() embed.Variant { return embed.Variant{Normalize: true} }
 
 // calibratedThresholds are same/different distance thresholds per
 // descriptor variant, chosen on the LFW development fold (fold 1 of View 2,
-// 600 pairs) by `visage eval lfw`; see docs/benchmarks.md for the operating
-// points. A variant missing here has no calibrated threshold.
+// 600 pairs) by `visage eval lfw --variants ...`; docs/benchmarks.md has
+// the operating points. A variant missing here has no calibrated
+// threshold and needs an explicit one.
 var calibratedThresholds = map[string]float64{
-	"plain":     0.6,
-	"plain+l2":  0.42,
-	"mirror":    0.6,
-	"mirror+l2": 0.42,
+	"plain":              0.622,
+	"plain+l2":           0.421,
+	"mirror":             0.606,
+	"mirror+l2":          0.419,
+	"jitter10+l2":        0.410,
+	"mirror+jitter10+l2": 0.406,
 }
 
 // ThresholdFor returns the calibrated threshold of a variant.
