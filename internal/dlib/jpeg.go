@@ -20,35 +20,26 @@ var (
 	ErrJPEGCMYK = errors.New("four-component (CMYK/YCCK) JPEG")
 	// ErrJPEGCorrupt means libjpeg found an error or truncated data.
 	ErrJPEGCorrupt = errors.New("corrupt JPEG")
-	// ErrJPEGTooLarge means the header declares more than maxPixels.
-	ErrJPEGTooLarge = errors.New("JPEG exceeds the pixel limit")
 )
 
-// DecodeJPEG decodes a JPEG to packed RGB with libjpeg and the same
+// DecodeJPEG decodes a JPEG of width×height (read from its header by the
+// caller, who has checked its size) to packed RGB with libjpeg and the same
 // settings as dlib's own loader, so the pixels equal what dlib-based tools
 // (go-face among them) compute from the same file. It refuses truncated
 // data, which libjpeg would otherwise pad with grey.
-func DecodeJPEG(data []byte, maxPixels int64) (pix []byte, width, height int, err error) {
-	if len(data) == 0 {
-		return nil, 0, 0, fmt.Errorf("decode jpeg: %w: empty", ErrJPEGCorrupt)
+func DecodeJPEG(data []byte, width, height int) ([]byte, error) {
+	if len(data) == 0 || width <= 0 || height <= 0 {
+		return nil, fmt.Errorf("decode jpeg: %w: empty", ErrJPEGCorrupt)
 	}
-	var out *C.uint8_t
-	var w, h C.long
-	msg := C.vs_jpeg_decode((*C.uint8_t)(unsafe.Pointer(&data[0])), C.size_t(len(data)), C.long(maxPixels), &out, &w, &h)
+	pix := make([]byte, width*height*3)
+	msg := C.vs_jpeg_decode((*C.uint8_t)(unsafe.Pointer(&data[0])), C.size_t(len(data)),
+		(*C.uint8_t)(unsafe.Pointer(&pix[0])), C.long(width), C.long(height))
 	if msg != nil {
 		text := cError(msg).Error()
-		switch {
-		case strings.HasPrefix(text, "cmyk:"):
-			return nil, 0, 0, ErrJPEGCMYK
-		case strings.HasPrefix(text, "too_large:"):
-			return nil, 0, 0, ErrJPEGTooLarge
-		default:
-			return nil, 0, 0, fmt.Errorf("decode jpeg: %w: %s", ErrJPEGCorrupt, strings.TrimPrefix(text, "corrupt: "))
+		if strings.HasPrefix(text, "cmyk:") {
+			return nil, ErrJPEGCMYK
 		}
+		return nil, fmt.Errorf("decode jpeg: %w: %s", ErrJPEGCorrupt, strings.TrimPrefix(text, "corrupt: "))
 	}
-	defer C.free(unsafe.Pointer(out))
-	n := int(w) * int(h) * 3
-	pix = make([]byte, n)
-	copy(pix, unsafe.Slice((*byte)(unsafe.Pointer(out)), n))
-	return pix, int(w), int(h), nil
+	return pix, nil
 }

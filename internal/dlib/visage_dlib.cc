@@ -184,19 +184,15 @@ struct single_threaded_blas {
 
 extern "C" {
 
-char* vs_jpeg_decode(const uint8_t* data, size_t len, long max_pixels, uint8_t** pix, long* width,
-                     long* height) {
-	*pix = nullptr;
+char* vs_jpeg_decode(const uint8_t* data, size_t len, uint8_t* pix, long width, long height) {
 	jpeg_decompress_struct cinfo;
 	jpeg_guard guard;
 	std::memset(&guard, 0, sizeof guard);
 	cinfo.err = jpeg_std_error(&guard.pub);
 	guard.pub.error_exit = jpeg_fail;
 	guard.pub.emit_message = jpeg_note;
-	uint8_t* volatile out = nullptr;
 	if (setjmp(guard.jump)) {
 		jpeg_destroy_decompress(&cinfo);
-		std::free(out);
 		return dup_error(std::string("corrupt: ") + guard.message);
 	}
 	jpeg_create_decompress(&cinfo);
@@ -206,37 +202,24 @@ char* vs_jpeg_decode(const uint8_t* data, size_t len, long max_pixels, uint8_t**
 		jpeg_destroy_decompress(&cinfo);
 		return dup_error("cmyk: four-component JPEG");
 	}
-	if ((long)cinfo.image_width * (long)cinfo.image_height > max_pixels) {
-		jpeg_destroy_decompress(&cinfo);
-		return dup_error("too_large: pixel limit exceeded");
-	}
 	jpeg_start_decompress(&cinfo);
-	const long w = cinfo.output_width, h = cinfo.output_height;
 	const int comps = cinfo.output_components;
-	if (comps != 1 && comps != 3) {
+	if ((long)cinfo.output_width != width || (long)cinfo.output_height != height ||
+	    (comps != 1 && comps != 3)) {
 		jpeg_destroy_decompress(&cinfo);
-		return dup_error("corrupt: unsupported component count");
+		return dup_error("corrupt: size or components differ from the header");
 	}
-	out = static_cast<uint8_t*>(std::malloc((size_t)w * (size_t)h * 3));
-	std::vector<uint8_t> row((size_t)w * comps);
+	std::vector<uint8_t> row(comps == 1 ? (size_t)width : 0);
 	while (cinfo.output_scanline < cinfo.output_height) {
-		const long y = cinfo.output_scanline;
-		JSAMPROW rows[1] = {comps == 3 ? out + (size_t)y * w * 3 : row.data()};
+		uint8_t* dst = pix + (size_t)cinfo.output_scanline * width * 3;
+		JSAMPROW rows[1] = {comps == 3 ? dst : row.data()};
 		jpeg_read_scanlines(&cinfo, rows, 1);
-		if (comps == 1) {
-			uint8_t* dst = out + (size_t)y * w * 3;
-			for (long x = 0; x < w; x++) dst[3 * x] = dst[3 * x + 1] = dst[3 * x + 2] = row[x];
-		}
+		if (comps == 1)
+			for (long x = 0; x < width; x++) dst[3 * x] = dst[3 * x + 1] = dst[3 * x + 2] = row[x];
 	}
 	jpeg_finish_decompress(&cinfo);
 	jpeg_destroy_decompress(&cinfo);
-	if (guard.warnings > 0) {
-		std::free(out);
-		return dup_error(std::string("corrupt: ") + guard.message);
-	}
-	*pix = out;
-	*width = w;
-	*height = h;
+	if (guard.warnings > 0) return dup_error(std::string("corrupt: ") + guard.message);
 	return nullptr;
 }
 

@@ -24,11 +24,11 @@ typedef struct {
 } vs_rect;
 
 // JPEG decoding with libjpeg (the same library and defaults as dlib's
-// loader, so pixels match what dlib and go-face see). On success *pix is
-// malloc'd packed RGB. Returns NULL, or an error string starting with
-// "cmyk:" (caller decodes another way) or "corrupt:".
-char* vs_jpeg_decode(const uint8_t* data, size_t len, long max_pixels,
-                     uint8_t** pix, long* width, long* height);
+// loader, so pixels match what dlib and go-face see) into the caller's
+// buffer of width*height*3 bytes; the image must have exactly that size.
+// Returns NULL, or an error string starting with "cmyk:" (caller decodes
+// another way) or "corrupt:".
+char* vs_jpeg_decode(const uint8_t* data, size_t len, uint8_t* pix, long width, long height);
 
 // HOG frontal face detector (dlib's get_frontal_face_detector); not safe
 // for concurrent use.
@@ -68,6 +68,11 @@ char* vs_net_embed(void* n, const uint8_t* chips, int count, float* out);
 // (values: every tensor dequantised, concatenated; sizes: element count of
 // each of the 117 tensors) and serialises it to path in dlib's format.
 char* vs_net_build(const float* values, const long* sizes, int num_tensors, const char* path);
+
+// Switches dlib's convolution between Visage's img2col (default) and
+// libdlib's own; for tests and benchmarks.
+void vs_use_library_img2col(int on);
+long vs_fast_img2col_calls(void);
 
 #ifdef __cplusplus
 }

@@ -183,7 +183,7 @@ func Decode(data []byte, lim Limits) (*Image, error) {
 		}
 	}
 
-	out, err := decodePixels(c, format, data, lim)
+	out, err := decodePixels(c, format, data, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -208,14 +208,12 @@ func Decode(data []byte, lim Limits) (*Image, error) {
 // image/jpeg, and the same pixels as dlib's loader, so descriptors match
 // dlib-based tools such as go-face); four-component JPEGs, which libjpeg
 // cannot turn into RGB, and every other format use the Go decoders.
-func decodePixels(c codec, format string, data []byte, lim Limits) (*Image, error) {
+func decodePixels(c codec, format string, data []byte, cfg image.Config) (*Image, error) {
 	if format == FormatJPEG {
-		pix, w, h, err := dlib.DecodeJPEG(data, lim.MaxPixels)
+		pix, err := dlib.DecodeJPEG(data, cfg.Width, cfg.Height)
 		switch {
 		case err == nil:
-			return &Image{Width: w, Height: h, Pix: pix}, nil
-		case errors.Is(err, dlib.ErrJPEGTooLarge):
-			return nil, newError(CodeImageTooLarge, "jpeg: pixel limit exceeded")
+			return &Image{Width: cfg.Width, Height: cfg.Height, Pix: pix}, nil
 		case !errors.Is(err, dlib.ErrJPEGCMYK):
 			return nil, classify(format, "data", err)
 		}
