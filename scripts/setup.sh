@@ -41,7 +41,7 @@ install_apt() {
 
 install_apt "${APT_PACKAGES[@]}" ${VISAGE_EXTRA_APT:-}
 if ! command -v npm >/dev/null 2>&1; then install_apt npm; fi
-if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then export PATH="/usr/local/go/bin:$PATH"; fi
+. scripts/env.sh
 command -v go >/dev/null 2>&1 || { log "Go 1.26 is required (go not found)"; exit 1; }
 
 # The ResNet weights ship in the npm package; npm pack keeps the tarball

@@ -5,8 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
-export VISAGE_MODELS="${VISAGE_MODELS:-${XDG_DATA_HOME:-$HOME/.local/share}/visage/models}"
-if ! command -v go >/dev/null 2>&1; then export PATH="/usr/local/go/bin:$PATH"; fi
+. scripts/env.sh
 go vet ./...
 go test -race -count=1 -timeout 40m ./... "$@"
 if [ -x tools/gofaceparity/run.sh ]; then
