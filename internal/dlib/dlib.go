@@ -8,7 +8,7 @@ package dlib
 
 /*
 #cgo CXXFLAGS: -std=c++17 -O3 -Wno-deprecated-declarations
-#cgo LDFLAGS: -ldlib -l:libblas.so.3 -l:liblapack.so.3 -ljpeg -ldl -rdynamic
+#cgo LDFLAGS: -ldlib -l:libblas.so.3 -l:liblapack.so.3 -ljpeg -ldl
 #include <stdlib.h>
 #include "visage_dlib.h"
 */

@@ -69,17 +69,3 @@ func BuildNet(values []float32, sizes []int, path string) error {
 	}
 	return nil
 }
-
-// useLibraryIm2col switches every network in the process to libdlib's own
-// img2col (true) or Visage's faster, bit-identical one (false, the
-// default). For tests and benchmarks only.
-func useLibraryIm2col(on bool) {
-	v := C.int(0)
-	if on {
-		v = 1
-	}
-	C.vs_use_library_img2col(v)
-}
-
-// fastIm2colCalls is how many convolutions used Visage's img2col.
-func fastIm2colCalls() int64 { return int64(C.vs_fast_img2col_calls()) }

@@ -22,8 +22,7 @@ func loadTestNet(t testing.TB) *Net {
 	return n
 }
 
-// testChips are deterministic pseudo-random chips: img2col must handle
-// any content, and every pixel position matters at the image borders.
+// testChips are deterministic pseudo-random chips.
 func testChips(count int) []byte {
 	chips := make([]byte, count*ChipBytes)
 	x := uint32(12345)
@@ -34,54 +33,37 @@ func testChips(count int) []byte {
 	return chips
 }
 
-// TestFastIm2colIsBitIdentical compares descriptors computed with
-// Visage's img2col and with libdlib's own.
-func TestFastIm2colIsBitIdentical(t *testing.T) {
+// TestBatchDoesNotChangeDescriptors: a chip's descriptor is the same
+// alone or in a batch (the last layer is summed in a fixed order).
+func TestBatchDoesNotChangeDescriptors(t *testing.T) {
 	n := loadTestNet(t)
 	chips := testChips(3)
-	before := fastIm2colCalls()
-	fast, err := n.Embed(chips)
+	batch, err := n.Embed(chips)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// 29 convolutions per chip went through the interposed img2col.
-	if calls := fastIm2colCalls() - before; calls != 29*3 {
-		t.Fatalf("Visage's img2col ran %d times, want %d: the interposition is not in effect", calls, 29*3)
-	}
-	useLibraryIm2col(true)
-	defer useLibraryIm2col(false)
-	before = fastIm2colCalls()
-	ref, err := n.Embed(chips)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if calls := fastIm2colCalls() - before; calls != 0 {
-		t.Fatalf("libdlib's img2col was not used (%d fast calls)", calls)
-	}
-	for i := range ref {
-		if fast[i] != ref[i] {
-			t.Fatalf("chip %d: descriptors differ between img2col implementations", i)
+	for i := range batch {
+		one, err := n.Embed(chips[i*ChipBytes : (i+1)*ChipBytes])
+		if err != nil {
+			t.Fatal(err)
 		}
+		if one[0] != batch[i] {
+			t.Errorf("chip %d: descriptor alone differs from the batched one", i)
+		}
+	}
+	if _, err := n.Embed(chips[:100]); err == nil {
+		t.Error("a partial chip was accepted")
 	}
 }
 
+// BenchmarkNetEmbed is the bare network, one chip per pass, one thread.
 func BenchmarkNetEmbed(b *testing.B) {
 	n := loadTestNet(b)
 	chip := testChips(1)
-	for _, lib := range []bool{false, true} {
-		name := "visage_img2col"
-		if lib {
-			name = "libdlib_img2col"
+	for b.Loop() {
+		if _, err := n.Embed(chip); err != nil {
+			b.Fatal(err)
 		}
-		b.Run(name, func(b *testing.B) {
-			useLibraryIm2col(lib)
-			defer useLibraryIm2col(false)
-			for b.Loop() {
-				if _, err := n.Embed(chip); err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/face")
-		})
 	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/face")
 }

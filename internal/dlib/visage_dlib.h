@@ -69,11 +69,6 @@ char* vs_net_embed(void* n, const uint8_t* chips, int count, float* out);
 // each of the 117 tensors) and serialises it to path in dlib's format.
 char* vs_net_build(const float* values, const long* sizes, int num_tensors, const char* path);
 
-// Switches dlib's convolution between Visage's img2col (default) and
-// libdlib's own; for tests and benchmarks.
-void vs_use_library_img2col(int on);
-long vs_fast_img2col_calls(void);
-
 #ifdef __cplusplus
 }
 #endif
