@@ -16,6 +16,8 @@ import (
 	"testing"
 
 	"golang.org/x/image/bmp"
+
+	"github.com/visage/visage/internal/testenv"
 )
 
 // Size of the synthetic pattern; odd on purpose, so that chroma subsampling
@@ -160,8 +162,8 @@ func TestDecodeFormats(t *testing.T) {
 		// synthetic image's hard colour edges further than Go's replication.
 		{name: "jpeg/ycbcr420", data: encodeJPEG(t, src, 90), format: "jpeg", want: srcRGB, maxMean: 4, maxAbs: 128},
 		{name: "jpeg/gray", data: encodeJPEG(t, gray, 90), format: "jpeg", want: refRGB(gray), maxMean: 2, maxAbs: 40},
-		{name: "jpeg/cmyk-adobe0-handmade", data: cmykJPEG(sw, sh, cmykPx, 0, true), format: "jpeg", want: srcRGB, maxMean: 1.5, maxAbs: 12},
-		{name: "jpeg/ycck-adobe2-handmade", data: cmykJPEG(sw, sh, cmykPx, 2, true), format: "jpeg", want: srcRGB, maxMean: 1.5, maxAbs: 12},
+		{name: "jpeg/cmyk-adobe0-handmade", data: testenv.CMYKJPEG(sw, sh, cmykPx, 0, true), format: "jpeg", want: srcRGB, maxMean: 1.5, maxAbs: 12},
+		{name: "jpeg/ycck-adobe2-handmade", data: testenv.CMYKJPEG(sw, sh, cmykPx, 2, true), format: "jpeg", want: srcRGB, maxMean: 1.5, maxAbs: 12},
 		{name: "jpeg/ycck-imagemagick", data: readLocal(t, "cmyk_magick.jpg"), format: "jpeg", want: srcRGB, maxMean: 3, maxAbs: 60},
 
 		{name: "png/rgb8", data: encodePNG(t, rgba), format: "png", want: srcRGB, exact: true},
@@ -377,7 +379,7 @@ func TestDecodeErrors(t *testing.T) {
 		{"unsupported/heic", []byte("\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic"), Limits{}, CodeUnsupportedFormat},
 		{"unsupported/single-byte", []byte{0xFF}, Limits{}, CodeUnsupportedFormat},
 		{"unsupported/jpeg-12bit", precision12, Limits{}, CodeUnsupportedFormat},
-		{"unsupported/cmyk-jpeg-without-adobe", cmykJPEG(16, 16, func(x, y int) color.CMYK { return color.CMYK{10, 20, 30, 40} }, 0, false), Limits{}, CodeUnsupportedFormat},
+		{"unsupported/cmyk-jpeg-without-adobe", testenv.CMYKJPEG(16, 16, func(x, y int) color.CMYK { return color.CMYK{10, 20, 30, 40} }, 0, false), Limits{}, CodeUnsupportedFormat},
 		{"unsupported/bmp-rle", bmpRLE, Limits{}, CodeUnsupportedFormat},
 		{"unsupported/webp-animated", animated, Limits{}, CodeUnsupportedFormat},
 		{"corrupt/truncated-obama-jpeg", obama[:len(obama)/2], Limits{}, CodeCorruptImage},

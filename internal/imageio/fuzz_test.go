@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"golang.org/x/image/bmp"
+
+	"github.com/visage/visage/internal/testenv"
 )
 
 // FuzzDecode asserts that Decode never panics and returns either a
@@ -33,8 +35,8 @@ func FuzzDecode(f *testing.F) {
 		encodeJPEG(f, synthGray(24, 16), 90),
 		jpegWithOrientation(jpg, binary.LittleEndian, 6),
 		jpegWithOrientation(jpg, binary.BigEndian, 7),
-		cmykJPEG(16, 8, func(x, y int) color.CMYK { return color.CMYK{uint8(x * 16), uint8(y * 32), 50, 10} }, 0, true),
-		cmykJPEG(16, 8, func(x, y int) color.CMYK { return color.CMYK{uint8(x * 16), uint8(y * 32), 50, 10} }, 2, true),
+		testenv.CMYKJPEG(16, 8, func(x, y int) color.CMYK { return color.CMYK{uint8(x * 16), uint8(y * 32), 50, 10} }, 0, true),
+		testenv.CMYKJPEG(16, 8, func(x, y int) color.CMYK { return color.CMYK{uint8(x * 16), uint8(y * 32), 50, 10} }, 2, true),
 		encodePNG(f, small),
 		encodePNG(f, synthAlpha(24, 16)),
 		encodePNG(f, synth16(24, 16, true)),
