@@ -3,7 +3,7 @@
 # with boxes, landmarks and quality, as JSON.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/setup.sh
+./scripts/setup.sh >&2
 CACHE_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/visage"
 sample="$CACHE_DIR/sample.jpg"
 if [ ! -s "$sample" ]; then
