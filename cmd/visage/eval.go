@@ -196,7 +196,7 @@ func lfwChip(ctx context.Context, eng *gallery.Engine, path string) (chip []byte
 	if err != nil {
 		return nil, false, err
 	}
-	chip, err = alignChip(img, box.Rect, pts)
+	chip, err = align.Chip(img, box.Rect, pts)
 	return chip, found, err
 }
 
@@ -235,8 +235,4 @@ func (p *progress) tick(n int64) {
 func (p *progress) finish() {
 	el := time.Since(p.start)
 	fmt.Fprintf(p.env.stderr, "%s: %d/%d done in %s (%.0f/s)\n", p.stage, p.total, p.total, el.Round(time.Millisecond), float64(p.total)/el.Seconds())
-}
-
-func alignChip(img *imageio.Image, box image.Rectangle, pts []align.Point) ([]byte, error) {
-	return align.Chip(img, box, pts)
 }

@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"sort"
@@ -23,7 +22,6 @@ type command struct {
 // cliEnv carries the process's streams so commands are testable.
 type cliEnv struct {
 	stdout, stderr io.Writer
-	log            *slog.Logger
 }
 
 func commands() map[string]command {
@@ -37,7 +35,7 @@ func commands() map[string]command {
 }
 
 func main() {
-	env := &cliEnv{stdout: os.Stdout, stderr: os.Stderr, log: slog.New(slog.NewTextHandler(os.Stderr, nil))}
+	env := &cliEnv{stdout: os.Stdout, stderr: os.Stderr}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	os.Exit(run(ctx, env, os.Args[1:]))

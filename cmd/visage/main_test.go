@@ -19,7 +19,7 @@ import (
 func runCLI(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
 	var out, errOut bytes.Buffer
-	env := &cliEnv{stdout: &out, stderr: &errOut, log: nil}
+	env := &cliEnv{stdout: &out, stderr: &errOut}
 	code := run(context.Background(), env, args)
 	return code, out.String(), errOut.String()
 }
