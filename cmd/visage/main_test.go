@@ -164,3 +164,46 @@ func TestModelsIsIdempotent(t *testing.T) {
 		}
 	})
 }
+
+// TestEvalLFWSeveralFolds splits the development fold into two folds of
+// 150+150 pairs (header "2<TAB>150"), as the protocol's 10-fold files are
+// laid out, and checks the cross-validated report.
+func TestEvalLFWSeveralFolds(t *testing.T) {
+	models := testenv.ModelDir(t)
+	images := testenv.Shared(t, "testdata/lfw-dev/images")
+	lines := strings.Split(strings.TrimSpace(string(testenv.ReadShared(t, "testdata/lfw-dev/pairs.txt"))), "\n")
+	if len(lines) != 601 {
+		t.Fatalf("dev pairs file has %d lines, want 601", len(lines))
+	}
+	matched, mismatched := lines[1:301], lines[301:601]
+	var b strings.Builder
+	b.WriteString("2\t150\n")
+	for f := 0; f < 2; f++ {
+		for _, l := range matched[f*150 : (f+1)*150] {
+			b.WriteString(l + "\n")
+		}
+		for _, l := range mismatched[f*150 : (f+1)*150] {
+			b.WriteString(l + "\n")
+		}
+	}
+	pairs := filepath.Join(t.TempDir(), "pairs2.txt")
+	if err := os.WriteFile(pairs, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runCLI(t, "eval", "lfw", "--models", models, "--images", images, "--pairs", pairs)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if !strings.Contains(out, "fold=1 ") || !strings.Contains(out, "fold=2 ") {
+		t.Errorf("no per-fold accuracy lines:\n%s", out)
+	}
+	lines = strings.Split(strings.TrimSpace(out), "\n")
+	last := lines[len(lines)-1]
+	m := regexp.MustCompile(`^lfw folds=2 pairs=600 accuracy=(0\.\d{4}|1\.0000) std=(\d\.\d{4}) threshold=\d\.\d{3} no_face=\d+$`).FindStringSubmatch(last)
+	if m == nil {
+		t.Fatalf("last line %q", last)
+	}
+	if acc, _ := strconv.ParseFloat(m[1], 64); acc < 0.98 {
+		t.Errorf("2-fold cross-validated accuracy %.4f < 0.98", acc)
+	}
+}
