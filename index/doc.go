@@ -1,4 +1,9 @@
-// Package index will hold the vector index interface and its embedded and
-// Qdrant implementations (see ../shared/DESIGN.md). It is empty until the
-// gallery service issue: the engine stops at descriptors.
+// Package index holds Visage's vector indexes: descriptors of enrolled
+// faces, searched by Euclidean distance within a collection. The metadata
+// store keeps every descriptor and is the source of truth; an index is
+// derived from it and can be rebuilt.
+//
+// Flat is the exact index: the baseline that approximate indexes (the
+// embedded HNSW and Qdrant, still to come) are measured against, and a
+// correct choice for small galleries.
 package index
