@@ -75,8 +75,9 @@ func runDetect(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	defer eng.Close()
+	// One JSON object per image and line, so several images stream well
+	// into other tools (jq, line-oriented scripts).
 	enc := json.NewEncoder(env.stdout)
-	enc.SetIndent("", "  ")
 	failed := 0
 	for _, path := range fs.Args() {
 		out := imageJSON{Image: path, Faces: []faceJSON{}}

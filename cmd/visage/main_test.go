@@ -92,13 +92,30 @@ func TestDetectAndCompare(t *testing.T) {
 		})
 	}
 
+	t.Run("one line per image", func(t *testing.T) {
+		code, out, errOut := runCLI(t, "detect", "--models", models, group, testenv.Shared(t, "testdata/faces/misc/obama.jpg"))
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, errOut)
+		}
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		if len(lines) != 2 {
+			t.Fatalf("%d lines for 2 images", len(lines))
+		}
+		for i, want := range []int{6, 1} {
+			var r imageJSON
+			if err := json.Unmarshal([]byte(lines[i]), &r); err != nil || len(r.Faces) != want {
+				t.Errorf("line %d: %d faces (%v), want %d", i+1, len(r.Faces), err, want)
+			}
+		}
+	})
+
 	t.Run("bad input", func(t *testing.T) {
 		bad := filepath.Join(t.TempDir(), "note.jpg")
 		if err := os.WriteFile(bad, []byte("not an image"), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		code, out, _ := runCLI(t, "detect", "--models", models, bad)
-		if code != 1 || !strings.Contains(out, `"code": "unsupported_format"`) {
+		if code != 1 || !strings.Contains(out, `"code":"unsupported_format"`) {
 			t.Errorf("exit %d, output %s; want exit 1 with code unsupported_format", code, out)
 		}
 	})
