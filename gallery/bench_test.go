@@ -149,8 +149,9 @@ func BenchmarkEndToEnd1920x1280(b *testing.B) {
 	b.ReportMetric(float64(faces), "faces")
 }
 
-// sharedPhotos are the photos of the throughput comparison (the go-face
-// comparison in tools/gofaceparity uses the same list).
+// sharedPhotos are the group and portrait photos of the throughput and
+// recall measurements (tools/gofaceparity compares with go-face on all 30
+// shared JPEGs instead).
 var sharedPhotos = []string{
 	"testdata/faces/bbt/bbt1.jpg", "testdata/faces/bbt/bbt2.jpg", "testdata/faces/bbt/bbt3.jpg",
 	"testdata/faces/bbt/bbt4.jpg", "testdata/faces/bbt/bbt5.jpg", "testdata/faces/misc/two_people.jpg",

@@ -20,10 +20,11 @@ import (
 	"github.com/visage/visage/internal/imageio"
 )
 
-// lfwFallback is the box used where no face is detected in an LFW image:
-// the mean HOG box over the 807 development-fold images (250×250
-// deep-funneled), which is where LFW's alignment puts the face.
-var lfwFallback = image.Rect(68, 68, 183, 183)
+// lfwFallbackBox is the box used where no face is detected in an LFW
+// image: the mean of the centre-most HOG boxes on the 802 development-fold
+// images (of 807) where HOG finds a face, in the 250×250 deep-funneled
+// frame: (71.2, 81.0)–(176.9, 186.7).
+func lfwFallbackBox() image.Rectangle { return image.Rect(71, 81, 177, 187) }
 
 func runEval(ctx context.Context, env *cliEnv, args []string) error {
 	if len(args) == 0 || args[0] != "lfw" {
@@ -200,10 +201,10 @@ func lfwChip(ctx context.Context, eng *gallery.Engine, path string) (chip []byte
 	return chip, found, err
 }
 
-// scaleFallback places lfwFallback on an image of any size.
+// scaleFallback places lfwFallbackBox on an image of any size.
 func scaleFallback(img *imageio.Image) image.Rectangle {
 	sx, sy := float64(img.Width)/250, float64(img.Height)/250
-	r := lfwFallback
+	r := lfwFallbackBox()
 	return image.Rect(int(float64(r.Min.X)*sx), int(float64(r.Min.Y)*sy), int(float64(r.Max.X)*sx), int(float64(r.Max.Y)*sy))
 }
 
