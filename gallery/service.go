@@ -1,0 +1,236 @@
+package gallery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"time"
+
+	"github.com/visage/visage/align"
+	"github.com/visage/visage/index"
+	"github.com/visage/visage/store"
+)
+
+// Store is the metadata the gallery's use cases read and write; the store
+// package's SQLite and Postgres types implement it.
+type Store interface {
+	CreateCollection(ctx context.Context, c store.Collection) (store.Collection, error)
+	GetCollection(ctx context.Context, name string) (store.Collection, error)
+	ListCollections(ctx context.Context) ([]store.Collection, error)
+	UpdateCollectionThreshold(ctx context.Context, name string, threshold float64) (store.Collection, error)
+	MarkCollectionDeleting(ctx context.Context, name string) error
+	DeletingCollections(ctx context.Context) ([]string, error)
+	DeleteCollection(ctx context.Context, name string) error
+
+	CreateSubject(ctx context.Context, s store.Subject) (store.Subject, error)
+	GetSubject(ctx context.Context, collection, id string) (store.Subject, error)
+	ListSubjects(ctx context.Context, q store.SubjectQuery) ([]store.Subject, string, error)
+	UpdateSubject(ctx context.Context, collection, id string, p store.SubjectPatch) (store.Subject, error)
+	MarkSubjectDeleting(ctx context.Context, collection, id string) ([]uint64, error)
+	DeleteSubject(ctx context.Context, collection, id string) error
+
+	InsertFace(ctx context.Context, f store.Face) (store.Face, bool, error)
+	MarkFacesIndexed(ctx context.Context, keys []uint64) error
+	GetFace(ctx context.Context, collection, faceID string) (store.Face, error)
+	ListFaces(ctx context.Context, collection, subjectID string) ([]store.Face, error)
+	FaceRefs(ctx context.Context, collection string, keys []uint64) (map[uint64]store.FaceRef, error)
+	MarkFaceDeleting(ctx context.Context, collection, faceID string) (uint64, error)
+	DeleteFaces(ctx context.Context, keys []uint64) error
+	PendingFaces(ctx context.Context, limit int) ([]store.Face, error)
+	DeletingFaces(ctx context.Context, limit int) ([]store.Face, error)
+	IndexedKeys(ctx context.Context, collection string) ([]uint64, error)
+	Vectors(ctx context.Context, collection string, keys []uint64) ([]store.IndexedVector, error)
+
+	AppendEvent(ctx context.Context, e store.Event) (store.Event, error)
+	ListEvents(ctx context.Context, q store.EventQuery) ([]store.Event, error)
+	CollectionStats(ctx context.Context, name string) (store.CollectionStats, error)
+	TopSubjects(ctx context.Context, collection string, limit int) ([]store.SubjectCount, error)
+	EnrollmentsPerDay(ctx context.Context, collection string, since time.Time) ([]store.DayCount, error)
+}
+
+// Index is the vector index the gallery searches: one space per
+// collection, keyed by the store's face keys.
+type Index interface {
+	Upsert(ctx context.Context, space string, items []index.Item) error
+	Delete(ctx context.Context, space string, keys []uint64) error
+	Drop(ctx context.Context, space string) error
+	Search(ctx context.Context, space string, q []float32, k int) ([]index.Match, error)
+	Keys(ctx context.Context, space string) ([]uint64, error)
+}
+
+// FaceFinder is the engine as the use cases see it.
+type FaceFinder interface {
+	Faces(ctx context.Context, data []byte) (*Result, error)
+	ModelID() string
+}
+
+// ServiceConfig holds the matching and enrollment policy.
+type ServiceConfig struct {
+	// DefaultThreshold is a new collection's threshold when none is given,
+	// and verification's.
+	DefaultThreshold float64
+	// Mode is the default match mode of identification.
+	Mode MatchMode
+	// TieRatio: faces whose box area is within this fraction of the
+	// largest are "equally large", and enrollment refuses the image.
+	TieRatio float64
+	// Gates are the quality gates enrollment applies.
+	Gates align.Gates
+	// MaxTopK caps the candidates per face a request may ask for.
+	MaxTopK int
+}
+
+// DefaultServiceConfig is the policy measured in docs/benchmarks.md
+// ("Matching").
+func DefaultServiceConfig() ServiceConfig {
+	t, _ := ThresholdFor(DefaultVariant())
+	return ServiceConfig{DefaultThreshold: t, Mode: MatchFaces, TieRatio: 0.1, Gates: align.EnrollGates(), MaxTopK: 50}
+}
+
+// Service carries out enrollment, identification, verification, deletion
+// and the admin queries. Safe for concurrent use.
+type Service struct {
+	engine FaceFinder
+	store  Store
+	index  Index
+	cfg    ServiceConfig
+	log    *slog.Logger
+}
+
+// NewService wires the use cases to their engine, store and index.
+func NewService(engine FaceFinder, st Store, idx Index, cfg ServiceConfig, log *slog.Logger) *Service {
+	if cfg.MaxTopK <= 0 {
+		cfg.MaxTopK = 50
+	}
+	if cfg.Mode == "" {
+		cfg.Mode = MatchFaces
+	}
+	return &Service{engine: engine, store: st, index: idx, cfg: cfg, log: log}
+}
+
+// Config returns the service's policy.
+func (s *Service) Config() ServiceConfig { return s.cfg }
+
+// Store returns the metadata store (for queries the API serves as is).
+func (s *Service) Store() Store { return s.store }
+
+// space is the index space of a collection's faces.
+func space(collection string) string { return "faces/" + collection }
+
+// InvalidError is a request the use cases refuse as malformed.
+type InvalidError struct {
+	Field, Reason string
+}
+
+func (e *InvalidError) Error() string { return fmt.Sprintf("invalid %s: %s", e.Field, e.Reason) }
+
+// ErrTooManyFaces means an image that must hold one face holds several
+// equally large ones.
+var ErrTooManyFaces = errors.New("several equally large faces")
+
+// QualityError lists the quality gates a face failed.
+type QualityError struct {
+	Reasons []string
+}
+
+func (e *QualityError) Error() string { return fmt.Sprintf("face rejected by quality gates: %v", e.Reasons) }
+
+var collectionName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+
+func checkThreshold(t float64) error {
+	if !(t > 0 && t <= 4) {
+		return &InvalidError{Field: "threshold", Reason: "must be in (0, 4]"}
+	}
+	return nil
+}
+
+// CreateCollection creates a collection; threshold 0 takes the default.
+func (s *Service) CreateCollection(ctx context.Context, name string, threshold float64) (store.Collection, error) {
+	if !collectionName.MatchString(name) {
+		return store.Collection{}, &InvalidError{Field: "name", Reason: "1–64 letters, digits, '_', '-' or '.', starting with a letter or digit"}
+	}
+	if threshold == 0 {
+		threshold = s.cfg.DefaultThreshold
+	}
+	if err := checkThreshold(threshold); err != nil {
+		return store.Collection{}, err
+	}
+	return s.store.CreateCollection(ctx, store.Collection{Name: name, Threshold: threshold})
+}
+
+// UpdateCollection changes a collection's threshold.
+func (s *Service) UpdateCollection(ctx context.Context, name string, threshold float64) (store.Collection, error) {
+	if err := checkThreshold(threshold); err != nil {
+		return store.Collection{}, err
+	}
+	return s.store.UpdateCollectionThreshold(ctx, name, threshold)
+}
+
+// DeleteCollection removes a collection, its subjects, faces and vectors.
+func (s *Service) DeleteCollection(ctx context.Context, actor, name string) error {
+	if err := s.store.MarkCollectionDeleting(ctx, name); err != nil {
+		return fmt.Errorf("delete collection: %w", err)
+	}
+	if err := s.finishCollectionDelete(ctx, name); err != nil {
+		return err
+	}
+	s.audit(ctx, store.Event{Kind: "delete", KeyID: actor, Collection: name, Outcome: "collection_deleted"})
+	return nil
+}
+
+func (s *Service) finishCollectionDelete(ctx context.Context, name string) error {
+	if err := s.index.Drop(ctx, space(name)); err != nil {
+		return fmt.Errorf("drop collection vectors: %w", err)
+	}
+	if err := s.store.DeleteCollection(ctx, name); err != nil {
+		return fmt.Errorf("delete collection rows: %w", err)
+	}
+	return nil
+}
+
+// DeleteSubject removes a subject and its faces and vectors.
+func (s *Service) DeleteSubject(ctx context.Context, actor, collection, id string) error {
+	keys, err := s.store.MarkSubjectDeleting(ctx, collection, id)
+	if err != nil {
+		return fmt.Errorf("delete subject: %w", err)
+	}
+	if err := s.index.Delete(ctx, space(collection), keys); err != nil {
+		return fmt.Errorf("delete subject vectors: %w", err)
+	}
+	if err := s.store.DeleteSubject(ctx, collection, id); err != nil {
+		return fmt.Errorf("delete subject rows: %w", err)
+	}
+	s.audit(ctx, store.Event{Kind: "delete", KeyID: actor, Collection: collection, SubjectID: id, Outcome: "subject_deleted",
+		Detail: jsonDetail(map[string]any{"faces": len(keys)})})
+	return nil
+}
+
+// DeleteFace removes one face and its vector.
+func (s *Service) DeleteFace(ctx context.Context, actor, collection, faceID string) error {
+	f, err := s.store.GetFace(ctx, collection, faceID)
+	if err != nil {
+		return fmt.Errorf("delete face: %w", err)
+	}
+	key, err := s.store.MarkFaceDeleting(ctx, collection, faceID)
+	if err != nil {
+		return fmt.Errorf("delete face: %w", err)
+	}
+	if err := s.index.Delete(ctx, space(collection), []uint64{key}); err != nil {
+		return fmt.Errorf("delete face vector: %w", err)
+	}
+	if err := s.store.DeleteFaces(ctx, []uint64{key}); err != nil {
+		return fmt.Errorf("delete face row: %w", err)
+	}
+	s.audit(ctx, store.Event{Kind: "delete", KeyID: actor, Collection: collection, SubjectID: f.SubjectID, FaceID: faceID, Outcome: "face_deleted"})
+	return nil
+}
+
+// audit appends an event; a failure is logged, not returned, because the
+// operation it records has already happened.
+func (s *Service) audit(ctx context.Context, e store.Event) {
+	if _, err := s.store.AppendEvent(context.WithoutCancel(ctx), e); err != nil {
+		s.log.ErrorContext(ctx, "append audit event", "kind", e.Kind, "err", err)
+	}
+}

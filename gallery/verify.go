@@ -1,0 +1,129 @@
+package gallery
+
+import (
+	"context"
+	"fmt"
+	"math"
+
+	"github.com/visage/visage/embed"
+	"github.com/visage/visage/store"
+)
+
+// VerifyRequest compares the largest face of Image with the largest face
+// of Other, or, when Other is empty, with every face of a subject.
+type VerifyRequest struct {
+	Actor      string
+	Image      []byte
+	Other      []byte
+	Collection string
+	SubjectID  string
+	// Threshold overrides the default (two images) or the collection's
+	// (image against subject) when > 0.
+	Threshold float64
+}
+
+// FaceDistance is the distance to one enrolled face.
+type FaceDistance struct {
+	FaceID   string
+	Distance float64
+}
+
+// Verification is the answer of a verification.
+type Verification struct {
+	Match     bool
+	Distance  float64
+	Threshold float64
+	// Faces are the probe's chosen face and, for two images, the other's.
+	Faces []Face
+	// SubjectFaces are the distances to each of the subject's faces.
+	SubjectFaces []FaceDistance
+	Timings      []Timings
+}
+
+// Verify decides whether two faces are the same person.
+func (s *Service) Verify(ctx context.Context, req VerifyRequest) (*Verification, error) {
+	threshold := s.cfg.DefaultThreshold
+	var subjectFaces []store.Face
+	if req.Other == nil {
+		if req.SubjectID == "" || req.Collection == "" {
+			return nil, &InvalidError{Field: "other", Reason: "give a second image, or a collection and subject"}
+		}
+		coll, err := s.store.GetCollection(ctx, req.Collection)
+		if err != nil {
+			return nil, fmt.Errorf("verify: %w", err)
+		}
+		threshold = coll.Threshold
+		if _, err := s.store.GetSubject(ctx, req.Collection, req.SubjectID); err != nil {
+			return nil, fmt.Errorf("verify: %w", err)
+		}
+		if subjectFaces, err = s.store.ListFaces(ctx, req.Collection, req.SubjectID); err != nil {
+			return nil, fmt.Errorf("verify: %w", err)
+		}
+		if len(subjectFaces) == 0 {
+			return nil, &InvalidError{Field: "subject_id", Reason: "the subject has no enrolled face"}
+		}
+	}
+	if req.Threshold != 0 {
+		if err := checkThreshold(req.Threshold); err != nil {
+			return nil, err
+		}
+		threshold = req.Threshold
+	}
+	a, ta, err := s.onlyFace(ctx, req.Image)
+	if err != nil {
+		return nil, fmt.Errorf("verify: image: %w", err)
+	}
+	out := &Verification{Threshold: threshold, Faces: []Face{a}, Timings: []Timings{ta}}
+	if req.Other != nil {
+		b, tb, err := s.onlyFace(ctx, req.Other)
+		if err != nil {
+			return nil, fmt.Errorf("verify: other image: %w", err)
+		}
+		out.Faces = append(out.Faces, b)
+		out.Timings = append(out.Timings, tb)
+		out.Distance = embed.Distance(a.Descriptor, b.Descriptor)
+	} else {
+		out.Distance = math.Inf(1)
+		for _, f := range subjectFaces {
+			var d embed.Descriptor
+			copy(d[:], f.Descriptor)
+			dist := embed.Distance(a.Descriptor, d)
+			out.SubjectFaces = append(out.SubjectFaces, FaceDistance{FaceID: f.ID, Distance: dist})
+			out.Distance = math.Min(out.Distance, dist)
+		}
+	}
+	out.Match = out.Distance <= threshold
+	outcome := "no_match"
+	if out.Match {
+		outcome = "match"
+	}
+	s.audit(ctx, store.Event{Kind: "verify", KeyID: req.Actor, Collection: req.Collection, SubjectID: req.SubjectID, Outcome: outcome,
+		Detail: jsonDetail(map[string]any{"distance": round3(out.Distance), "threshold": threshold})})
+	return out, nil
+}
+
+// onlyFace returns an image's largest face, refusing images where several
+// faces are about as large.
+func (s *Service) onlyFace(ctx context.Context, data []byte) (Face, Timings, error) {
+	res, err := s.engine.Faces(ctx, data)
+	if err != nil {
+		return Face{}, Timings{}, err
+	}
+	top, err := Largest(res.Faces, s.cfg.TieRatio)
+	if err != nil {
+		return Face{}, res.Timings, err
+	}
+	if len(top) > 1 {
+		return Face{}, res.Timings, fmt.Errorf("%d faces: %w", len(top), ErrTooManyFaces)
+	}
+	return top[0], res.Timings, nil
+}
+
+// Detect runs the engine and stores nothing.
+func (s *Service) Detect(ctx context.Context, data []byte) (*Result, error) {
+	res, err := s.engine.Faces(ctx, data)
+	if err != nil {
+		return nil, fmt.Errorf("detect: %w", err)
+	}
+	return res, nil
+}
