@@ -45,3 +45,18 @@ func dataHome() string {
 	}
 	return filepath.Join(home, ".local", "share")
 }
+
+// EnvDataDir names visaged's data directory when --data is not given.
+const EnvDataDir = "VISAGE_DATA_DIR"
+
+// DataDir returns flagValue if set, else $VISAGE_DATA_DIR, else
+// $XDG_DATA_HOME/visage/data (~/.local/share/visage/data).
+func DataDir(flagValue string) string {
+	if flagValue != "" {
+		return flagValue
+	}
+	if v := os.Getenv(EnvDataDir); v != "" {
+		return v
+	}
+	return filepath.Join(dataHome(), "visage", "data")
+}

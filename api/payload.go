@@ -1,0 +1,157 @@
+package api
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+)
+
+// payload is a request carrying images, read from multipart/form-data
+// (file parts) or JSON (base64 strings) alike.
+type payload struct {
+	files  map[string][][]byte
+	values map[string]string
+}
+
+// imageFields are the names that hold images in either encoding.
+var imageFields = []string{"image", "images", "other"}
+
+func isImageField(name string) bool {
+	for _, f := range imageFields {
+		if f == name {
+			return true
+		}
+	}
+	return false
+}
+
+// readPayload parses the body by its content type.
+func (s *Server) readPayload(c *gin.Context) (*payload, error) {
+	ct, _, _ := mime.ParseMediaType(c.GetHeader("Content-Type"))
+	p := &payload{files: map[string][][]byte{}, values: map[string]string{}}
+	switch ct {
+	case "multipart/form-data":
+		if err := c.Request.ParseMultipartForm(8 << 20); err != nil {
+			if tooLarge(err) {
+				return nil, errBodyTooLarge
+			}
+			return nil, invalid("body", "malformed multipart form: "+err.Error())
+		}
+		form := c.Request.MultipartForm
+		defer form.RemoveAll()
+		for name, fhs := range form.File {
+			for _, fh := range fhs {
+				f, err := fh.Open()
+				if err != nil {
+					return nil, fmt.Errorf("open part %s: %w", name, err)
+				}
+				b, err := io.ReadAll(f)
+				f.Close()
+				if err != nil {
+					return nil, fmt.Errorf("read part %s: %w", name, err)
+				}
+				p.files[name] = append(p.files[name], b)
+			}
+		}
+		for name, vs := range form.Value {
+			if len(vs) > 0 {
+				p.values[name] = vs[0]
+			}
+		}
+	case "application/json":
+		var raw map[string]json.RawMessage
+		dec := json.NewDecoder(c.Request.Body)
+		if err := dec.Decode(&raw); err != nil {
+			if tooLarge(err) {
+				return nil, errBodyTooLarge
+			}
+			return nil, invalid("body", "malformed JSON: "+err.Error())
+		}
+		for name, v := range raw {
+			if isImageField(name) {
+				if err := p.addBase64(name, v); err != nil {
+					return nil, err
+				}
+				continue
+			}
+			var str string
+			if err := json.Unmarshal(v, &str); err == nil {
+				p.values[name] = str
+			} else {
+				p.values[name] = string(bytes.TrimSpace(v))
+			}
+		}
+	default:
+		return nil, invalid("Content-Type", "send multipart/form-data or application/json")
+	}
+	return p, nil
+}
+
+// addBase64 decodes a JSON string or array of strings of base64 images.
+func (p *payload) addBase64(name string, v json.RawMessage) error {
+	var list []string
+	if err := json.Unmarshal(v, &list); err != nil {
+		var one string
+		if err := json.Unmarshal(v, &one); err != nil {
+			return invalid(name, "must be a base64 string or an array of them")
+		}
+		list = []string{one}
+	}
+	for _, s := range list {
+		// Tolerate a data URL prefix, which browsers produce.
+		if i := strings.Index(s, ";base64,"); i >= 0 && strings.HasPrefix(s, "data:") {
+			s = s[i+len(";base64,"):]
+		}
+		b, err := base64.StdEncoding.DecodeString(s)
+		if err != nil {
+			if b, err = base64.RawStdEncoding.DecodeString(s); err != nil {
+				return invalid(name, "not valid base64")
+			}
+		}
+		p.files[name] = append(p.files[name], b)
+	}
+	return nil
+}
+
+// images returns the images sent as "image" (or "images").
+func (p *payload) images() [][]byte {
+	return append(append([][]byte(nil), p.files["image"]...), p.files["images"]...)
+}
+
+func (p *payload) float(name string) (float64, error) {
+	v, ok := p.values[name]
+	if !ok || v == "" {
+		return 0, nil
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil {
+		return 0, invalid(name, "must be a number")
+	}
+	return f, nil
+}
+
+func (p *payload) int(name string) (int, error) {
+	v, ok := p.values[name]
+	if !ok || v == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return 0, invalid(name, "must be an integer")
+	}
+	return n, nil
+}
+
+func tooLarge(err error) bool {
+	var mbe *http.MaxBytesError
+	return errors.As(err, &mbe) || strings.Contains(err.Error(), "request body too large")
+}

@@ -1,0 +1,129 @@
+package api
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/visage/visage/gallery"
+	"github.com/visage/visage/internal/imageio"
+	"github.com/visage/visage/store"
+)
+
+// Problem types: stable values of a problem's "type" member (RFC 9457
+// relative references), documented in the OpenAPI document.
+const (
+	TypeBadImage        = "bad_image"
+	TypeNoFace          = "no_face"
+	TypeTooManyFaces    = "too_many_faces"
+	TypeQualityRejected = "quality_rejected"
+	TypeInvalidRequest  = "invalid_request"
+	TypeNotFound        = "not_found"
+	TypeConflict        = "conflict"
+	TypeUnauthorized    = "unauthorized"
+	TypeForbidden       = "forbidden"
+	TypeTooLarge        = "too_large"
+	TypeRateLimited     = "rate_limited"
+	TypeNotReady        = "not_ready"
+	TypeInternal        = "internal"
+)
+
+// Problem is an application/problem+json body.
+type Problem struct {
+	Type   string `json:"type"`
+	Title  string `json:"title"`
+	Status int    `json:"status"`
+	Detail string `json:"detail,omitempty"`
+	// Code refines bad_image and too_large (empty_image, corrupt_image,
+	// unsupported_format, image_too_large, body_too_large).
+	Code string `json:"code,omitempty"`
+	// Reasons are the failed quality gates of quality_rejected.
+	Reasons []string `json:"reasons,omitempty"`
+	// Results are per-image enrollment results when every image failed.
+	Results []enrollResultJSON `json:"results,omitempty"`
+}
+
+var problemTitles = map[string]struct {
+	status int
+	title  string
+}{
+	TypeBadImage:        {http.StatusUnprocessableEntity, "The image cannot be read"},
+	TypeNoFace:          {http.StatusUnprocessableEntity, "No face found"},
+	TypeTooManyFaces:    {http.StatusUnprocessableEntity, "Several equally large faces"},
+	TypeQualityRejected: {http.StatusUnprocessableEntity, "Face rejected by quality gates"},
+	TypeInvalidRequest:  {http.StatusBadRequest, "Invalid request"},
+	TypeNotFound:        {http.StatusNotFound, "Not found"},
+	TypeConflict:        {http.StatusConflict, "Already exists"},
+	TypeUnauthorized:    {http.StatusUnauthorized, "Missing or invalid API key"},
+	TypeForbidden:       {http.StatusForbidden, "The API key may not do this"},
+	TypeTooLarge:        {http.StatusRequestEntityTooLarge, "Too large"},
+	TypeRateLimited:     {http.StatusTooManyRequests, "Rate limit exceeded"},
+	TypeNotReady:        {http.StatusServiceUnavailable, "Not ready"},
+	TypeInternal:        {http.StatusInternalServerError, "Internal error"},
+}
+
+func newProblem(typ, detail string) Problem {
+	t := problemTitles[typ]
+	return Problem{Type: typ, Title: t.title, Status: t.status, Detail: detail}
+}
+
+// errBodyTooLarge marks a request body over the configured limit.
+var errBodyTooLarge = errors.New("request body too large")
+
+// problemFor maps an error of the lower layers to its problem: the one
+// place where errors become HTTP.
+func problemFor(err error) Problem {
+	var (
+		inv *gallery.InvalidError
+		q   *gallery.QualityError
+		mbe *http.MaxBytesError
+	)
+	switch {
+	case errors.As(err, &mbe) || errors.Is(err, errBodyTooLarge):
+		p := newProblem(TypeTooLarge, "the request body exceeds the server's limit")
+		p.Code = "body_too_large"
+		return p
+	case errors.Is(err, imageio.ErrImageTooLarge):
+		p := newProblem(TypeTooLarge, err.Error())
+		p.Code = imageio.Code(err)
+		return p
+	case imageio.Code(err) != "":
+		p := newProblem(TypeBadImage, err.Error())
+		p.Code = imageio.Code(err)
+		return p
+	case errors.Is(err, gallery.ErrNoFace):
+		return newProblem(TypeNoFace, err.Error())
+	case errors.Is(err, gallery.ErrTooManyFaces):
+		return newProblem(TypeTooManyFaces, err.Error())
+	case errors.As(err, &q):
+		p := newProblem(TypeQualityRejected, err.Error())
+		p.Reasons = q.Reasons
+		return p
+	case errors.As(err, &inv):
+		return newProblem(TypeInvalidRequest, err.Error())
+	case errors.Is(err, store.ErrNotFound):
+		return newProblem(TypeNotFound, err.Error())
+	case errors.Is(err, store.ErrConflict):
+		return newProblem(TypeConflict, err.Error())
+	}
+	return newProblem(TypeInternal, "")
+}
+
+// fail writes a problem and stops the handler chain.
+func fail(c *gin.Context, p Problem) {
+	c.Header("Content-Type", "application/problem+json")
+	c.AbortWithStatusJSON(p.Status, p)
+}
+
+// failErr logs unexpected errors and writes their problem.
+func (s *Server) failErr(c *gin.Context, err error) {
+	p := problemFor(err)
+	if p.Type == TypeInternal {
+		s.log.ErrorContext(c.Request.Context(), "request failed", "route", c.FullPath(), "err", err)
+	}
+	fail(c, p)
+}
+
+// invalid is a shorthand for a malformed request.
+func invalid(field, reason string) error { return &gallery.InvalidError{Field: field, Reason: reason} }

@@ -1,0 +1,327 @@
+// Package api is Visage's HTTP interface: the gin routes of API v1, the
+// middleware (authentication, roles, rate limits, body limits, metrics,
+// logs), the OpenAPI document and the mapping of errors to problems.
+package api
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"golang.org/x/time/rate"
+
+	"github.com/visage/visage/gallery"
+	"github.com/visage/visage/store"
+)
+
+// KeyStore is what authentication reads.
+type KeyStore interface {
+	GetKey(ctx context.Context, id string) (store.APIKey, error)
+	TouchKey(ctx context.Context, id string, at time.Time) error
+}
+
+// Config is the HTTP policy.
+type Config struct {
+	// MaxBodyBytes caps a request body (all images of it together).
+	MaxBodyBytes int64
+	// RateLimit is each key's sustained requests per second (0: no
+	// limit) and RateBurst its burst.
+	RateLimit float64
+	RateBurst int
+	// TrustedProxies are the proxies whose X-Forwarded-For is believed;
+	// empty trusts none.
+	TrustedProxies []string
+	// MaxImages caps the images of one enrollment.
+	MaxImages int
+}
+
+// DefaultConfig is the policy of a default visaged.
+func DefaultConfig() Config {
+	return Config{MaxBodyBytes: 64 << 20, RateLimit: 50, RateBurst: 100, MaxImages: 16}
+}
+
+// Server is the HTTP API over a gallery service.
+type Server struct {
+	service atomic.Pointer[gallery.Service]
+	keys    KeyStore
+	cfg     Config
+	log     *slog.Logger
+	metrics *Metrics
+	engine  *gin.Engine
+	ready   atomic.Bool
+
+	mu       sync.Mutex
+	limiters map[string]*rate.Limiter
+	touched  map[string]time.Time
+}
+
+// New builds the server. Until Ready it serves /healthz, /metrics and
+// /openapi.json, and answers /readyz and /v1 with 503, so that it can
+// listen while the models and the index load.
+func New(keys KeyStore, metrics *Metrics, cfg Config, log *slog.Logger) (*Server, error) {
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = DefaultConfig().MaxBodyBytes
+	}
+	if cfg.MaxImages <= 0 {
+		cfg.MaxImages = DefaultConfig().MaxImages
+	}
+	s := &Server{keys: keys, cfg: cfg, log: log, metrics: metrics,
+		limiters: map[string]*rate.Limiter{}, touched: map[string]time.Time{}}
+	gin.SetMode(gin.ReleaseMode)
+	e := gin.New()
+	if err := e.SetTrustedProxies(cfg.TrustedProxies); err != nil {
+		return nil, fmt.Errorf("set trusted proxies: %w", err)
+	}
+	e.ContextWithFallback = true
+	e.HandleMethodNotAllowed = true
+	e.MaxMultipartMemory = 8 << 20
+	e.Use(s.recoverer, s.observe)
+	e.NoRoute(func(c *gin.Context) { fail(c, newProblem(TypeNotFound, "no such route")) })
+	e.NoMethod(func(c *gin.Context) {
+		p := newProblem(TypeInvalidRequest, "method not allowed")
+		p.Status = http.StatusMethodNotAllowed
+		fail(c, p)
+	})
+	s.routes(e)
+	s.engine = e
+	return s, nil
+}
+
+// Handler is the server's http.Handler.
+func (s *Server) Handler() http.Handler { return s.engine }
+
+// Ready hands the server its loaded gallery service and starts serving
+// /v1.
+func (s *Server) Ready(svc *gallery.Service) {
+	s.service.Store(svc)
+	s.ready.Store(true)
+}
+
+// Unready stops serving /v1 (during shutdown).
+func (s *Server) Unready() { s.ready.Store(false) }
+
+// svc is the gallery service; only called behind requireReady.
+func (s *Server) svc() *gallery.Service { return s.service.Load() }
+
+func (s *Server) routes(e *gin.Engine) {
+	e.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
+	e.GET("/readyz", func(c *gin.Context) {
+		if !s.ready.Load() {
+			fail(c, newProblem(TypeNotReady, "loading models and index"))
+			return
+		}
+		c.JSON(http.StatusOK, gin.H{"status": "ready"})
+	})
+	e.GET("/openapi.json", func(c *gin.Context) { c.Data(http.StatusOK, "application/json", OpenAPIDocument()) })
+	if s.metrics != nil {
+		e.GET("/metrics", gin.WrapH(s.metrics.Handler()))
+	}
+
+	v1 := e.Group("/v1", s.limitBody, s.authenticate, s.rateLimit, s.requireReady)
+	v1.POST("/detect", s.allow(permDetect), s.detect)
+	v1.POST("/verify", s.allow(permIdentify), s.verify)
+
+	v1.GET("/collections", s.allow(permRead), s.listCollections)
+	v1.POST("/collections", s.allow(permAdmin), s.createCollection)
+	c := v1.Group("/collections/:name", s.scoped)
+	c.GET("", s.allow(permRead), s.getCollection)
+	c.PATCH("", s.allow(permAdmin), s.updateCollection)
+	c.DELETE("", s.allow(permAdmin), s.deleteCollection)
+	c.GET("/stats", s.allow(permRead), s.collectionStats)
+	c.POST("/identify", s.allow(permIdentify), s.identify)
+
+	c.POST("/subjects", s.allow(permEnroll), s.createSubject)
+	c.GET("/subjects", s.allow(permRead), s.listSubjects)
+	c.GET("/subjects/:id", s.allow(permRead), s.getSubject)
+	c.PATCH("/subjects/:id", s.allow(permEnroll), s.updateSubject)
+	c.DELETE("/subjects/:id", s.allow(permEnroll), s.deleteSubject)
+	c.POST("/subjects/:id/faces", s.allow(permEnroll), s.enroll)
+	c.GET("/subjects/:id/faces", s.allow(permRead), s.listFaces)
+	c.GET("/faces/:face", s.allow(permRead), s.getFace)
+	c.DELETE("/faces/:face", s.allow(permEnroll), s.deleteFace)
+
+	a := v1.Group("/admin", s.allow(permAdmin))
+	a.GET("/events", s.listEvents)
+	a.GET("/collections/:name/top-subjects", s.scoped, s.topSubjects)
+	a.GET("/collections/:name/enrollments", s.scoped, s.enrollmentsPerDay)
+}
+
+// recoverer turns a panic into a 500 problem instead of a dropped
+// connection.
+func (s *Server) recoverer(c *gin.Context) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.ErrorContext(c.Request.Context(), "panic in handler", "route", c.FullPath(), "panic", fmt.Sprint(r))
+			fail(c, newProblem(TypeInternal, ""))
+		}
+	}()
+	c.Next()
+}
+
+// observe logs each request and records its latency by route.
+func (s *Server) observe(c *gin.Context) {
+	start := time.Now()
+	c.Next()
+	route := c.FullPath()
+	if route == "" {
+		route = "unmatched"
+	}
+	el := time.Since(start)
+	status := c.Writer.Status()
+	if s.metrics != nil {
+		s.metrics.observeRequest(c.Request.Method, route, status, el)
+	}
+	attrs := []any{"method", c.Request.Method, "route", route, "status", status, "ms", float64(el.Microseconds()) / 1000, "client", c.ClientIP()}
+	if k, ok := c.Get(ctxKey); ok {
+		attrs = append(attrs, "key", k.(store.APIKey).ID)
+	}
+	lvl := slog.LevelInfo
+	if route == "/healthz" || route == "/readyz" || route == "/metrics" {
+		lvl = slog.LevelDebug
+	}
+	s.log.Log(c.Request.Context(), lvl, "request", attrs...)
+}
+
+func (s *Server) limitBody(c *gin.Context) {
+	if c.Request.ContentLength > s.cfg.MaxBodyBytes {
+		fail(c, problemFor(errBodyTooLarge))
+		return
+	}
+	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, s.cfg.MaxBodyBytes)
+	c.Next()
+}
+
+func (s *Server) requireReady(c *gin.Context) {
+	if !s.ready.Load() {
+		fail(c, newProblem(TypeNotReady, "loading models and index"))
+		return
+	}
+	c.Next()
+}
+
+const ctxKey = "visage.key"
+
+// authenticate checks the bearer token and remembers the key.
+func (s *Server) authenticate(c *gin.Context) {
+	h := c.GetHeader("Authorization")
+	token, ok := strings.CutPrefix(h, "Bearer ")
+	if !ok || token == "" {
+		c.Header("WWW-Authenticate", `Bearer realm="visage"`)
+		fail(c, newProblem(TypeUnauthorized, "send Authorization: Bearer <key>"))
+		return
+	}
+	k, err := s.keys.GetKey(c.Request.Context(), KeyID(token))
+	if err != nil || k.RevokedAt != nil || !tokenMatches(token, k.Hash) {
+		if err != nil && !isNotFound(err) {
+			s.failErr(c, err)
+			return
+		}
+		c.Header("WWW-Authenticate", `Bearer realm="visage", error="invalid_token"`)
+		fail(c, newProblem(TypeUnauthorized, "unknown or revoked key"))
+		return
+	}
+	c.Set(ctxKey, k)
+	s.touch(c.Request.Context(), k.ID)
+	c.Next()
+}
+
+// touch records a key's use at most once a minute.
+func (s *Server) touch(ctx context.Context, id string) {
+	now := time.Now()
+	s.mu.Lock()
+	last := s.touched[id]
+	stale := now.Sub(last) > time.Minute
+	if stale {
+		s.touched[id] = now
+	}
+	s.mu.Unlock()
+	if stale {
+		if err := s.keys.TouchKey(context.WithoutCancel(ctx), id, now); err != nil {
+			s.log.WarnContext(ctx, "record key use", "key", id, "err", err)
+		}
+	}
+}
+
+func (s *Server) rateLimit(c *gin.Context) {
+	if s.cfg.RateLimit <= 0 {
+		c.Next()
+		return
+	}
+	id := key(c).ID
+	s.mu.Lock()
+	l, ok := s.limiters[id]
+	if !ok {
+		l = rate.NewLimiter(rate.Limit(s.cfg.RateLimit), max(s.cfg.RateBurst, 1))
+		s.limiters[id] = l
+	}
+	s.mu.Unlock()
+	if !l.Allow() {
+		c.Header("Retry-After", "1")
+		fail(c, newProblem(TypeRateLimited, fmt.Sprintf("at most %g requests per second per key", s.cfg.RateLimit)))
+		return
+	}
+	c.Next()
+}
+
+// key is the authenticated key of a request.
+func key(c *gin.Context) store.APIKey {
+	k, _ := c.Get(ctxKey)
+	return k.(store.APIKey)
+}
+
+// Permissions that routes require.
+type permission int
+
+const (
+	permRead permission = iota
+	permDetect
+	permIdentify
+	permEnroll
+	permAdmin
+)
+
+// Allowed reports whether a role carries a permission: admin everything;
+// enroll and identify their own use case plus detect and reads; read only
+// reads.
+func allowed(r store.Role, p permission) bool {
+	switch r {
+	case store.RoleAdmin:
+		return true
+	case store.RoleEnroll:
+		return p == permRead || p == permDetect || p == permEnroll
+	case store.RoleIdentify:
+		return p == permRead || p == permDetect || p == permIdentify
+	case store.RoleRead:
+		return p == permRead
+	}
+	return false
+}
+
+func (s *Server) allow(p permission) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if k := key(c); !allowed(k.Role, p) {
+			fail(c, newProblem(TypeForbidden, fmt.Sprintf("role %s may not call this endpoint", k.Role)))
+			return
+		}
+		c.Next()
+	}
+}
+
+// scoped refuses a collection-scoped key outside its collection.
+func (s *Server) scoped(c *gin.Context) {
+	if !inScope(key(c), c.Param("name")) {
+		fail(c, newProblem(TypeForbidden, "the key is scoped to another collection"))
+		return
+	}
+	c.Next()
+}
+
+func inScope(k store.APIKey, collection string) bool {
+	return k.Collection == "" || k.Collection == collection
+}

@@ -1,0 +1,305 @@
+// Command visaged is Visage's HTTP server. With no configuration it runs
+// the embedded default: SQLite metadata and an HNSW vector index in one
+// data directory.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/visage/visage/api"
+	"github.com/visage/visage/embed"
+	"github.com/visage/visage/gallery"
+	"github.com/visage/visage/index"
+	"github.com/visage/visage/internal/config"
+	"github.com/visage/visage/internal/imageio"
+	"github.com/visage/visage/store"
+)
+
+// settings is visaged's configuration: flags, each defaulting to an
+// environment variable, each defaulting to a built-in value.
+type settings struct {
+	addr             string
+	dataDir          string
+	models           string
+	workers          int
+	index            string
+	maxBodyBytes     int64
+	maxPixels        int64
+	rateLimit        float64
+	rateBurst        int
+	trustedProxies   string
+	logLevel         string
+	logFormat        string
+	snapshotInterval time.Duration
+	reconcileEvery   time.Duration
+	shutdownTimeout  time.Duration
+}
+
+func env(name, def string) string {
+	if v, ok := os.LookupEnv(name); ok {
+		return v
+	}
+	return def
+}
+
+func envInt(name string, def int64) int64 {
+	if v, err := strconv.ParseInt(os.Getenv(name), 10, 64); err == nil {
+		return v
+	}
+	return def
+}
+
+func envFloat(name string, def float64) float64 {
+	if v, err := strconv.ParseFloat(os.Getenv(name), 64); err == nil {
+		return v
+	}
+	return def
+}
+
+func envDuration(name string, def time.Duration) time.Duration {
+	if v, err := time.ParseDuration(os.Getenv(name)); err == nil {
+		return v
+	}
+	return def
+}
+
+func parseSettings(args []string, stderr io.Writer) (settings, error) {
+	var s settings
+	def := api.DefaultConfig()
+	fs := flag.NewFlagSet("visaged", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&s.addr, "addr", env("VISAGE_ADDR", "127.0.0.1:8080"), "listen address ($VISAGE_ADDR)")
+	fs.StringVar(&s.dataDir, "data", env("VISAGE_DATA_DIR", config.DataDir("")), "data directory: SQLite file and index snapshots ($VISAGE_DATA_DIR)")
+	fs.StringVar(&s.models, "models", env("VISAGE_MODELS", ""), "model directory ($VISAGE_MODELS; default ~/.local/share/visage/models)")
+	fs.IntVar(&s.workers, "workers", int(envInt("VISAGE_WORKERS", 2)), "engine workers: detectors and networks ($VISAGE_WORKERS)")
+	fs.StringVar(&s.index, "index", env("VISAGE_INDEX", "hnsw"), "vector index: hnsw or flat ($VISAGE_INDEX)")
+	fs.Int64Var(&s.maxBodyBytes, "max-body-bytes", envInt("VISAGE_MAX_BODY_BYTES", def.MaxBodyBytes), "largest request body ($VISAGE_MAX_BODY_BYTES)")
+	fs.Int64Var(&s.maxPixels, "max-pixels", envInt("VISAGE_MAX_PIXELS", imageio.DefaultMaxPixels), "largest decoded image in pixels ($VISAGE_MAX_PIXELS)")
+	fs.Float64Var(&s.rateLimit, "rate-limit", envFloat("VISAGE_RATE_LIMIT", def.RateLimit), "requests per second per key, 0 for none ($VISAGE_RATE_LIMIT)")
+	fs.IntVar(&s.rateBurst, "rate-burst", int(envInt("VISAGE_RATE_BURST", int64(def.RateBurst))), "burst per key ($VISAGE_RATE_BURST)")
+	fs.StringVar(&s.trustedProxies, "trusted-proxies", env("VISAGE_TRUSTED_PROXIES", ""), "comma-separated proxy IPs/CIDRs whose X-Forwarded-For is trusted; empty trusts none ($VISAGE_TRUSTED_PROXIES)")
+	fs.StringVar(&s.logLevel, "log-level", env("VISAGE_LOG_LEVEL", "info"), "debug, info, warn or error ($VISAGE_LOG_LEVEL)")
+	fs.StringVar(&s.logFormat, "log-format", env("VISAGE_LOG_FORMAT", "json"), "json or text ($VISAGE_LOG_FORMAT)")
+	fs.DurationVar(&s.snapshotInterval, "snapshot-interval", envDuration("VISAGE_SNAPSHOT_INTERVAL", 5*time.Minute), "how often changed index spaces are saved ($VISAGE_SNAPSHOT_INTERVAL)")
+	fs.DurationVar(&s.reconcileEvery, "reconcile-interval", envDuration("VISAGE_RECONCILE_INTERVAL", 10*time.Minute), "how often the index is checked against the store ($VISAGE_RECONCILE_INTERVAL)")
+	fs.DurationVar(&s.shutdownTimeout, "shutdown-timeout", envDuration("VISAGE_SHUTDOWN_TIMEOUT", 30*time.Second), "time in-flight requests get to finish ($VISAGE_SHUTDOWN_TIMEOUT)")
+	if err := fs.Parse(args); err != nil {
+		return s, err
+	}
+	if s.index != "hnsw" && s.index != "flat" {
+		return s, fmt.Errorf("--index must be hnsw or flat, not %q", s.index)
+	}
+	return s, nil
+}
+
+func newLogger(s settings, w io.Writer) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(s.logLevel)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	if s.logFormat == "text" {
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	}
+	return slog.New(slog.NewJSONHandler(w, opts)), nil
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintf(os.Stderr, "visaged: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	s, err := parseSettings(args, stderr)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(s, stderr)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(s.dataDir, 0o700); err != nil {
+		return fmt.Errorf("create data directory: %w", err)
+	}
+	st, err := store.OpenSQLite(ctx, filepath.Join(s.dataDir, "visage.db"))
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if err := bootstrapAdmin(ctx, st, os.Getenv("VISAGE_BOOTSTRAP_ADMIN_KEY"), stdout, log); err != nil {
+		return err
+	}
+
+	metrics := api.NewMetrics(st, log)
+	var proxies []string
+	for _, p := range strings.Split(s.trustedProxies, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			proxies = append(proxies, p)
+		}
+	}
+	srv, err := api.New(st, metrics, api.Config{MaxBodyBytes: s.maxBodyBytes, RateLimit: s.rateLimit, RateBurst: s.rateBurst, TrustedProxies: proxies}, log)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", s.addr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	httpSrv := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	served := make(chan error, 1)
+	go func() { served <- httpSrv.Serve(ln) }()
+	log.Info("listening", "addr", ln.Addr().String(), "data", s.dataDir, "index", s.index)
+
+	// Load the engine and the index while /healthz already answers.
+	t0 := time.Now()
+	cfg := gallery.DefaultEngineConfig(config.ModelDir(s.models))
+	cfg.Workers = max(s.workers, 1)
+	cfg.Limits = imageio.Limits{MaxBytes: s.maxBodyBytes, MaxPixels: s.maxPixels}
+	eng, err := gallery.OpenEngine(cfg)
+	if err != nil {
+		_ = httpSrv.Close()
+		return err
+	}
+	defer eng.Close()
+	idx, save, closeIdx, err := openIndex(s)
+	if err != nil {
+		_ = httpSrv.Close()
+		return err
+	}
+	defer closeIdx()
+	svc := gallery.NewService(eng, st, idx, gallery.DefaultServiceConfig(), log)
+	rep, err := svc.Reconcile(ctx)
+	if err != nil {
+		_ = httpSrv.Close()
+		return err
+	}
+	srv.Ready(svc)
+	log.Info("ready", "ms", time.Since(t0).Milliseconds(), "model", eng.ModelID(), "reconciled", rep)
+
+	bg, stopBG := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		maintain(bg, svc, save, s, log)
+	}()
+
+	select {
+	case err := <-served:
+		stopBG()
+		<-done
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: finishing in-flight requests", "timeout", s.shutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), s.shutdownTimeout)
+	defer cancel()
+	shutErr := httpSrv.Shutdown(sctx)
+	srv.Unready()
+	stopBG()
+	<-done
+	if err := save(context.Background()); err != nil {
+		log.Error("save index", "err", err)
+	}
+	log.Info("stopped")
+	if shutErr != nil && !errors.Is(shutErr, http.ErrServerClosed) {
+		return fmt.Errorf("shutdown: %w", shutErr)
+	}
+	return nil
+}
+
+// openIndex opens the configured vector index and returns how to save
+// and close it.
+func openIndex(s settings) (gallery.Index, func(context.Context) error, func(), error) {
+	if s.index == "flat" {
+		f := index.NewFlat(embed.Dim)
+		return f, func(context.Context) error { return nil }, func() {}, nil
+	}
+	h, err := index.OpenHNSW(filepath.Join(s.dataDir, "hnsw"), embed.Dim, index.DefaultHNSWParams())
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("open index: %w", err)
+	}
+	return h, h.Save, h.Close, nil
+}
+
+// maintain saves index snapshots and reconciles periodically until ctx
+// ends.
+func maintain(ctx context.Context, svc *gallery.Service, save func(context.Context) error, s settings, log *slog.Logger) {
+	snap := time.NewTicker(positive(s.snapshotInterval))
+	defer snap.Stop()
+	rec := time.NewTicker(positive(s.reconcileEvery))
+	defer rec.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-snap.C:
+			if err := save(ctx); err != nil {
+				log.Error("save index", "err", err)
+			}
+		case <-rec.C:
+			rep, err := svc.Reconcile(ctx)
+			if err != nil {
+				log.Error("reconcile", "err", err)
+				continue
+			}
+			if rep != (gallery.ReconcileReport{}) {
+				log.Warn("reconcile repaired drift", "report", rep)
+			}
+		}
+	}
+}
+
+func positive(d time.Duration) time.Duration {
+	if d <= 0 {
+		return time.Hour
+	}
+	return d
+}
+
+// bootstrapAdmin creates the first admin key on an empty key table: the
+// operator's secret from the environment, or a fresh one printed once.
+func bootstrapAdmin(ctx context.Context, st *store.SQLite, secret string, stdout io.Writer, log *slog.Logger) error {
+	n, err := st.CountKeys(ctx)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		return nil
+	}
+	if secret != "" {
+		if len(secret) < api.MinBootstrapKeyLen {
+			return fmt.Errorf("VISAGE_BOOTSTRAP_ADMIN_KEY must be at least %d characters", api.MinBootstrapKeyLen)
+		}
+		id := api.KeyID(secret)
+		if _, err := st.CreateKey(ctx, store.APIKey{ID: id, Name: "bootstrap admin", Hash: api.HashToken(secret), Role: store.RoleAdmin}); err != nil {
+			return fmt.Errorf("create bootstrap key: %w", err)
+		}
+		log.Info("created the first admin key from VISAGE_BOOTSTRAP_ADMIN_KEY", "key", id)
+		return nil
+	}
+	id, token := api.NewKeyToken()
+	if _, err := st.CreateKey(ctx, store.APIKey{ID: id, Name: "first admin", Hash: api.HashToken(token), Role: store.RoleAdmin}); err != nil {
+		return fmt.Errorf("create first admin key: %w", err)
+	}
+	fmt.Fprintf(stdout, "\nThe first admin API key (shown only this once; only its hash is stored):\n\n    %s\n\nUse it as: Authorization: Bearer <key>. Create narrower keys with `visage keys create`.\n\n", token)
+	log.Info("created the first admin key", "key", id)
+	return nil
+}
