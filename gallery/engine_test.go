@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"hash/crc32"
 	"image"
 	"image/color"
 	"image/jpeg"
@@ -221,25 +220,6 @@ func pngOf(t *testing.T, img image.Image) []byte {
 
 // hugePNG is a valid PNG header declaring w×h pixels followed by a tiny
 // IDAT: the declared size alone must get it refused.
-func hugePNG(w, h uint32) []byte {
-	var b bytes.Buffer
-	b.WriteString("\x89PNG\r\n\x1a\n")
-	chunk := func(typ string, data []byte) {
-		binary.Write(&b, binary.BigEndian, uint32(len(data)))
-		crcData := append([]byte(typ), data...)
-		b.Write(crcData)
-		binary.Write(&b, binary.BigEndian, crc32.ChecksumIEEE(crcData))
-	}
-	ihdr := make([]byte, 13)
-	binary.BigEndian.PutUint32(ihdr[0:], w)
-	binary.BigEndian.PutUint32(ihdr[4:], h)
-	ihdr[8], ihdr[9] = 8, 2 // 8-bit RGB
-	chunk("IHDR", ihdr)
-	chunk("IDAT", []byte{0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01})
-	chunk("IEND", nil)
-	return b.Bytes()
-}
-
 func TestBadAndUnusualInputs(t *testing.T) {
 	eng := openEngine(t, 1)
 	portrait := testenv.ReadShared(t, "testdata/faces/bbt/leonard/leonard1.png")
@@ -271,7 +251,7 @@ func TestBadAndUnusualInputs(t *testing.T) {
 		{"zero bytes", nil, "empty_image", 0},
 		{"text", []byte("this is not an image, just some text\n"), "unsupported_format", 0},
 		{"truncated jpeg", obama[:len(obama)/2], "corrupt_image", 0},
-		{"png declaring 50000x50000", hugePNG(50000, 50000), "image_too_large", 0},
+		{"png declaring 50000x50000", testenv.HugePNG(50000, 50000), "image_too_large", 0},
 		{"16-bit png", pngOf(t, rgba64), "", 1},
 		{"grey png", pngOf(t, gray), "", 1},
 		{"alpha png", pngOf(t, nrgba), "", 1},

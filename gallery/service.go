@@ -135,7 +135,9 @@ type QualityError struct {
 	Reasons []string
 }
 
-func (e *QualityError) Error() string { return fmt.Sprintf("face rejected by quality gates: %v", e.Reasons) }
+func (e *QualityError) Error() string {
+	return fmt.Sprintf("face rejected by quality gates: %v", e.Reasons)
+}
 
 var collectionName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
 

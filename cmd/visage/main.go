@@ -31,6 +31,7 @@ func commands() map[string]command {
 		"compare": {"print the distance between the largest faces of two images", runCompare},
 		"eval":    {"evaluate accuracy (eval lfw --images DIR --pairs FILE)", runEval},
 		"bench":   {"measure the engine (bench engine IMAGE...)", runBench},
+		"keys":    {"manage API keys (keys create|list|revoke)", runKeys},
 	}
 }
 

@@ -1,0 +1,336 @@
+package api_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime/multipart"
+	"net/http"
+	"net/http/httptest"
+	"net/textproto"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers"
+	"github.com/getkin/kin-openapi/routers/gorillamux"
+
+	"github.com/visage/visage/api"
+	"github.com/visage/visage/embed"
+	"github.com/visage/visage/gallery"
+	"github.com/visage/visage/index"
+	"github.com/visage/visage/internal/testenv"
+	"github.com/visage/visage/store"
+)
+
+// sharedEngine opens the real engine once for all tests of the package:
+// loading the networks costs seconds.
+var sharedEngine = sync.OnceValues(func() (*gallery.Engine, error) {
+	dir := os.Getenv("VISAGE_MODELS")
+	if dir == "" {
+		return nil, fmt.Errorf("VISAGE_MODELS is not set (source scripts/env.sh)")
+	}
+	return gallery.OpenEngine(gallery.DefaultEngineConfig(dir))
+})
+
+func engine(t *testing.T) *gallery.Engine {
+	t.Helper()
+	testenv.ModelDir(t) // fails with the missing path if models are absent
+	eng, err := sharedEngine()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return eng
+}
+
+// harness is a visaged in-process: real engine, SQLite in a temporary
+// directory, the HNSW index, and an HTTP server. Every request and
+// response is checked against the OpenAPI document.
+type harness struct {
+	t      *testing.T
+	url    string
+	admin  string
+	store  *store.SQLite
+	router routers.Router
+	client *http.Client
+}
+
+type harnessOptions struct {
+	cfg api.Config
+}
+
+func newHarness(t *testing.T, opts harnessOptions) *harness {
+	t.Helper()
+	eng := engine(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	st, err := store.OpenSQLite(ctx, filepath.Join(dir, "visage.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	idx, err := index.OpenHNSW(filepath.Join(dir, "hnsw"), embed.Dim, index.DefaultHNSWParams())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(idx.Close)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	svc := gallery.NewService(eng, st, idx, gallery.DefaultServiceConfig(), log)
+	cfg := opts.cfg
+	if cfg == (api.Config{}) {
+		cfg = api.DefaultConfig()
+		cfg.RateLimit = 0
+	}
+	srv, err := api.New(st, api.NewMetrics(st, log), cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Ready(svc)
+	ts := httptest.NewServer(srv.Handler())
+	t.Cleanup(ts.Close)
+
+	id, token := api.NewKeyToken()
+	if _, err := st.CreateKey(ctx, store.APIKey{ID: id, Name: "test admin", Hash: api.HashToken(token), Role: store.RoleAdmin}); err != nil {
+		t.Fatal(err)
+	}
+	doc, err := openapi3.NewLoader().LoadFromData(api.OpenAPIDocument())
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc.Servers = openapi3.Servers{{URL: ts.URL}}
+	router, err := gorillamux.NewRouter(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &harness{t: t, url: ts.URL, admin: token, store: st, router: router, client: ts.Client()}
+}
+
+// newKey creates a key with a role and optional collection scope.
+func (h *harness) newKey(role store.Role, collection string) string {
+	h.t.Helper()
+	id, token := api.NewKeyToken()
+	if _, err := h.store.CreateKey(context.Background(), store.APIKey{ID: id, Name: string(role), Hash: api.HashToken(token), Role: role, Collection: collection}); err != nil {
+		h.t.Fatal(err)
+	}
+	return token
+}
+
+// body is a request body with its content type.
+type body struct {
+	data []byte
+	ct   string
+}
+
+func jsonBody(v any) body {
+	b, _ := json.Marshal(v)
+	return body{b, "application/json"}
+}
+
+// part is one multipart field: a file when data is set, else a value.
+type part struct {
+	name  string
+	value string
+	data  []byte
+}
+
+func multipartBody(parts ...part) body {
+	var buf bytes.Buffer
+	w := multipart.NewWriter(&buf)
+	for i, p := range parts {
+		if p.data != nil {
+			hdr := textproto.MIMEHeader{}
+			hdr.Set("Content-Disposition", fmt.Sprintf(`form-data; name=%q; filename="image%d"`, p.name, i))
+			hdr.Set("Content-Type", "application/octet-stream")
+			fw, _ := w.CreatePart(hdr)
+			fw.Write(p.data)
+			continue
+		}
+		w.WriteField(p.name, p.value)
+	}
+	w.Close()
+	return body{buf.Bytes(), w.FormDataContentType()}
+}
+
+func images(data ...[]byte) []part {
+	ps := make([]part, len(data))
+	for i, d := range data {
+		ps[i] = part{name: "image", data: d}
+	}
+	return ps
+}
+
+// response is a decoded answer.
+type response struct {
+	status int
+	header http.Header
+	raw    []byte
+}
+
+func (r response) decode(t *testing.T, v any) {
+	t.Helper()
+	if err := json.Unmarshal(r.raw, v); err != nil {
+		t.Fatalf("decode %s: %v", r.raw, err)
+	}
+}
+
+// problemType is the "type" of a problem response ("" otherwise).
+func (r response) problemType() string {
+	var p api.Problem
+	if json.Unmarshal(r.raw, &p) != nil {
+		return ""
+	}
+	return p.Type
+}
+
+// do sends a request with a token ("" for none) and validates both the
+// request and the response against the OpenAPI document.
+func (h *harness) do(method, path, token string, b *body) response {
+	h.t.Helper()
+	var rd io.Reader
+	if b != nil {
+		rd = bytes.NewReader(b.data)
+	}
+	req, err := http.NewRequest(method, h.url+path, rd)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if b != nil {
+		req.Header.Set("Content-Type", b.ct)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := h.client.Do(req)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.validate(req, b, resp, raw)
+	return response{status: resp.StatusCode, header: resp.Header, raw: raw}
+}
+
+// validate checks an exchange against the OpenAPI document.
+func (h *harness) validate(req *http.Request, b *body, resp *http.Response, raw []byte) {
+	h.t.Helper()
+	route, params, err := h.router.FindRoute(req)
+	if err != nil {
+		h.t.Errorf("%s %s: not in the OpenAPI document: %v", req.Method, req.URL.Path, err)
+		return
+	}
+	if b != nil {
+		req.Body = io.NopCloser(bytes.NewReader(b.data))
+	}
+	opts := &openapi3filter.Options{AuthenticationFunc: openapi3filter.NoopAuthenticationFunc, IncludeResponseStatus: true}
+	in := &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: route, Options: opts}
+	// Requests the server must refuse (bad JSON, missing fields) are not
+	// expected to satisfy the document; only well-formed ones are checked.
+	if resp.StatusCode < 400 {
+		if err := openapi3filter.ValidateRequest(context.Background(), in); err != nil {
+			h.t.Errorf("%s %s: request does not match the document: %v", req.Method, req.URL.Path, err)
+		}
+	}
+	out := &openapi3filter.ResponseValidationInput{RequestValidationInput: in, Status: resp.StatusCode, Header: resp.Header, Body: io.NopCloser(bytes.NewReader(raw)), Options: opts}
+	if err := openapi3filter.ValidateResponse(context.Background(), out); err != nil {
+		h.t.Errorf("%s %s → %d: response does not match the document: %v\n%s", req.Method, req.URL.Path, resp.StatusCode, err, truncate(raw))
+	}
+}
+
+func truncate(b []byte) string {
+	if len(b) > 600 {
+		return string(b[:600]) + "…"
+	}
+	return string(b)
+}
+
+// must asserts a status and returns the response.
+func (h *harness) must(status int, method, path, token string, b *body) response {
+	h.t.Helper()
+	r := h.do(method, path, token, b)
+	if r.status != status {
+		h.t.Fatalf("%s %s: status %d, want %d: %s", method, path, r.status, status, truncate(r.raw))
+	}
+	return r
+}
+
+// portrait reads one of the bbt portraits, e.g. ("amy", 1).
+func portrait(t *testing.T, person string, n int) []byte {
+	t.Helper()
+	return testenv.ReadShared(t, fmt.Sprintf("testdata/faces/bbt/%s/%s%d.png", person, person, n))
+}
+
+var bbtPeople = []string{"amy", "bernadette", "howard", "leonard", "penny", "raj", "sheldon", "stuart"}
+
+// enrolledGallery creates collection "bbt" and enrolls portraits 1–4 of
+// each bbt person; it returns subject ids by name.
+func (h *harness) enrolledGallery() map[string]string {
+	h.t.Helper()
+	h.must(http.StatusCreated, "POST", "/v1/collections", h.admin, ptr(jsonBody(map[string]any{"name": "bbt"})))
+	ids := map[string]string{}
+	for _, p := range bbtPeople {
+		var sub store.Subject
+		h.must(http.StatusCreated, "POST", "/v1/collections/bbt/subjects", h.admin,
+			ptr(jsonBody(map[string]any{"external_id": "ext-" + p, "display_name": p, "metadata": map[string]any{"show": "bbt"}}))).decode(h.t, &sub)
+		ids[p] = sub.ID
+		var photos [][]byte
+		for n := 1; n <= 4; n++ {
+			photos = append(photos, portrait(h.t, p, n))
+		}
+		var res enrollResponse
+		h.must(http.StatusCreated, "POST", "/v1/collections/bbt/subjects/"+sub.ID+"/faces", h.admin, ptr(multipartBody(images(photos...)...))).decode(h.t, &res)
+		for _, r := range res.Results {
+			if r.Status != "enrolled" {
+				h.t.Fatalf("%s: image %d %s (%s %v)", p, r.Index, r.Status, r.Code, r.Reasons)
+			}
+		}
+	}
+	return ids
+}
+
+func ptr[T any](v T) *T { return &v }
+
+type enrollResponse struct {
+	SubjectID string `json:"subject_id"`
+	Results   []struct {
+		Index   int      `json:"index"`
+		Status  string   `json:"status"`
+		Code    string   `json:"code"`
+		Reasons []string `json:"reasons"`
+		Face    *struct {
+			ID string `json:"id"`
+		} `json:"face"`
+	} `json:"results"`
+}
+
+type identifyResponse struct {
+	Faces []struct {
+		Box      [4]int `json:"box"`
+		Decision string `json:"decision"`
+		Match    *struct {
+			SubjectID string  `json:"subject_id"`
+			Distance  float64 `json:"distance"`
+		} `json:"match"`
+		Candidates []struct {
+			SubjectID  string  `json:"subject_id"`
+			ExternalID string  `json:"external_id"`
+			FaceID     string  `json:"face_id"`
+			Distance   float64 `json:"distance"`
+		} `json:"candidates"`
+	} `json:"faces"`
+}
+
+func (h *harness) identify(collection string, img []byte) identifyResponse {
+	h.t.Helper()
+	var out identifyResponse
+	h.must(http.StatusOK, "POST", "/v1/collections/"+collection+"/identify", h.admin, ptr(multipartBody(part{name: "image", data: img}))).decode(h.t, &out)
+	return out
+}
