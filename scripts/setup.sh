@@ -56,8 +56,9 @@ if [ ! -s "$FACEAPI_TGZ" ]; then
   rm -rf "$tmp"
 fi
 
-log "go: building ./bin/visage"
+log "go: building ./bin/visage and ./bin/visaged"
 mkdir -p bin
 go build -o bin/visage ./cmd/visage
+go build -o bin/visaged ./cmd/visaged
 
 ./bin/visage models --faceapi "$FACEAPI_TGZ"

@@ -18,6 +18,9 @@ import (
 )
 
 func runBench(ctx context.Context, env *cliEnv, args []string) error {
+	if len(args) > 0 && args[0] == "http" {
+		return runBenchHTTP(ctx, env, args[1:])
+	}
 	if len(args) == 0 || args[0] != "engine" {
 		return fmt.Errorf("usage: visage bench engine [--workers N] [--seconds S] [--repeat R] IMAGE...")
 	}
