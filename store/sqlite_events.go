@@ -1,0 +1,210 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Page sizes of ListEvents and TopSubjects.
+const (
+	defaultEventPage = 100
+	maxEventPage     = 1000
+	defaultTop       = 10
+	maxTop           = 1000
+)
+
+// AppendEvent appends an audit event and returns it with its ID, and At
+// set to now if it was zero.
+func (s *SQLite) AppendEvent(ctx context.Context, e Event) (Event, error) {
+	if e.At.IsZero() {
+		e.At = s.timestamp()
+	}
+	e.At = fromNanos(toNanos(e.At))
+	err := s.write.QueryRowContext(ctx,
+		`INSERT INTO event (at, kind, key_id, collection, subject_id, face_id, outcome, detail)
+		 VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+		toNanos(e.At), e.Kind, nullString(e.KeyID), nullString(e.Collection), nullString(e.SubjectID),
+		nullString(e.FaceID), e.Outcome, nullJSON(e.Detail)).Scan(&e.ID)
+	if err != nil {
+		return Event{}, fmt.Errorf("append event: %w", err)
+	}
+	return e, nil
+}
+
+// ListEvents returns the events matching q, newest (highest ID) first; the
+// last ID of a page is the Before of the next.
+func (s *SQLite) ListEvents(ctx context.Context, q EventQuery) ([]Event, error) {
+	limit := q.Limit
+	if limit <= 0 {
+		limit = defaultEventPage
+	}
+	limit = min(limit, maxEventPage)
+	var where []string
+	var args []any
+	add := func(cond string, arg any) {
+		where = append(where, cond)
+		args = append(args, arg)
+	}
+	if q.Kind != "" {
+		add("kind = ?", q.Kind)
+	}
+	if q.KeyID != "" {
+		add("key_id = ?", q.KeyID)
+	}
+	if q.Collection != "" {
+		add("collection = ?", q.Collection)
+	}
+	if !q.Since.IsZero() {
+		add("at >= ?", toNanos(q.Since))
+	}
+	if !q.Until.IsZero() {
+		add("at < ?", toNanos(q.Until))
+	}
+	if q.Before > 0 {
+		add("id < ?", q.Before)
+	}
+	query := `SELECT id, at, kind, key_id, collection, subject_id, face_id, outcome, detail FROM event`
+	if len(where) > 0 {
+		query += ` WHERE ` + strings.Join(where, " AND ")
+	}
+	query += ` ORDER BY id DESC LIMIT ?`
+	args = append(args, limit)
+	rows, err := s.read.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list events: %w", err)
+	}
+	defer func() { _ = rows.Close() }()
+	var events []Event
+	for rows.Next() {
+		var e Event
+		var at int64
+		var keyID, collection, subjectID, faceID, detail sql.NullString
+		if err := rows.Scan(&e.ID, &at, &e.Kind, &keyID, &collection, &subjectID, &faceID, &e.Outcome, &detail); err != nil {
+			return nil, fmt.Errorf("list events: %w", err)
+		}
+		e.At = fromNanos(at)
+		e.KeyID, e.Collection, e.SubjectID, e.FaceID = keyID.String, collection.String, subjectID.String, faceID.String
+		e.Detail = rawJSON(detail)
+		events = append(events, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list events: %w", err)
+	}
+	return events, nil
+}
+
+// CollectionStats returns the counts of an active collection. Faces being
+// deleted are not counted; LastEnrollAt is the creation time of its newest
+// face; DescriptorBytes assumes, as the vector index does, that all the
+// collection's descriptors have one length.
+func (s *SQLite) CollectionStats(ctx context.Context, name string) (CollectionStats, error) {
+	st := CollectionStats{Collection: name}
+	err := s.inReadTx(ctx, func(tx *sql.Tx) error {
+		var one int
+		err := tx.QueryRowContext(ctx, `SELECT 1 FROM collection WHERE name = ? AND state = 'active'`, name).Scan(&one)
+		if err != nil {
+			return fmt.Errorf("collection %q: %w", name, notFound(err))
+		}
+		var last sql.NullInt64
+		var oneDescriptor int64
+		// One pass over the covering (collection, key, state) index counts
+		// both; the descriptor volume is the count times the size of one
+		// descriptor, because a collection's descriptors all have the
+		// dimension of its vector index. Summing length(descriptor) would
+		// read every row: about a second at 1M faces.
+		err = tx.QueryRowContext(ctx, `SELECT count(*), coalesce(sum(state = 'pending'), 0)
+			FROM face WHERE collection = ? AND state <> 'deleting'`, name).Scan(&st.Faces, &st.PendingFaces)
+		if err != nil {
+			return err
+		}
+		err = tx.QueryRowContext(ctx, `SELECT
+			(SELECT count(*) FROM subject WHERE collection = ?1),
+			coalesce((SELECT length(descriptor) FROM face WHERE collection = ?1 AND state <> 'deleting' ORDER BY key DESC LIMIT 1), 0),
+			(SELECT created_at FROM face WHERE collection = ?1 AND state <> 'deleting' ORDER BY key DESC LIMIT 1)`,
+			name).Scan(&st.Subjects, &oneDescriptor, &last)
+		if err != nil {
+			return err
+		}
+		st.DescriptorBytes = st.Faces * oneDescriptor
+		st.LastEnrollAt = nullNanos(last)
+		return nil
+	})
+	if err != nil {
+		return CollectionStats{}, fmt.Errorf("collection stats: %w", err)
+	}
+	return st, nil
+}
+
+// TopSubjects returns up to limit (default 10, at most 1000) subjects of a
+// collection that have faces, most faces first (faces being deleted not
+// counted).
+func (s *SQLite) TopSubjects(ctx context.Context, collection string, limit int) ([]SubjectCount, error) {
+	if limit <= 0 {
+		limit = defaultTop
+	}
+	limit = min(limit, maxTop)
+	rows, err := s.read.QueryContext(ctx, `SELECT id, external_id, display_name, n FROM (
+			SELECT s.id, s.external_id, s.display_name,
+				(SELECT count(*) FROM face f WHERE f.subject_id = s.id AND f.state <> 'deleting') AS n
+			FROM subject s WHERE s.collection = ?
+		) WHERE n > 0 ORDER BY n DESC, id LIMIT ?`, collection, limit)
+	if err != nil {
+		return nil, fmt.Errorf("top subjects: %w", err)
+	}
+	defer func() { _ = rows.Close() }()
+	var top []SubjectCount
+	for rows.Next() {
+		var c SubjectCount
+		var ext sql.NullString
+		if err := rows.Scan(&c.SubjectID, &ext, &c.DisplayName, &c.Faces); err != nil {
+			return nil, fmt.Errorf("top subjects: %w", err)
+		}
+		c.ExternalID = ext.String
+		top = append(top, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("top subjects: %w", err)
+	}
+	return top, nil
+}
+
+// EnrollmentsPerDay counts the faces enrolled into collection ("" for all
+// collections) per UTC day from since (zero: from the start), oldest day
+// first, leaving out days without enrollments.
+//
+// The counts come from the audit trail, events of kind EventEnroll with
+// outcome OutcomeEnrolled (one per enrolled face), not from the face
+// table: they must not shrink when faces or subjects are deleted later.
+func (s *SQLite) EnrollmentsPerDay(ctx context.Context, collection string, since time.Time) ([]DayCount, error) {
+	where := []string{"kind = ?", "outcome = ?"}
+	args := []any{EventEnroll, OutcomeEnrolled}
+	if collection != "" {
+		where = append(where, "collection = ?")
+		args = append(args, collection)
+	}
+	if !since.IsZero() {
+		where = append(where, "at >= ?")
+		args = append(args, toNanos(since))
+	}
+	rows, err := s.read.QueryContext(ctx, `SELECT strftime('%Y-%m-%d', at / 1000000000, 'unixepoch') AS day, count(*)
+		FROM event WHERE `+strings.Join(where, " AND ")+` GROUP BY day ORDER BY day`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("enrollments per day: %w", err)
+	}
+	defer func() { _ = rows.Close() }()
+	var days []DayCount
+	for rows.Next() {
+		var d DayCount
+		if err := rows.Scan(&d.Day, &d.Count); err != nil {
+			return nil, fmt.Errorf("enrollments per day: %w", err)
+		}
+		days = append(days, d)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("enrollments per day: %w", err)
+	}
+	return days, nil
+}
