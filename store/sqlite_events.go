@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -19,6 +20,9 @@ const (
 // AppendEvent appends an audit event and returns it with its ID, and At
 // set to now if it was zero.
 func (s *SQLite) AppendEvent(ctx context.Context, e Event) (Event, error) {
+	if len(e.Detail) > 0 && !json.Valid(e.Detail) {
+		return Event{}, fmt.Errorf("append event: %w: detail not JSON", ErrInvalid)
+	}
 	if e.At.IsZero() {
 		e.At = s.timestamp()
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -44,6 +45,11 @@ const faceColumns = `f.key, f.id, f.subject_id, f.collection, f.model_id,
 func (s *SQLite) InsertFace(ctx context.Context, f Face) (Face, bool, error) {
 	if len(f.Descriptor) == 0 {
 		return Face{}, false, fmt.Errorf("insert face: %w: empty descriptor", ErrInvalid)
+	}
+	// Stored JSON is served as is; invalid JSON would break every
+	// response that includes the face.
+	if (len(f.Landmarks) > 0 && !json.Valid(f.Landmarks)) || (len(f.Quality) > 0 && !json.Valid(f.Quality)) {
+		return Face{}, false, fmt.Errorf("insert face: %w: landmarks or quality not JSON", ErrInvalid)
 	}
 	var out Face
 	inserted := false
@@ -106,6 +112,9 @@ func (s *SQLite) InsertFace(ctx context.Context, f Face) (Face, bool, error) {
 // keys. Only pending faces change: a face marked deleting meanwhile stays
 // deleting.
 func (s *SQLite) MarkFacesIndexed(ctx context.Context, keys []uint64) error {
+	if len(keys) == 0 {
+		return nil
+	}
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		return batches(keys, func(part []uint64) error {
 			_, err := tx.ExecContext(ctx, `UPDATE face SET state = 'indexed'
@@ -207,6 +216,9 @@ func (s *SQLite) MarkFaceDeleting(ctx context.Context, collection, faceID string
 // DeleteFaces deletes the faces with keys, whatever their state; unknown
 // keys are ignored.
 func (s *SQLite) DeleteFaces(ctx context.Context, keys []uint64) error {
+	if len(keys) == 0 {
+		return nil
+	}
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		return batches(keys, func(part []uint64) error {
 			_, err := tx.ExecContext(ctx, `DELETE FROM face WHERE key IN (`+placeholders(len(part))+`)`, keyArgs(part)...)

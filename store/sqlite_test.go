@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io/fs"
 	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -739,6 +740,8 @@ func TestInsertFace(t *testing.T) {
 			{"unknown subject", Face{SubjectID: uuid.NewString(), Descriptor: desc}, ErrNotFound},
 			{"subject of another collection", Face{SubjectID: sub.ID, Collection: "other", Descriptor: desc}, ErrNotFound},
 			{"no descriptor", Face{SubjectID: sub.ID}, ErrInvalid},
+			{"landmarks not JSON", Face{SubjectID: sub.ID, Descriptor: desc, Landmarks: json.RawMessage(`[1,`)}, ErrInvalid},
+			{"quality not JSON", Face{SubjectID: sub.ID, Descriptor: desc, Quality: json.RawMessage(`x`)}, ErrInvalid},
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
@@ -1172,6 +1175,8 @@ func TestEvents(t *testing.T) {
 		t.Errorf("At %v, want the given %v", old.At, given)
 	}
 	events = append(events, old)
+	_, err = s.AppendEvent(ctx, Event{Kind: "verify", Detail: json.RawMessage(`{`)})
+	wantErr(t, "AppendEvent with bad detail", err, ErrInvalid)
 
 	ids := func(idx ...int) []int64 {
 		var out []int64
@@ -1476,4 +1481,65 @@ func TestCancelledContext(t *testing.T) {
 	wantErr(t, "CreateCollection", err, context.Canceled)
 	_, _, err = s.InsertFace(ctx, Face{SubjectID: "x", Descriptor: descriptor(1)})
 	wantErr(t, "InsertFace", err, context.Canceled)
+}
+
+// bulkFaces adds nSubjects subjects with perSubject faces each to
+// collection (which must exist), in one transaction with prepared
+// statements, the way an import would, and returns the face keys. States
+// cycle through states, one face after the other.
+func bulkFaces(tb testing.TB, s *SQLite, collection string, nSubjects, perSubject int, states ...FaceState) []uint64 {
+	tb.Helper()
+	if len(states) == 0 {
+		states = []FaceState{FaceIndexed}
+	}
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(uint64(nSubjects), uint64(perSubject)))
+	keys := make([]uint64, 0, nSubjects*perSubject)
+	tx, err := s.write.BeginTx(ctx, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer func() { _ = rollback(tx) }()
+	subStmt, err := tx.PrepareContext(ctx, `INSERT INTO subject
+		(id, collection, external_id, display_name, name_fold, metadata, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, '{}', ?, ?)`)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	faceStmt, err := tx.PrepareContext(ctx, `INSERT INTO face (id, subject_id, collection, descriptor, model_id,
+		box_x0, box_y0, box_x1, box_y1, image_sha256, state, created_at)
+		VALUES (?, ?, ?, ?, 'bench', 0, 0, 100, 100, ?, ?, ?)`)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	d := make([]float32, 128)
+	now := time.Now().UnixNano()
+	n := 0
+	for i := range nSubjects {
+		sid := uuid.NewString()
+		name := fmt.Sprintf("Person %d", i)
+		if _, err := subStmt.ExecContext(ctx, sid, collection, fmt.Sprintf("ext-%d", i), name, foldName(name), now+int64(i), now+int64(i)); err != nil {
+			tb.Fatal(err)
+		}
+		for j := range perSubject {
+			for k := range d {
+				d[k] = rng.Float32()
+			}
+			res, err := faceStmt.ExecContext(ctx, uuid.NewString(), sid, collection, encodeDescriptor(d),
+				fmt.Sprintf("sha-%d-%d", i, j), string(states[n%len(states)]), now+int64(n))
+			if err != nil {
+				tb.Fatal(err)
+			}
+			key, err := res.LastInsertId()
+			if err != nil {
+				tb.Fatal(err)
+			}
+			keys = append(keys, uint64(key))
+			n++
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		tb.Fatal(err)
+	}
+	return keys
 }
