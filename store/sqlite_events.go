@@ -150,11 +150,14 @@ func (s *SQLite) TopSubjects(ctx context.Context, collection string, limit int) 
 		limit = defaultTop
 	}
 	limit = min(limit, maxTop)
-	rows, err := s.read.QueryContext(ctx, `SELECT id, external_id, display_name, n FROM (
+	// MATERIALIZED counts each subject's faces once; inlined, the count
+	// would be evaluated for the filter and again for the result.
+	rows, err := s.read.QueryContext(ctx, `WITH counts AS MATERIALIZED (
 			SELECT s.id, s.external_id, s.display_name,
 				(SELECT count(*) FROM face f WHERE f.subject_id = s.id AND f.state <> 'deleting') AS n
 			FROM subject s WHERE s.collection = ?
-		) WHERE n > 0 ORDER BY n DESC, id LIMIT ?`, collection, limit)
+		)
+		SELECT id, external_id, display_name, n FROM counts WHERE n > 0 ORDER BY n DESC, id LIMIT ?`, collection, limit)
 	if err != nil {
 		return nil, fmt.Errorf("top subjects: %w", err)
 	}

@@ -235,8 +235,7 @@ func (s *SQLite) DeleteFaces(ctx context.Context, keys []uint64) error {
 // all collections, written but not confirmed in the vector index, oldest
 // first, with descriptors: the reconciler indexes them.
 func (s *SQLite) PendingFaces(ctx context.Context, limit int) ([]Face, error) {
-	faces, err := queryFaces(ctx, s.read, `SELECT `+faceColumns+`, f.descriptor FROM face f
-		WHERE f.state = 'pending' ORDER BY f.key LIMIT ?`, unsettledLimit(limit))
+	faces, err := queryFaces(ctx, s.read, pendingFacesQuery, unsettledLimit(limit))
 	if err != nil {
 		return nil, fmt.Errorf("list pending faces: %w", err)
 	}
@@ -247,13 +246,24 @@ func (s *SQLite) PendingFaces(ctx context.Context, limit int) ([]Face, error) {
 // all collections, marked deleting, oldest first, without descriptors: the
 // reconciler removes them from the index and deletes them.
 func (s *SQLite) DeletingFaces(ctx context.Context, limit int) ([]Face, error) {
-	faces, err := queryFaces(ctx, s.read, `SELECT `+faceColumns+`, NULL FROM face f
-		WHERE f.state = 'deleting' ORDER BY f.key LIMIT ?`, unsettledLimit(limit))
+	faces, err := queryFaces(ctx, s.read, deletingFacesQuery, unsettledLimit(limit))
 	if err != nil {
 		return nil, fmt.Errorf("list deleting faces: %w", err)
 	}
 	return faces, nil
 }
+
+// The reconciler's queries. The redundant "state <> 'indexed'" repeats
+// the condition of the partial index face_unsettled: SQLite uses a partial
+// index only when the query's WHERE contains its condition, and does not
+// infer it from "state = 'pending'". Without it each reconciler pass would
+// read the whole face table (TestReconcilerQueriesUseTheirIndex).
+const (
+	pendingFacesQuery = `SELECT ` + faceColumns + `, f.descriptor FROM face f
+		WHERE f.state = 'pending' AND f.state <> 'indexed' ORDER BY f.key LIMIT ?`
+	deletingFacesQuery = `SELECT ` + faceColumns + `, NULL FROM face f
+		WHERE f.state = 'deleting' AND f.state <> 'indexed' ORDER BY f.key LIMIT ?`
+)
 
 func unsettledLimit(limit int) int {
 	if limit <= 0 {

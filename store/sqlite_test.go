@@ -924,6 +924,28 @@ func TestFaceLifecycle(t *testing.T) {
 	})
 }
 
+func TestReconcilerQueriesUseTheirIndex(t *testing.T) {
+	s := openTestStore(t)
+	for name, q := range map[string]string{"pending": pendingFacesQuery, "deleting": deletingFacesQuery} {
+		t.Run(name, func(t *testing.T) {
+			rows, err := s.read.Query("EXPLAIN QUERY PLAN "+q, 10)
+			noErr(t, "explain", err)
+			defer func() { _ = rows.Close() }()
+			var plan []string
+			for rows.Next() {
+				var id, parent, unused int
+				var detail string
+				noErr(t, "scan", rows.Scan(&id, &parent, &unused, &detail))
+				plan = append(plan, detail)
+			}
+			noErr(t, "rows", rows.Err())
+			if len(plan) != 1 || !strings.Contains(plan[0], "INDEX face_unsettled") {
+				t.Fatalf("plan %q, want a search of face_unsettled alone", plan)
+			}
+		})
+	}
+}
+
 func TestVectorsAndScanAtScale(t *testing.T) {
 	ctx := context.Background()
 	s := openTestStore(t)
