@@ -76,7 +76,7 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 	// 1M faces does not fit the default 2 MiB, and then every insert
 	// rereads index pages.
 	write, err := sql.Open("sqlite", sqliteURI(path)+"?"+common+
-		fmt.Sprintf("&_pragma=cache_size(-%d)&_journal_mode=WAL&_txlock=immediate", writeCacheKiB))
+		fmt.Sprintf("&_pragma=cache_size(-%d)&_txlock=immediate", writeCacheKiB))
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite: %w", err)
 	}
@@ -86,7 +86,7 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 	write.SetConnMaxIdleTime(0)
 	// The write connection is opened first so that the file exists and is
 	// in WAL mode before any reader looks at it.
-	if err := write.PingContext(ctx); err != nil {
+	if err := setWAL(ctx, write); err != nil {
 		_ = write.Close()
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
@@ -108,6 +108,33 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// setWAL switches the database to write-ahead logging. The journal mode
+// is stored in the file, so new connections inherit it. While another
+// connection (another process opening a new file at the same time) holds
+// the lock the switch needs, SQLite answers SQLITE_BUSY at once, without
+// waiting busy_timeout, so the switch is retried here for as long.
+func setWAL(ctx context.Context, db *sql.DB) error {
+	deadline := time.Now().Add(busyTimeoutMS * time.Millisecond)
+	for {
+		var mode string
+		err := db.QueryRowContext(ctx, "PRAGMA journal_mode = WAL").Scan(&mode)
+		if err == nil {
+			if !strings.EqualFold(mode, "wal") {
+				return fmt.Errorf("set journal mode: got %q, want wal", mode)
+			}
+			return nil
+		}
+		if sqliteCode(err)&0xff != sqlite3.SQLITE_BUSY || time.Now().After(deadline) {
+			return fmt.Errorf("set journal mode: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("set journal mode: %w", ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 // sqliteURI turns a file path into a file: URI so that any path works,
