@@ -62,7 +62,7 @@ type harness struct {
 }
 
 type harnessOptions struct {
-	cfg api.Config
+	cfg *api.Config
 }
 
 func newHarness(t *testing.T, opts harnessOptions) *harness {
@@ -79,13 +79,13 @@ func newHarness(t *testing.T, opts harnessOptions) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(idx.Close)
+	t.Cleanup(func() { idx.Close() })
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	svc := gallery.NewService(eng, st, idx, gallery.DefaultServiceConfig(), log)
-	cfg := opts.cfg
-	if cfg == (api.Config{}) {
-		cfg = api.DefaultConfig()
-		cfg.RateLimit = 0
+	cfg := api.DefaultConfig()
+	cfg.RateLimit = 0
+	if opts.cfg != nil {
+		cfg = *opts.cfg
 	}
 	srv, err := api.New(st, api.NewMetrics(st, log), cfg, log)
 	if err != nil {

@@ -93,7 +93,11 @@ func (s *Service) enrollOne(ctx context.Context, collection, subjectID string, d
 		return r, err
 	}
 	sum := sha256.Sum256(data)
-	lm, _ := json.Marshal(face.Landmarks)
+	pts := make([][2]int, len(face.Landmarks))
+	for i, p := range face.Landmarks {
+		pts[i] = [2]int{p.X, p.Y}
+	}
+	lm, _ := json.Marshal(pts)
 	q, _ := json.Marshal(face.Quality)
 	f, created, err := s.store.InsertFace(ctx, store.Face{
 		SubjectID:   subjectID,

@@ -236,7 +236,7 @@ func openIndex(s settings) (gallery.Index, func(context.Context) error, func(), 
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("open index: %w", err)
 	}
-	return h, h.Save, h.Close, nil
+	return h, h.Save, func() { _ = h.Close() }, nil
 }
 
 // maintain saves index snapshots and reconciles periodically until ctx
