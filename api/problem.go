@@ -36,7 +36,8 @@ type Problem struct {
 	Status int    `json:"status"`
 	Detail string `json:"detail,omitempty"`
 	// Code refines bad_image and too_large (empty_image, corrupt_image,
-	// unsupported_format, image_too_large, body_too_large).
+	// unsupported_format, image_too_large, body_too_large); on a failed
+	// enrollment it is the first image's rejection code.
 	Code string `json:"code,omitempty"`
 	// Reasons are the failed quality gates of quality_rejected.
 	Reasons []string `json:"reasons,omitempty"`
@@ -106,6 +107,8 @@ func problemFor(err error) Problem {
 		return newProblem(TypeNotFound, err.Error())
 	case errors.Is(err, store.ErrConflict):
 		return newProblem(TypeConflict, err.Error())
+	case errors.Is(err, store.ErrInvalid):
+		return newProblem(TypeInvalidRequest, err.Error())
 	}
 	return newProblem(TypeInternal, "")
 }

@@ -97,10 +97,15 @@ func (s *Service) Verify(ctx context.Context, req VerifyRequest) (*Verification,
 	if out.Match {
 		outcome = "match"
 	}
-	s.audit(ctx, store.Event{Kind: "verify", KeyID: req.Actor, Collection: req.Collection, SubjectID: req.SubjectID, Outcome: outcome,
-		Detail: jsonDetail(map[string]any{"distance": round3(out.Distance), "threshold": threshold})})
+	ev := store.Event{Kind: "verify", KeyID: req.Actor, Outcome: outcome}
+	if req.Other == nil {
+		ev.Collection, ev.SubjectID = req.Collection, req.SubjectID
+	}
+	ev.Detail = jsonDetail(map[string]any{"distance": round3(out.Distance), "threshold": threshold})
+	s.audit(ctx, ev)
 	return out, nil
 }
+
 
 // onlyFace returns an image's largest face, refusing images where several
 // faces are about as large.
