@@ -171,14 +171,22 @@ func (s *Service) UpdateCollection(ctx context.Context, name string, threshold f
 }
 
 // DeleteCollection removes a collection, its subjects, faces and vectors.
+// The collection disappears at once; its rows (a million faces take about
+// two minutes) are deleted in the background, and the reconciler finishes
+// the job if the process stops first. Its name is free again when done.
 func (s *Service) DeleteCollection(ctx context.Context, actor, name string) error {
 	if err := s.store.MarkCollectionDeleting(ctx, name); err != nil {
 		return fmt.Errorf("delete collection: %w", err)
 	}
-	if err := s.finishCollectionDelete(ctx, name); err != nil {
-		return err
+	if err := s.index.Drop(ctx, space(name)); err != nil {
+		return fmt.Errorf("drop collection vectors: %w", err)
 	}
 	s.audit(ctx, store.Event{Kind: "delete", KeyID: actor, Collection: name, Outcome: "collection_deleted"})
+	go func() {
+		if err := s.finishCollectionDelete(context.WithoutCancel(ctx), name); err != nil {
+			s.log.Error("delete collection rows; the reconciler will retry", "collection", name, "err", err)
+		}
+	}()
 	return nil
 }
 

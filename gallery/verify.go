@@ -106,7 +106,6 @@ func (s *Service) Verify(ctx context.Context, req VerifyRequest) (*Verification,
 	return out, nil
 }
 
-
 // onlyFace returns an image's largest face, refusing images where several
 // faces are about as large.
 func (s *Service) onlyFace(ctx context.Context, data []byte) (Face, Timings, error) {
