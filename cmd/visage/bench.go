@@ -18,11 +18,17 @@ import (
 )
 
 func runBench(ctx context.Context, env *cliEnv, args []string) error {
+	if len(args) > 0 && args[0] == "startup" {
+		return runBenchStartup(ctx, env, args[1:])
+	}
 	if len(args) > 0 && args[0] == "http" {
 		return runBenchHTTP(ctx, env, args[1:])
 	}
+	if len(args) > 0 && args[0] == "index" {
+		return runBenchIndex(ctx, env, args[1:])
+	}
 	if len(args) == 0 || args[0] != "engine" {
-		return fmt.Errorf("usage: visage bench engine [--workers N] [--seconds S] [--repeat R] IMAGE...")
+		return fmt.Errorf("usage: visage bench engine [--workers N] [--seconds S] [--repeat R] IMAGE... | visage bench index [flags]")
 	}
 	fs := flag.NewFlagSet("bench engine", flag.ContinueOnError)
 	fs.SetOutput(env.stderr)
