@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"net/http"
 
@@ -122,7 +123,10 @@ func fail(c *gin.Context, p Problem) {
 // failErr logs unexpected errors and writes their problem.
 func (s *Server) failErr(c *gin.Context, err error) {
 	p := problemFor(err)
-	if p.Type == TypeInternal {
+	if p.Type == TypeInternal && errors.Is(err, context.Canceled) && c.Request.Context().Err() != nil {
+		// The client went away; nobody reads the answer.
+		s.log.DebugContext(c.Request.Context(), "request cancelled by the client", "route", c.FullPath())
+	} else if p.Type == TypeInternal {
 		s.log.ErrorContext(c.Request.Context(), "request failed", "route", c.FullPath(), "err", err)
 	}
 	fail(c, p)
