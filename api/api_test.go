@@ -86,6 +86,21 @@ func TestIdentifyTheFifthPortrait(t *testing.T) {
 		}
 	})
 
+	t.Run("metrics", func(t *testing.T) {
+		m := string(h.must(http.StatusOK, "GET", "/metrics", "", nil).raw)
+		for _, want := range []string{
+			`visage_http_request_duration_seconds_count{method="POST",route="/v1/collections/:name/identify",status="200"}`,
+			`visage_engine_stage_seconds_count{stage="embed"}`,
+			`visage_engine_stage_seconds_count{stage="search"}`,
+			`visage_gallery_faces{collection="bbt"} 32`,
+			`visage_gallery_subjects{collection="bbt"} 8`,
+		} {
+			if !strings.Contains(m, want) {
+				t.Errorf("/metrics lacks %s", want)
+			}
+		}
+	})
+
 	t.Run("deleted subject is no longer identified", func(t *testing.T) {
 		h.must(http.StatusNoContent, "DELETE", "/v1/collections/bbt/subjects/"+ids["penny"], h.admin, nil)
 		res := h.identify("bbt", portrait(t, "penny", 5))
