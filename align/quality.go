@@ -208,3 +208,16 @@ func pose(pts []Point) (yaw, pitch, roll, mouth float64) {
 }
 
 func deg(rad float64) float64 { return rad * 180 / math.Pi }
+
+// Rounded returns q with each measure rounded to the precision it has:
+// what APIs and command output show.
+func (q Quality) Rounded() Quality {
+	round := func(v float64, digits int) float64 {
+		p := math.Pow(10, float64(digits))
+		return math.Round(v*p) / p
+	}
+	q.Score = round(q.Score, 4)
+	q.Sharpness, q.Brightness, q.Contrast = round(q.Sharpness, 1), round(q.Brightness, 1), round(q.Contrast, 1)
+	q.Yaw, q.Pitch, q.Roll, q.MouthOpen = round(q.Yaw, 1), round(q.Pitch, 1), round(q.Roll, 1), round(q.MouthOpen, 3)
+	return q
+}

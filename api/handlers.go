@@ -54,12 +54,6 @@ func roundTo(v float64, digits int) float64 {
 	return math.Round(v*p) / p
 }
 
-func roundQuality(q align.Quality) align.Quality {
-	q.Score = roundTo(q.Score, 4)
-	q.Sharpness, q.Brightness, q.Contrast = roundTo(q.Sharpness, 1), roundTo(q.Brightness, 1), roundTo(q.Contrast, 1)
-	q.Yaw, q.Pitch, q.Roll, q.MouthOpen = roundTo(q.Yaw, 1), roundTo(q.Pitch, 1), roundTo(q.Roll, 1), roundTo(q.MouthOpen, 3)
-	return q
-}
 
 func landmarksOf(pts []align.Point) [][2]int {
 	out := make([][2]int, len(pts))
@@ -335,7 +329,7 @@ func (s *Server) enroll(c *gin.Context) {
 	for i, r := range results {
 		j := enrollResultJSON{Index: i, Status: r.Status, Code: r.Code, Reasons: r.Reasons}
 		if r.Quality != nil {
-			q := roundQuality(*r.Quality)
+			q := r.Quality.Rounded()
 			j.Quality = &q
 		}
 		if r.Status != gallery.StatusRejected {
@@ -459,7 +453,7 @@ func (s *Server) identify(c *gin.Context) {
 	s.metrics.observeSearch(res.Search)
 	faces := make([]identifiedFaceJSON, len(res.Faces))
 	for i, f := range res.Faces {
-		j := identifiedFaceJSON{Box: boxOf(f.Box), Quality: roundQuality(f.Quality), Landmarks: landmarksOf(f.Landmarks), Decision: f.Decision, Candidates: []candidateJSON{}}
+		j := identifiedFaceJSON{Box: boxOf(f.Box), Quality: f.Quality.Rounded(), Landmarks: landmarksOf(f.Landmarks), Decision: f.Decision, Candidates: []candidateJSON{}}
 		for _, cand := range f.Candidates {
 			j.Candidates = append(j.Candidates, toCandidate(cand))
 		}
@@ -484,7 +478,7 @@ type faceJSON struct {
 }
 
 func toFaceJSON(f gallery.Face) faceJSON {
-	return faceJSON{Box: boxOf(f.Box), Score: roundTo(f.Score, 4), Detector: f.Detector, Landmarks: landmarksOf(f.Landmarks), Quality: roundQuality(f.Quality)}
+	return faceJSON{Box: boxOf(f.Box), Score: roundTo(f.Score, 4), Detector: f.Detector, Landmarks: landmarksOf(f.Landmarks), Quality: f.Quality.Rounded()}
 }
 
 func (s *Server) verify(c *gin.Context) {

@@ -422,7 +422,7 @@ func TestOpenAPISchemasMatchGoValues(t *testing.T) {
 	search := 0.4
 	withSearch := timings
 	withSearch.Search = &search
-	rq := roundQuality(quality)
+	rq := quality.Rounded()
 	rejected := enrollResultJSON{Index: 1, Status: gallery.StatusRejected, Quality: &rq, Code: gallery.CodeQualityRejected,
 		Reasons: []string{align.ReasonBlurry}, Detail: "face rejected by quality gates: [blurry]", Timings: &timings}
 	enrolled := enrollResultJSON{Index: 0, Status: gallery.StatusEnrolled, Face: &face, Quality: &rq, Timings: &timings}

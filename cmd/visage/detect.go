@@ -35,7 +35,7 @@ type imageJSON struct {
 func toFaceJSON(f gallery.Face, withDescriptor bool) faceJSON {
 	out := faceJSON{
 		Box:   [4]int{f.Box.Min.X, f.Box.Min.Y, f.Box.Max.X, f.Box.Max.Y},
-		Score: round(f.Score, 4), Detector: f.Detector, Quality: roundQuality(f.Quality),
+		Score: round(f.Score, 4), Detector: f.Detector, Quality: f.Quality.Rounded(),
 	}
 	for _, p := range f.Landmarks {
 		out.Landmarks = append(out.Landmarks, [2]int{p.X, p.Y})
@@ -51,12 +51,6 @@ func round(v float64, digits int) float64 {
 	return math.Round(v*p) / p
 }
 
-func roundQuality(q align.Quality) align.Quality {
-	q.Score = round(q.Score, 4)
-	q.Sharpness, q.Brightness, q.Contrast = round(q.Sharpness, 1), round(q.Brightness, 1), round(q.Contrast, 1)
-	q.Yaw, q.Pitch, q.Roll, q.MouthOpen = round(q.Yaw, 1), round(q.Pitch, 1), round(q.Roll, 1), round(q.MouthOpen, 3)
-	return q
-}
 
 func runDetect(ctx context.Context, env *cliEnv, args []string) error {
 	fs := flag.NewFlagSet("detect", flag.ContinueOnError)
