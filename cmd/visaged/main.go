@@ -173,24 +173,40 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cfg := gallery.DefaultEngineConfig(config.ModelDir(s.models))
 	cfg.Workers = max(s.workers, 1)
 	cfg.Limits = imageio.Limits{MaxBytes: s.maxBodyBytes, MaxPixels: s.maxPixels}
-	eng, err := gallery.OpenEngine(cfg)
-	if err != nil {
+	// The networks and the index snapshot load in parallel: each takes
+	// seconds, and they use different cores' worth of work.
+	type loadedEngine struct {
+		eng *gallery.Engine
+		err error
+	}
+	engCh := make(chan loadedEngine, 1)
+	go func() {
+		eng, err := gallery.OpenEngine(cfg)
+		log.Info("engine loaded", "ms", time.Since(t0).Milliseconds())
+		engCh <- loadedEngine{eng, err}
+	}()
+	idx, save, closeIdx, idxErr := openIndex(s)
+	if idxErr == nil {
+		log.Info("index loaded", "ms", time.Since(t0).Milliseconds())
+		defer closeIdx()
+	}
+	le := <-engCh
+	if le.err == nil {
+		defer le.eng.Close()
+	}
+	if err := errors.Join(le.err, idxErr); err != nil {
 		_ = httpSrv.Close()
 		return err
 	}
-	defer eng.Close()
-	idx, save, closeIdx, err := openIndex(s)
-	if err != nil {
-		_ = httpSrv.Close()
-		return err
-	}
-	defer closeIdx()
+	eng := le.eng
 	svc := gallery.NewService(eng, st, idx, gallery.DefaultServiceConfig(), log)
+	t1 := time.Now()
 	rep, err := svc.Reconcile(ctx)
 	if err != nil {
 		_ = httpSrv.Close()
 		return err
 	}
+	log.Info("reconciled", "ms", time.Since(t1).Milliseconds())
 	srv.Ready(svc)
 	log.Info("ready", "ms", time.Since(t0).Milliseconds(), "model", eng.ModelID(), "reconciled", rep)
 
