@@ -35,7 +35,7 @@ type HNSWParams struct {
 // DefaultHNSWParams are chosen from `visage bench index` on a million
 // face-descriptor-like vectors (docs/benchmarks.md, "Vector index").
 func DefaultHNSWParams() HNSWParams {
-	return HNSWParams{M: 16, EfConstruction: 100, EfSearch: 320}
+	return HNSWParams{M: 32, EfConstruction: 100, EfSearch: 512}
 }
 
 func (p HNSWParams) validate() error {
@@ -442,8 +442,9 @@ func (h *HNSW) Search(ctx context.Context, space string, q []float32, k int) ([]
 		return []Match{}, nil
 	}
 	// Bounded by the space's size, so that a huge k allocates no more
-	// than the space holds.
-	k = min(k, g.g.Live())
+	// than the space holds (Size, not Live, which waits for deletions and
+	// replacements in progress).
+	k = min(k, g.g.Size())
 	if k == 0 {
 		return []Match{}, nil
 	}

@@ -95,9 +95,9 @@ func TestHNSWRecall(t *testing.T) {
 		return out
 	}
 	for _, tc := range []struct {
-		name     string
-		ef       int
-		gen      func(r *rand.Rand, cs [][]float32) []float32
+		name      string
+		ef        int
+		gen       func(r *rand.Rand, cs [][]float32) []float32
 		minRecall float64 // least recall@10 accepted
 	}{
 		{"random", 64, func(r *rand.Rand, _ [][]float32) []float32 { return randomUnit(r) }, 0.50},

@@ -3,10 +3,16 @@
 # run: stage and end-to-end benchmarks, the img2col comparison, Visage
 # against go-face on the same photos, the CLI's throughput/memory/recall
 # report, and the LFW development fold per descriptor variant.
+# Then the vector index: `visage bench index` on random unit vectors and
+# on descriptor-like vectors fitted to the LFW development fold's
+# descriptors, against exact search and faiss's HNSW (Debian's
+# python3-faiss, installed here). VISAGE_BENCH_INDEX_N sets the number of
+# vectors (default 1000000: about an hour per kind on 2 cores, most of it
+# building faiss's graph; 0 skips the section).
 # Usage: ./scripts/bench.sh [output file] (default: bench-<date>.txt)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/setup.sh
+VISAGE_EXTRA_APT="${VISAGE_EXTRA_APT:-} python3-faiss python3-numpy" ./scripts/setup.sh
 . scripts/env.sh
 out="${1:-bench-$(date +%Y%m%d-%H%M).txt}"
 shared=../shared/testdata
@@ -23,4 +29,14 @@ photos=("$shared"/faces/bbt/bbt{1,2,3,4,5}.jpg "$shared"/faces/misc/two_people.j
   echo "## LFW development fold"
   ./bin/visage eval lfw --images "$shared"/lfw-dev/images --pairs "$shared"/lfw-dev/pairs.txt \
     --variants plain+l2,plain,mirror,mirror+l2,jitter10+l2 2>/dev/null
+  index_n="${VISAGE_BENCH_INDEX_N:-1000000}"
+  if [ "$index_n" -gt 0 ]; then
+    descriptors=$(mktemp --suffix .jsonl)
+    trap 'rm -f "$descriptors"' EXIT
+    ./bin/visage detect --descriptors --workers 2 "$shared"/lfw-dev/images/*/* >"$descriptors" 2>/dev/null
+    echo "## visage bench index, random unit vectors"
+    ./bin/visage bench index --kind random --n "$index_n" --faiss
+    echo "## visage bench index, descriptor-like vectors"
+    ./bin/visage bench index --kind descriptors --descriptors "$descriptors" --n "$index_n" --faiss
+  fi
 } 2>&1 | tee "$out"

@@ -15,6 +15,7 @@ APT_PACKAGES=(
   libopenblas0-pthread            # fast BLAS: 13 ms per face instead of 200
   libblas-dev liblapack-dev       # link-time BLAS/LAPACK names
   libjpeg62-turbo-dev             # JPEG decoding (libjpeg-turbo)
+  libhnswlib-dev                  # the embedded vector index (header-only HNSW)
   pkg-config bzip2 ca-certificates
 )
 FACEAPI_VERSION=1.7.15

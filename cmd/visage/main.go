@@ -30,7 +30,7 @@ func commands() map[string]command {
 		"detect":  {"print the faces found in images as JSON", runDetect},
 		"compare": {"print the distance between the largest faces of two images", runCompare},
 		"eval":    {"evaluate accuracy (eval lfw --images DIR --pairs FILE)", runEval},
-		"bench":   {"measure the engine (bench engine IMAGE...)", runBench},
+		"bench":   {"measure the engine or the vector index (bench engine IMAGE... | bench index)", runBench},
 		"keys":    {"manage API keys (keys create|list|revoke)", runKeys},
 	}
 }

@@ -22,8 +22,11 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <limits>
 #include <mutex>
+#include <queue>
 #include <string>
+#include <vector>
 
 namespace {
 
@@ -261,6 +264,71 @@ std::string load(Graph* g, hnswlib::L2Space* space, int dim, const char* path, s
 	return check(g);
 }
 
+// searchBottom is the search of the bottom layer: a best-first walk from
+// ep keeping the ef nearest (live) elements seen, as hnswlib's
+// searchBaseLayerST, with one change for speed: a node's unvisited
+// neighbours are collected first and all their vectors prefetched before
+// any distance is computed, so that their cache misses overlap instead of
+// following one another (a 128-D vector is 8 cache lines; hnswlib
+// prefetches one line of the next vector only). Same results, 1.4 times
+// faster on a million vectors (docs/benchmarks.md).
+template <bool kDeletions>
+std::priority_queue<std::pair<float, tableint>> searchBottom(const Graph* g, tableint ep, const void* q, size_t ef) {
+	hnswlib::VisitedList* vl = g->visited_list_pool_->getFreeVisitedList();
+	hnswlib::vl_type* visited = vl->mass;
+	hnswlib::vl_type tag = vl->curV;
+	const size_t lines = (g->data_size_ + 63) / 64;
+	auto vector = [g](tableint id) { return g->getDataByInternalId(id); };
+	auto fetch = [&](tableint id) {
+		const char* p = vector(id);
+		for (size_t l = 0; l < lines; l++) __builtin_prefetch(p + 64 * l);
+	};
+
+	std::priority_queue<std::pair<float, tableint>> top;         // worst on top
+	std::priority_queue<std::pair<float, tableint>> candidates;  // nearest on top (negated)
+	float d = g->fstdistfunc_(q, vector(ep), g->dist_func_param_);
+	float bound = std::numeric_limits<float>::max();
+	if (!kDeletions || !g->isMarkedDeleted(ep)) {
+		top.emplace(d, ep);
+		bound = d;
+	}
+	candidates.emplace(-d, ep);
+	visited[ep] = tag;
+	std::vector<tableint> fresh(g->maxM0_);
+	while (!candidates.empty()) {
+		auto [negd, c] = candidates.top();
+		if (-negd > bound && top.size() >= ef) break;
+		candidates.pop();
+		tableint* list = g->get_linklist0(c);
+		// A list being rewritten by a concurrent add still holds valid ids;
+		// its count never exceeds maxM0_, but fresh must not overflow.
+		size_t count = std::min<size_t>(g->getListCount(list), g->maxM0_);
+		tableint* links = list + 1;
+		size_t n = 0;
+		for (size_t j = 0; j < count; j++) {
+			tableint id = links[j];
+			if (visited[id] != tag) {
+				visited[id] = tag;
+				fresh[n++] = id;
+			}
+		}
+		for (size_t i = 0; i < n; i++) fetch(fresh[i]);
+		for (size_t i = 0; i < n; i++) {
+			tableint id = fresh[i];
+			float dist = g->fstdistfunc_(q, vector(id), g->dist_func_param_);
+			if (top.size() < ef || dist < bound) {
+				candidates.emplace(-dist, id);
+				if (!kDeletions || !g->isMarkedDeleted(id)) top.emplace(dist, id);
+				if (top.size() > ef) top.pop();
+				if (!top.empty()) bound = top.top().first;
+			}
+		}
+		if (!candidates.empty()) __builtin_prefetch(g->get_linklist0(candidates.top().second));
+	}
+	g->visited_list_pool_->releaseVisitedList(vl);
+	return top;
+}
+
 }  // namespace
 
 extern "C" {
@@ -372,15 +440,20 @@ int vs_hnsw_search(void* p, const float* q, int k, int ef, uint64_t* labels, flo
 			}
 		}
 		size_t width = std::max(ef, k);
-		auto top = g->num_deleted_ ? g->searchBaseLayerST<true>(cur, q, width) : g->searchBaseLayerST<false>(cur, q, width);
-		while (top.size() > static_cast<size_t>(k)) top.pop();
-		int n = static_cast<int>(top.size());
-		for (int i = n - 1; i >= 0; i--) {
-			labels[i] = g->getExternalLabel(top.top().second);
-			dists[i] = top.top().first;
-			top.pop();
+		auto top = g->num_deleted_ ? searchBottom<true>(g, cur, q, width) : searchBottom<false>(g, cur, q, width);
+		// The k nearest of the ef found, equal distances by label, so that
+		// which of several equal vectors make the cut does not depend on
+		// the walk.
+		std::vector<std::pair<float, uint64_t>> found;
+		found.reserve(top.size());
+		for (; !top.empty(); top.pop()) found.emplace_back(top.top().first, g->getExternalLabel(top.top().second));
+		size_t n = std::min(found.size(), static_cast<size_t>(k));
+		std::partial_sort(found.begin(), found.begin() + n, found.end());
+		for (size_t i = 0; i < n; i++) {
+			dists[i] = found[i].first;
+			labels[i] = found[i].second;
 		}
-		return n;
+		return static_cast<int>(n);
 	} catch (const std::exception& e) {
 		*err = fail(e.what());
 		return -1;

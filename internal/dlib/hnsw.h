@@ -31,7 +31,8 @@ int vs_hnsw_add(void* h, uint64_t label, const float* vec, char** err);
 // deleted. Same concurrency as vs_hnsw_add.
 int vs_hnsw_delete(void* h, uint64_t label);
 // Writes up to k nearest live labels and their squared distances, nearest
-// first, exploring ef candidates (ef >= k). Returns the count, or -1.
+// first (equal distances by label), exploring max(ef, k) candidates.
+// Returns the count, or -1.
 int vs_hnsw_search(void* h, const float* q, int k, int ef, uint64_t* labels, float* dists, char** err);
 
 // Grows (or shrinks to no less than the elements held) the room; needs
