@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -25,8 +26,26 @@ type daemon struct {
 	cmd  *exec.Cmd
 	url  string
 	key  string
-	logs *bytes.Buffer
-	out  *bytes.Buffer
+	logs *syncBuffer
+	out  *syncBuffer
+}
+
+// syncBuffer collects a process's output while the test reads it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // buildVisaged compiles the server once per test binary run.
@@ -55,7 +74,7 @@ func freeAddr(t *testing.T) string {
 func start(t *testing.T, bin, dataDir string, env ...string) *daemon {
 	t.Helper()
 	addr := freeAddr(t)
-	d := &daemon{t: t, url: "http://" + addr, logs: &bytes.Buffer{}, out: &bytes.Buffer{}}
+	d := &daemon{t: t, url: "http://" + addr, logs: &syncBuffer{}, out: &syncBuffer{}}
 	d.cmd = exec.Command(bin, "--addr", addr, "--data", dataDir, "--models", testenv.ModelDir(t), "--log-format", "text")
 	d.cmd.Env = append(os.Environ(), env...)
 	d.cmd.Stdout, d.cmd.Stderr = d.out, d.logs
