@@ -14,7 +14,7 @@ import (
 
 // testParams keep the tests quick; the recall thresholds below are
 // measured with them.
-var testParams = HNSWParams{M: 16, EfConstruction: 100, EfSearch: 64}
+func testParams() HNSWParams { return HNSWParams{M: 16, EfConstruction: 100, EfSearch: 64} }
 
 func newTestHNSW(t *testing.T, p HNSWParams) *HNSW {
 	t.Helper()
@@ -28,7 +28,7 @@ func newTestHNSW(t *testing.T, p HNSWParams) *HNSW {
 
 func openTestHNSW(t *testing.T, dir string) *HNSW {
 	t.Helper()
-	h, err := OpenHNSW(dir, dim, testParams)
+	h, err := OpenHNSW(dir, dim, testParams())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +107,7 @@ func TestHNSWRecall(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			r := rand.New(rand.NewPCG(11, 12))
 			cs := centres(r, 50)
-			p := testParams
+			p := testParams()
 			p.EfSearch = tc.ef
 			h := newTestHNSW(t, p)
 			exact := NewFlat(dim)
@@ -178,7 +178,7 @@ func TestHNSWMatchesFlatWhenExhaustive(t *testing.T) {
 func TestHNSWUpsertReplaces(t *testing.T) {
 	ctx := context.Background()
 	r := rand.New(rand.NewPCG(3, 4))
-	h := newTestHNSW(t, testParams)
+	h := newTestHNSW(t, testParams())
 	items := make([]Item, 2000)
 	for i := range items {
 		items[i] = Item{Key: uint64(i), Vector: randomUnit(r)}
@@ -218,7 +218,7 @@ func TestHNSWDeletedNeverReturned(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := rand.New(rand.NewPCG(5, 6))
-			h := newTestHNSW(t, testParams)
+			h := newTestHNSW(t, testParams())
 			const n = 4000
 			items := make([]Item, n)
 			var doomed []uint64
@@ -261,7 +261,7 @@ func TestHNSWDeletedNeverReturned(t *testing.T) {
 func TestHNSWReAddAfterDelete(t *testing.T) {
 	ctx := context.Background()
 	r := rand.New(rand.NewPCG(7, 8))
-	h := newTestHNSW(t, testParams)
+	h := newTestHNSW(t, testParams())
 	items := make([]Item, 500)
 	for i := range items {
 		items[i] = Item{Key: uint64(i), Vector: randomUnit(r)}
@@ -290,7 +290,7 @@ func TestHNSWReAddAfterDelete(t *testing.T) {
 
 func TestHNSWTiesByKeyAndLargeK(t *testing.T) {
 	ctx := context.Background()
-	h := newTestHNSW(t, testParams)
+	h := newTestHNSW(t, testParams())
 	v := randomUnit(rand.New(rand.NewPCG(5, 6)))
 	for _, k := range []uint64{9, 3, 7, 1} {
 		upsertAll(t, h, "s", []Item{{Key: k, Vector: v}})
@@ -319,7 +319,7 @@ func TestHNSWTiesByKeyAndLargeK(t *testing.T) {
 
 func TestHNSWRejectsWrongDimension(t *testing.T) {
 	ctx := context.Background()
-	h := newTestHNSW(t, testParams)
+	h := newTestHNSW(t, testParams())
 	ok := Item{Key: 1, Vector: make([]float32, dim)}
 	if err := h.Upsert(ctx, "a", []Item{ok, {Key: 2, Vector: make([]float32, 3)}}); !errors.Is(err, ErrDimension) {
 		t.Errorf("Upsert: %v, want ErrDimension", err)
@@ -472,7 +472,7 @@ func TestOpenHNSWSetsAsideBadSnapshots(t *testing.T) {
 	ctx := context.Background()
 	r := rand.New(rand.NewPCG(4, 4))
 	other := t.TempDir()
-	h, err := OpenHNSW(other, 64, testParams)
+	h, err := OpenHNSW(other, 64, testParams())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -523,7 +523,7 @@ func TestOpenHNSWSetsAsideBadSnapshots(t *testing.T) {
 
 func TestHNSWClosed(t *testing.T) {
 	ctx := context.Background()
-	h := newTestHNSW(t, testParams)
+	h := newTestHNSW(t, testParams())
 	upsertAll(t, h, "a", []Item{{Key: 1, Vector: make([]float32, dim)}})
 	h.Close()
 	if err := h.Upsert(ctx, "a", []Item{{Key: 2, Vector: make([]float32, dim)}}); !errors.Is(err, ErrClosed) {

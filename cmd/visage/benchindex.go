@@ -39,7 +39,7 @@ type indexBench struct {
 	seed           uint64
 	exactSample    int
 	dir            string
-	faiss          bool
+	faiss, reuse   bool
 	python, script string
 }
 
@@ -60,6 +60,7 @@ func runBenchIndex(ctx context.Context, env *cliEnv, args []string) error {
 	fs.IntVar(&b.exactSample, "exact-sample", 100, "queries timed against exact (brute-force) search")
 	fs.StringVar(&b.dir, "dir", "", "work directory for the snapshot and the files shared with faiss (default: a temporary one, removed)")
 	fs.BoolVar(&b.faiss, "faiss", false, "also run faiss's IndexHNSWFlat with the same parameters (scripts/bench_faiss.py)")
+	fs.BoolVar(&b.reuse, "reuse", false, "load the graphs an earlier run with the same --dir, --kind, --n and --seed left, instead of building them (to re-measure searches)")
 	fs.StringVar(&b.python, "python", "/usr/bin/python3", "Python with Debian's python3-faiss and python3-numpy")
 	fs.StringVar(&b.script, "faiss-script", "scripts/bench_faiss.py", "the faiss peer's script")
 	if err := fs.Parse(args); err != nil {
@@ -140,17 +141,34 @@ func (b *indexBench) run(ctx context.Context, out, errOut io.Writer) error {
 	if err != nil {
 		return err
 	}
-	for _, target := range []float64{0.90, 0.95, 0.99} {
-		a, okA := firstAtRecall(ours, target)
-		f, okF := firstAtRecall(theirs, target)
+	for _, target := range []float64{0.90, 0.95, 0.98, 0.99} {
+		a, okA := qpsAtRecall(ours, target)
+		f, okF := qpsAtRecall(theirs, target)
 		if !okA || !okF {
 			fmt.Fprintf(out, "equal_recall target=%.2f visage_reached=%t faiss_reached=%t\n", target, okA, okF)
 			continue
 		}
-		fmt.Fprintf(out, "equal_recall target=%.2f visage_ef=%d visage_recall=%.4f visage_qps=%.1f faiss_ef=%d faiss_recall=%.4f faiss_qps=%.1f qps_ratio=%.2f\n",
-			target, a.ef, a.recall, a.qps, f.ef, f.recall, f.qps, a.qps/f.qps)
+		fmt.Fprintf(out, "equal_recall target=%.2f visage_qps=%.1f faiss_qps=%.1f qps_ratio=%.2f\n", target, a, f, a/f)
 	}
 	return nil
+}
+
+// qpsAtRecall interpolates the sweep's throughput at exactly the target
+// recall, linearly between the two efSearch values around it (the sweep
+// is in ascending ef); false if no value reaches the target.
+func qpsAtRecall(sweep []sweepPoint, target float64) (float64, bool) {
+	for i, p := range sweep {
+		if p.recall < target {
+			continue
+		}
+		if i == 0 || p.recall == sweep[i-1].recall {
+			return p.qps, true
+		}
+		lo := sweep[i-1]
+		f := (target - lo.recall) / (p.recall - lo.recall)
+		return lo.qps + f*(p.qps-lo.qps), true
+	}
+	return 0, false
 }
 
 // exact computes the exact top-k of every query with Flat, the
@@ -178,27 +196,23 @@ func (b *indexBench) exact(ctx context.Context, out io.Writer, log *slog.Logger,
 // runHNSW builds, sweeps, saves and reloads Visage's HNSW index.
 func (b *indexBench) runHNSW(ctx context.Context, out io.Writer, log *slog.Logger, base, queries [][]float32, truth [][]uint64) ([]sweepPoint, error) {
 	snapDir := filepath.Join(b.dir, "hnsw")
-	if err := os.RemoveAll(snapDir); err != nil {
-		return nil, err
+	if !b.reuse {
+		if err := os.RemoveAll(snapDir); err != nil {
+			return nil, err
+		}
 	}
 	h, err := index.OpenHNSW(snapDir, benchDim, b.params)
 	if err != nil {
 		return nil, err
 	}
 	defer h.Close()
-	all := items(base)
-	start := time.Now()
-	const chunk = 100_000
-	for i := 0; i < len(all); i += chunk {
-		if err := h.Upsert(ctx, "bench", all[i:min(i+chunk, len(all))]); err != nil {
+	if b.reuse && h.Len("bench") == len(base) {
+		fmt.Fprintf(out, "build impl=visage-hnsw reused=%s\n", snapDir)
+	} else {
+		if err := b.build(ctx, out, log, h, items(base)); err != nil {
 			return nil, err
 		}
-		log.Info("hnsw build", "done", min(i+chunk, len(all)), "of", len(all), "s", time.Since(start).Seconds())
 	}
-	build := time.Since(start)
-	rss, _ := memoryKB()
-	fmt.Fprintf(out, "build impl=visage-hnsw threads=%d s=%.1f per_s=%.0f rss_mb=%.0f load1=%s\n",
-		runtime.GOMAXPROCS(0), build.Seconds(), float64(len(all))/build.Seconds(), float64(rss)/1024, load1())
 
 	var sweep []sweepPoint
 	for _, ef := range b.efs {
@@ -213,11 +227,15 @@ func (b *indexBench) runHNSW(ctx context.Context, out io.Writer, log *slog.Logge
 			ef, b.k, p.recall, pct(lat, 50), pct(lat, 99), p.qps, load1())
 	}
 
-	start = time.Now()
+	// A reused graph is unchanged: its Save writes nothing.
+	start := time.Now()
 	if err := h.Save(ctx); err != nil {
 		return nil, err
 	}
-	save := time.Since(start)
+	save := fmt.Sprintf("%.2f", time.Since(start).Seconds())
+	if b.reuse {
+		save = "unchanged"
+	}
 	size := dirSize(snapDir)
 	// Results from the reloaded index must equal the built one's.
 	h.SetEfSearch(b.params.EfSearch)
@@ -252,10 +270,28 @@ func (b *indexBench) runHNSW(ctx context.Context, out io.Writer, log *slog.Logge
 			same++
 		}
 	}
-	rss, _ = memoryKB()
-	fmt.Fprintf(out, "snapshot impl=visage-hnsw save_s=%.2f load_s=%.2f keys_s=%.3f keys=%d file_mb=%.0f same_results=%d/%d rss_after_load_mb=%.0f load1=%s\n",
-		save.Seconds(), load.Seconds(), keysTime.Seconds(), len(keys), float64(size)/(1<<20), same, len(before), float64(rss)/1024, load1())
+	rss, _ := memoryKB()
+	fmt.Fprintf(out, "snapshot impl=visage-hnsw save_s=%s load_s=%.2f keys_s=%.3f keys=%d file_mb=%.0f same_results=%d/%d rss_after_load_mb=%.0f load1=%s\n",
+		save, load.Seconds(), keysTime.Seconds(), len(keys), float64(size)/(1<<20), same, len(before), float64(rss)/1024, load1())
 	return sweep, nil
+}
+
+// build inserts every vector with all cores, in chunks so that progress
+// shows.
+func (b *indexBench) build(ctx context.Context, out io.Writer, log *slog.Logger, h *index.HNSW, all []index.Item) error {
+	start := time.Now()
+	const chunk = 100_000
+	for i := 0; i < len(all); i += chunk {
+		if err := h.Upsert(ctx, "bench", all[i:min(i+chunk, len(all))]); err != nil {
+			return err
+		}
+		log.Info("hnsw build", "done", min(i+chunk, len(all)), "of", len(all), "s", time.Since(start).Seconds())
+	}
+	build := time.Since(start)
+	rss, _ := memoryKB()
+	fmt.Fprintf(out, "build impl=visage-hnsw threads=%d s=%.1f per_s=%.0f rss_mb=%.0f load1=%s\n",
+		runtime.GOMAXPROCS(0), build.Seconds(), float64(len(all))/build.Seconds(), float64(rss)/1024, load1())
+	return nil
 }
 
 // measure runs every query once, one at a time (one core), and scores
@@ -322,8 +358,12 @@ func (b *indexBench) runFaiss(ctx context.Context, out, errOut io.Writer) ([]swe
 	for i, ef := range b.efs {
 		efs[i] = strconv.Itoa(ef)
 	}
-	cmd := exec.CommandContext(ctx, b.python, b.script, "--dir", b.dir, "--m", strconv.Itoa(b.params.M),
-		"--ef-construction", strconv.Itoa(b.params.EfConstruction), "--ef", strings.Join(efs, ","), "--k", strconv.Itoa(b.k))
+	args := []string{b.script, "--dir", b.dir, "--m", strconv.Itoa(b.params.M),
+		"--ef-construction", strconv.Itoa(b.params.EfConstruction), "--ef", strings.Join(efs, ","), "--k", strconv.Itoa(b.k)}
+	if b.reuse {
+		args = append(args, "--reuse")
+	}
+	cmd := exec.CommandContext(ctx, b.python, args...)
 	cmd.Stderr = errOut
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -361,18 +401,6 @@ func keyValues(line string) map[string]string {
 		}
 	}
 	return kv
-}
-
-// firstAtRecall is the fastest sweep point reaching the target recall.
-func firstAtRecall(sweep []sweepPoint, target float64) (sweepPoint, bool) {
-	var best sweepPoint
-	found := false
-	for _, p := range sweep {
-		if p.recall >= target && (!found || p.qps > best.qps) {
-			best, found = p, true
-		}
-	}
-	return best, found
 }
 
 // writeBenchFiles writes what the faiss peer reads: base.f32 and
