@@ -15,6 +15,18 @@ VISAGE_BOOTSTRAP_ADMIN_KEY="$key" ./bin/visaged --addr "127.0.0.1:$port" --data 
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$dir"' EXIT
 until curl -fs "http://127.0.0.1:$port/readyz" >/dev/null; do sleep 0.2; done
+probe="$SHARED/testdata/faces/misc/obama-480p.jpg"
 VISAGE_KEY="$key" ./bin/visage bench http --url "http://127.0.0.1:$port" --collection bbt \
-  --enroll "$SHARED/testdata/faces/bbt" --image "$SHARED/testdata/faces/misc/obama-480p.jpg" \
+  --enroll "$SHARED/testdata/faces/bbt" --image "$probe" \
   --size 640x480 --clients 1,2,4 --duration "${1:-20s}"
+# The server's own CPU time per identification, which a busy machine does
+# not inflate: 2 cores / this = the throughput both cores can give.
+cpu() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
+before=$(cpu)
+VISAGE_KEY="$key" ./bin/visage bench http --url "http://127.0.0.1:$port" --collection bbt \
+  --image "$probe" --size 640x480 --clients 2 --warmup 0s --duration "${1:-20s}" | tee /tmp/loadtest-cpu.$$ >&2
+after=$(cpu)
+n=$(sed -n 's/.* requests=\([0-9]*\).*/\1/p' /tmp/loadtest-cpu.$$); rm -f /tmp/loadtest-cpu.$$
+awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" -v n="$n" \
+  'BEGIN { c = t / hz / (n + 1); printf "visaged cpu_ms_per_identify=%.1f capacity_2_cores_rps=%.1f\n", c * 1000, 2 / c }'
+
