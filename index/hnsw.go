@@ -35,7 +35,7 @@ type HNSWParams struct {
 // DefaultHNSWParams are chosen from `visage bench index` on a million
 // face-descriptor-like vectors (docs/benchmarks.md, "Vector index").
 func DefaultHNSWParams() HNSWParams {
-	return HNSWParams{M: 32, EfConstruction: 100, EfSearch: 512}
+	return HNSWParams{M: 32, EfConstruction: 100, EfSearch: 640}
 }
 
 func (p HNSWParams) validate() error {
