@@ -10,4 +10,6 @@
 // approximate index (hnswlib, through internal/dlib), with snapshots on
 // disk; docs/benchmarks.md ("Vector index") has its figures and the
 // reasons for DefaultHNSWParams.
+//
+// Every implementation passes the conformance suite in index/indextest.
 package index

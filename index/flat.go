@@ -102,18 +102,19 @@ func (s *segment) remove(key uint64, dim int) {
 	delete(s.pos, key)
 }
 
-// Len is the number of vectors in space.
-func (f *Flat) Len(space string) int {
+// Len is the number of vectors in space; it never fails.
+func (f *Flat) Len(ctx context.Context, space string) (int, error) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	if s := f.spaces[space]; s != nil {
-		return len(s.keys)
+		return len(s.keys), nil
 	}
-	return 0
+	return 0, nil
 }
 
-// Spaces lists the spaces in ascending order.
-func (f *Flat) Spaces() []string {
+// Spaces lists the spaces in ascending order, those emptied by Delete
+// included; it never fails.
+func (f *Flat) Spaces(ctx context.Context) ([]string, error) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	out := make([]string, 0, len(f.spaces))
@@ -121,7 +122,7 @@ func (f *Flat) Spaces() []string {
 		out = append(out, name)
 	}
 	slices.Sort(out)
-	return out
+	return out, nil
 }
 
 // Keys returns every key of space in ascending order.

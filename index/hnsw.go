@@ -483,30 +483,38 @@ func (h *HNSW) Keys(ctx context.Context, space string) ([]uint64, error) {
 	return keys, nil
 }
 
-// Spaces lists the spaces in ascending order.
-func (h *HNSW) Spaces() []string {
+// Spaces lists the spaces in ascending order, those emptied by Delete
+// included; it fails only once the index is closed.
+func (h *HNSW) Spaces(ctx context.Context) ([]string, error) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
+	if h.closed {
+		return nil, ErrClosed
+	}
 	out := make([]string, 0, len(h.spaces))
 	for name := range h.spaces {
 		out = append(out, name)
 	}
 	slices.Sort(out)
-	return out
+	return out, nil
 }
 
-// Len is the number of vectors in space.
-func (h *HNSW) Len(space string) int {
+// Len is the number of vectors in space; it fails only once the index is
+// closed.
+func (h *HNSW) Len(ctx context.Context, space string) (int, error) {
 	g, err := h.lookup(space, false)
-	if err != nil || g == nil {
-		return 0
+	if err != nil {
+		return 0, err
+	}
+	if g == nil {
+		return 0, nil
 	}
 	g.room.RLock()
 	defer g.room.RUnlock()
 	if g.g == nil {
-		return 0
+		return 0, nil
 	}
-	return g.g.Live()
+	return g.g.Live(), nil
 }
 
 // Save writes a snapshot of every space changed since the last save,

@@ -60,6 +60,24 @@ func upsertAll(t *testing.T, idx Index, space string, items []Item) {
 	}
 }
 
+func lenOf(t *testing.T, idx Index, space string) int {
+	t.Helper()
+	n, err := idx.Len(context.Background(), space)
+	if err != nil {
+		t.Fatalf("Len(%q): %v", space, err)
+	}
+	return n
+}
+
+func spacesOf(t *testing.T, idx Index) []string {
+	t.Helper()
+	s, err := idx.Spaces(context.Background())
+	if err != nil {
+		t.Fatalf("Spaces: %v", err)
+	}
+	return s
+}
+
 // recallAt10 is the share of exact top-10 neighbours that h finds.
 func recallAt10(t *testing.T, h *HNSW, exact *Flat, space string, queries [][]float32) float64 {
 	t.Helper()
@@ -130,51 +148,6 @@ func TestHNSWRecall(t *testing.T) {
 	}
 }
 
-// TestHNSWMatchesFlatWhenExhaustive: with ef covering the whole space the
-// graph search is exact, so every observable equals Flat's (and the brute
-// force's) through inserts, replacements, deletions, re-additions and
-// drops.
-func TestHNSWMatchesFlatWhenExhaustive(t *testing.T) {
-	ctx := context.Background()
-	r := rand.New(rand.NewPCG(1, 2))
-	h := newTestHNSW(t, HNSWParams{M: 16, EfConstruction: 100, EfSearch: 2000})
-	m := model{}
-	var batch [2][]Item
-	for i := range 1500 {
-		batch[i%2] = append(batch[i%2], Item{Key: uint64(i), Vector: randomUnit(r)})
-	}
-	for i, space := range []string{"faces/a", "faces/b"} {
-		m.upsert(space, batch[i])
-		upsertAll(t, h, space, batch[i])
-	}
-	checkAgainst(t, h, m, r)
-
-	replaced := []Item{{Key: 0, Vector: randomUnit(r)}, {Key: 2, Vector: randomUnit(r)}, {Key: 2, Vector: randomUnit(r)}}
-	m.upsert("faces/a", replaced)
-	upsertAll(t, h, "faces/a", replaced)
-	var doomed []uint64
-	for i := 0; i < 1500; i += 4 {
-		doomed = append(doomed, uint64(i))
-		delete(m["faces/a"], uint64(i))
-	}
-	if err := h.Delete(ctx, "faces/a", append(doomed, 1<<62)); err != nil {
-		t.Fatal(err)
-	}
-	if err := h.Delete(ctx, "no-such-space", doomed); err != nil {
-		t.Fatal(err)
-	}
-	checkAgainst(t, h, m, r)
-
-	back := []Item{{Key: 4, Vector: randomUnit(r)}, {Key: 8, Vector: randomUnit(r)}}
-	m.upsert("faces/a", back)
-	upsertAll(t, h, "faces/a", back)
-	if err := h.Drop(ctx, "faces/b"); err != nil {
-		t.Fatal(err)
-	}
-	delete(m, "faces/b")
-	checkAgainst(t, h, m, r)
-}
-
 func TestHNSWUpsertReplaces(t *testing.T) {
 	ctx := context.Background()
 	r := rand.New(rand.NewPCG(3, 4))
@@ -202,7 +175,7 @@ func TestHNSWUpsertReplaces(t *testing.T) {
 			t.Errorf("key %d still found at its old vector", key)
 		}
 	}
-	if n := h.Len("s"); n != len(items) {
+	if n := lenOf(t, h, "s"); n != len(items) {
 		t.Errorf("Len = %d after replacements, want %d", n, len(items))
 	}
 }
@@ -233,7 +206,7 @@ func TestHNSWDeletedNeverReturned(t *testing.T) {
 				t.Fatal(err)
 			}
 			live := n - len(doomed)
-			if got := h.Len("s"); got != live {
+			if got := lenOf(t, h, "s"); got != live {
 				t.Fatalf("Len = %d, want %d", got, live)
 			}
 			for _, k := range []int{10, 100} {
@@ -255,80 +228,6 @@ func TestHNSWDeletedNeverReturned(t *testing.T) {
 				}
 			}
 		})
-	}
-}
-
-func TestHNSWReAddAfterDelete(t *testing.T) {
-	ctx := context.Background()
-	r := rand.New(rand.NewPCG(7, 8))
-	h := newTestHNSW(t, testParams())
-	items := make([]Item, 500)
-	for i := range items {
-		items[i] = Item{Key: uint64(i), Vector: randomUnit(r)}
-	}
-	upsertAll(t, h, "s", items)
-	if err := h.Delete(ctx, "s", []uint64{42, 43}); err != nil {
-		t.Fatal(err)
-	}
-	fresh := randomUnit(r)
-	upsertAll(t, h, "s", []Item{{Key: 42, Vector: fresh}})
-	got, err := h.Search(ctx, "s", fresh, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(got) != 1 || got[0] != (Match{Key: 42}) {
-		t.Errorf("re-added key: Search = %v", got)
-	}
-	keys, err := h.Keys(ctx, "s")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(keys) != 499 || !slices.Contains(keys, 42) || slices.Contains(keys, 43) {
-		t.Errorf("Keys: %d keys, 42 present %v, 43 present %v", len(keys), slices.Contains(keys, 42), slices.Contains(keys, 43))
-	}
-}
-
-func TestHNSWTiesByKeyAndLargeK(t *testing.T) {
-	ctx := context.Background()
-	h := newTestHNSW(t, testParams())
-	v := randomUnit(rand.New(rand.NewPCG(5, 6)))
-	for _, k := range []uint64{9, 3, 7, 1} {
-		upsertAll(t, h, "s", []Item{{Key: k, Vector: v}})
-	}
-	for _, tc := range []struct {
-		k    int
-		want []Match
-	}{
-		{0, []Match{}},
-		{3, []Match{{1, 0}, {3, 0}, {7, 0}}},
-		{1000, []Match{{1, 0}, {3, 0}, {7, 0}, {9, 0}}},
-	} {
-		got, err := h.Search(ctx, "s", v, tc.k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !slices.Equal(got, tc.want) {
-			t.Errorf("k=%d: Search = %v, want %v", tc.k, got, tc.want)
-		}
-	}
-	got, err := h.Search(ctx, "empty", v, 10)
-	if err != nil || got == nil || len(got) != 0 {
-		t.Errorf("unknown space: %v, %v; want an empty result", got, err)
-	}
-}
-
-func TestHNSWRejectsWrongDimension(t *testing.T) {
-	ctx := context.Background()
-	h := newTestHNSW(t, testParams())
-	ok := Item{Key: 1, Vector: make([]float32, dim)}
-	if err := h.Upsert(ctx, "a", []Item{ok, {Key: 2, Vector: make([]float32, 3)}}); !errors.Is(err, ErrDimension) {
-		t.Errorf("Upsert: %v, want ErrDimension", err)
-	}
-	if _, err := h.Search(ctx, "a", make([]float32, 5), 3); !errors.Is(err, ErrDimension) {
-		t.Errorf("Search: %v, want ErrDimension", err)
-	}
-	if h.Len("a") != 0 || len(h.Spaces()) != 0 {
-		t.Error("a rejected batch was stored in part")
 	}
 }
 
@@ -357,7 +256,7 @@ func TestHNSWSaveLoad(t *testing.T) {
 	}
 
 	loaded := openTestHNSW(t, dir)
-	if got, want := loaded.Spaces(), h.Spaces(); !slices.Equal(got, want) {
+	if got, want := spacesOf(t, loaded), spacesOf(t, h); !slices.Equal(got, want) {
 		t.Fatalf("Spaces after load = %q, want %q", got, want)
 	}
 	for _, space := range spaces {
@@ -369,7 +268,7 @@ func TestHNSWSaveLoad(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !slices.Equal(got, want) || loaded.Len(space) != h.Len(space) {
+		if !slices.Equal(got, want) || lenOf(t, loaded, space) != lenOf(t, h, space) {
 			t.Fatalf("%q: %d keys after load, want %d", space, len(got), len(want))
 		}
 		for _, q := range queries {
@@ -392,7 +291,7 @@ func TestHNSWSaveLoad(t *testing.T) {
 		more[j] = Item{Key: uint64(1e6 + j), Vector: randomUnit(r)}
 	}
 	upsertAll(t, loaded, "faces/a", more)
-	if got, want := loaded.Len("faces/a"), h.Len("faces/a")+len(more); got != want {
+	if got, want := lenOf(t, loaded, "faces/a"), lenOf(t, h, "faces/a")+len(more); got != want {
 		t.Errorf("Len after growing a loaded space = %d, want %d", got, want)
 	}
 }
@@ -449,16 +348,16 @@ func TestHNSWDrop(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got := h.Spaces(); !slices.Equal(got, []string{"b"}) {
+	if got := spacesOf(t, h); !slices.Equal(got, []string{"b"}) {
 		t.Errorf("Spaces after Drop = %q", got)
 	}
-	if got, err := h.Search(ctx, "a", randomUnit(r), 5); err != nil || len(got) != 0 || h.Len("a") != 0 {
-		t.Errorf("dropped space: Search = %v, %v; Len = %d", got, err, h.Len("a"))
+	if got, err := h.Search(ctx, "a", randomUnit(r), 5); err != nil || len(got) != 0 || lenOf(t, h, "a") != 0 {
+		t.Errorf("dropped space: Search = %v, %v; Len = %d", got, err, lenOf(t, h, "a"))
 	}
 	if _, err := os.Stat(filepath.Join(dir, fileOf("a"))); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("dropped space's snapshot remains (%v)", err)
 	}
-	if got := openTestHNSW(t, dir).Spaces(); !slices.Equal(got, []string{"b"}) {
+	if got := spacesOf(t, openTestHNSW(t, dir)); !slices.Equal(got, []string{"b"}) {
 		t.Errorf("Spaces after reopening = %q", got)
 	}
 	v := randomUnit(r)
@@ -508,7 +407,7 @@ func TestOpenHNSWSetsAsideBadSnapshots(t *testing.T) {
 		}
 	}
 	loaded := openTestHNSW(t, dir)
-	if got := loaded.Spaces(); !slices.Equal(got, []string{"good"}) {
+	if got := spacesOf(t, loaded); !slices.Equal(got, []string{"good"}) {
 		t.Errorf("Spaces = %q, want only the good one", got)
 	}
 	for _, name := range []string{fileOf("wrong-dim"), fileOf("garbage"), fileOf("truncated")} {
@@ -532,8 +431,11 @@ func TestHNSWClosed(t *testing.T) {
 	if _, err := h.Search(ctx, "a", make([]float32, dim), 1); !errors.Is(err, ErrClosed) {
 		t.Errorf("Search after Close: %v", err)
 	}
-	if h.Len("a") != 0 || len(h.Spaces()) != 0 {
-		t.Error("a closed index still reports vectors")
+	if n, err := h.Len(ctx, "a"); !errors.Is(err, ErrClosed) || n != 0 {
+		t.Errorf("Len after Close = %d, %v", n, err)
+	}
+	if s, err := h.Spaces(ctx); !errors.Is(err, ErrClosed) || len(s) != 0 {
+		t.Errorf("Spaces after Close = %q, %v", s, err)
 	}
 }
 
@@ -597,8 +499,8 @@ func TestHNSWConcurrentUse(t *testing.T) {
 						return
 					}
 				}
-				if n := h.Len("s"); n > writers*perWriter {
-					t.Errorf("Len = %d, more than was ever added", n)
+				if n, err := h.Len(ctx, "s"); err != nil || n > writers*perWriter {
+					t.Errorf("Len = %d, %v: more than was ever added, or an error", n, err)
 					return
 				}
 			}

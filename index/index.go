@@ -44,10 +44,11 @@ type Index interface {
 	// Keys returns every key in space in ascending order, for
 	// reconciliation with the metadata store.
 	Keys(ctx context.Context, space string) ([]uint64, error)
-	// Spaces lists the spaces in ascending order.
-	Spaces() []string
+	// Spaces lists the spaces that hold vectors, in ascending order; a
+	// space emptied by Delete may be listed or not, a dropped one is not.
+	Spaces(ctx context.Context) ([]string, error)
 	// Len is the number of vectors in space.
-	Len(space string) int
+	Len(ctx context.Context, space string) (int, error)
 }
 
 var (

@@ -206,7 +206,7 @@ func (b *indexBench) runHNSW(ctx context.Context, out io.Writer, log *slog.Logge
 		return nil, err
 	}
 	defer h.Close()
-	if b.reuse && h.Len("bench") == len(base) {
+	if n, _ := h.Len(ctx, "bench"); b.reuse && n == len(base) {
 		fmt.Fprintf(out, "build impl=visage-hnsw reused=%s\n", snapDir)
 	} else {
 		if err := b.build(ctx, out, log, h, items(base)); err != nil {
