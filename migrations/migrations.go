@@ -14,3 +14,9 @@ import "embed"
 //
 //go:embed sqlite/*.sql
 var SQLite embed.FS
+
+// Postgres holds the migrations of the scale-out PostgreSQL store, under
+// the directory "postgres".
+//
+//go:embed postgres/*.sql
+var Postgres embed.FS
