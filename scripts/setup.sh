@@ -16,6 +16,8 @@ APT_PACKAGES=(
   libblas-dev liblapack-dev       # link-time BLAS/LAPACK names
   libjpeg62-turbo-dev             # JPEG decoding (libjpeg-turbo)
   libhnswlib-dev                  # the embedded vector index (header-only HNSW)
+  postgresql                      # server binaries for the Postgres store's tests, which run
+                                  # their own throwaway cluster (internal/pgtest), not this service
   pkg-config bzip2 ca-certificates
 )
 FACEAPI_VERSION=1.7.15
