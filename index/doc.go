@@ -9,7 +9,10 @@
 // against, and a correct choice for small galleries. HNSW is the embedded
 // approximate index (hnswlib, through internal/dlib), with snapshots on
 // disk; docs/benchmarks.md ("Vector index") has its figures and the
-// reasons for DefaultHNSWParams.
+// reasons for DefaultHNSWParams. Qdrant keeps the vectors in a Qdrant
+// server or cluster, for stateless replicas (one shared collection, a
+// payload filter per space; see its doc).
 //
-// Every implementation passes the conformance suite in index/indextest.
+// Every implementation passes the conformance suite in index/indextest;
+// index/qdranttest is an in-process Qdrant for tests.
 package index

@@ -54,6 +54,7 @@ type Index interface {
 var (
 	_ Index = (*Flat)(nil)
 	_ Index = (*HNSW)(nil)
+	_ Index = (*Qdrant)(nil)
 )
 
 // sortMatches orders matches by distance, then key, so that results do

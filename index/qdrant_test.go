@@ -1,0 +1,575 @@
+package index_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"math/big"
+	mrand "math/rand/v2"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/qdrant/go-client/qdrant"
+	"github.com/visage/visage/index"
+	"github.com/visage/visage/index/indextest"
+	"github.com/visage/visage/index/qdranttest"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// fastRetry retries quickly, three attempts in all.
+func fastRetry() index.QdrantRetry {
+	return index.QdrantRetry{Attempts: 3, Initial: 5 * time.Millisecond, Max: 20 * time.Millisecond}
+}
+
+// testConfig is a configuration for the server s, in a new collection.
+func testConfig(t *testing.T, s *qdranttest.Server) index.QdrantConfig {
+	return index.QdrantConfig{Addr: s.Addr(), Collection: uniqueCollection(t), Dim: dim, Model: "m1", Retry: fastRetry()}
+}
+
+func testCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func unit(r *mrand.Rand) []float32 { return indextest.RandomUnit(r, dim) }
+
+func TestQdrantRetriesThenSucceeds(t *testing.T) {
+	s := qdranttest.Start(t, qdranttest.Options{})
+	q := openQdrant(t, testConfig(t, s))
+	r := mrand.New(mrand.NewPCG(1, 1))
+	v := unit(r)
+	for i, f := range []qdranttest.Fault{
+		{Code: codes.Unavailable, Times: 2},
+		{Code: codes.ResourceExhausted, Times: 2},
+		// The go-client turns this one into its own error type; its
+		// retry-after (1 s) is honoured only up to the policy's Max.
+		{Code: codes.ResourceExhausted, Times: 1, RetryAfter: 1},
+	} {
+		t.Run(f.Code.String(), func(t *testing.T) {
+			before := s.Calls("Points/Upsert")
+			s.Inject(f)
+			start := time.Now()
+			if err := q.Upsert(testCtx(t), "s", []index.Item{{Key: uint64(i), Vector: v}}); err != nil {
+				t.Fatalf("Upsert after %d failures: %v", f.Times, err)
+			}
+			if d := time.Since(start); d > 500*time.Millisecond {
+				t.Errorf("retries took %v", d)
+			}
+			if n := s.Calls("Points/Upsert") - before; n != f.Times+1 {
+				t.Errorf("%d upsert requests, want %d", n, f.Times+1)
+			}
+		})
+	}
+	if ks, err := q.Keys(testCtx(t), "s"); err != nil || !slices.Equal(ks, []uint64{0, 1, 2}) {
+		t.Errorf("Keys = %v, %v", ks, err)
+	}
+}
+
+func TestQdrantUnavailableAfterRetries(t *testing.T) {
+	s := qdranttest.Start(t, qdranttest.Options{})
+	q := openQdrant(t, testConfig(t, s))
+	v := unit(mrand.New(mrand.NewPCG(2, 2)))
+	ops := []struct {
+		name, method string
+		call         func(ctx context.Context) error
+	}{
+		{"Upsert", "Points/Upsert", func(ctx context.Context) error { return q.Upsert(ctx, "s", []index.Item{{Key: 1, Vector: v}}) }},
+		{"Delete", "Points/Delete", func(ctx context.Context) error { return q.Delete(ctx, "s", []uint64{1}) }},
+		{"Drop", "Points/Delete", func(ctx context.Context) error { return q.Drop(ctx, "s") }},
+		{"Search", "Points/Query", func(ctx context.Context) error { _, err := q.Search(ctx, "s", v, 3); return err }},
+		{"Keys", "Points/Scroll", func(ctx context.Context) error { _, err := q.Keys(ctx, "s"); return err }},
+		{"Len", "Points/Count", func(ctx context.Context) error { _, err := q.Len(ctx, "s"); return err }},
+		{"Spaces", "Points/Facet", func(ctx context.Context) error { _, err := q.Spaces(ctx); return err }},
+	}
+	for _, f := range []qdranttest.Fault{
+		{Code: codes.Unavailable},
+		{Code: codes.ResourceExhausted, RetryAfter: 1},
+	} {
+		for _, op := range ops {
+			t.Run(f.Code.String()+"/"+op.name, func(t *testing.T) {
+				s.Inject(f)
+				defer s.Heal()
+				before := s.Calls(op.method)
+				err := op.call(testCtx(t))
+				if !errors.Is(err, index.ErrUnavailable) {
+					t.Fatalf("got %v, want ErrUnavailable", err)
+				}
+				if c := status.Code(err); c != f.Code {
+					t.Errorf("status code %v, want %v", c, f.Code)
+				}
+				if n := s.Calls(op.method) - before; n != fastRetry().Attempts {
+					t.Errorf("%d attempts, want %d", n, fastRetry().Attempts)
+				}
+			})
+		}
+	}
+}
+
+func TestQdrantOtherErrorsAreNotRetried(t *testing.T) {
+	s := qdranttest.Start(t, qdranttest.Options{})
+	q := openQdrant(t, testConfig(t, s))
+	v := unit(mrand.New(mrand.NewPCG(3, 3)))
+	for _, c := range []codes.Code{codes.Internal, codes.InvalidArgument, codes.NotFound, codes.DeadlineExceeded, codes.Unauthenticated} {
+		t.Run(c.String(), func(t *testing.T) {
+			s.Inject(qdranttest.Fault{Code: c, Times: 1})
+			before := s.Calls("Points/Query")
+			_, err := q.Search(testCtx(t), "s", v, 3)
+			if status.Code(err) != c || errors.Is(err, index.ErrUnavailable) {
+				t.Errorf("got %v, want code %v and not ErrUnavailable", err, c)
+			}
+			if n := s.Calls("Points/Query") - before; n != 1 {
+				t.Errorf("%d attempts, want 1", n)
+			}
+		})
+	}
+}
+
+func TestQdrantRetriesStopWithTheContext(t *testing.T) {
+	s := qdranttest.Start(t, qdranttest.Options{})
+	cfg := testConfig(t, s)
+	cfg.Retry = index.QdrantRetry{Attempts: 1000, Initial: 20 * time.Millisecond, Max: 50 * time.Millisecond}
+	q := openQdrant(t, cfg)
+	s.Inject(qdranttest.Fault{Code: codes.Unavailable})
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := q.Len(ctx, "s")
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("gave up after %v", d)
+	}
+	if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, index.ErrUnavailable) || status.Code(err) != codes.Unavailable {
+		t.Errorf("got %v, want the context's deadline and ErrUnavailable", err)
+	}
+	if n := s.Calls("Points/Count"); n < 2 || n > 20 {
+		t.Errorf("%d attempts in 150 ms", n)
+	}
+}
+
+func TestQdrantServerDownAndBack(t *testing.T) {
+	s := qdranttest.Start(t, qdranttest.Options{})
+	cfg := testConfig(t, s)
+	q := openQdrant(t, cfg)
+	r := mrand.New(mrand.NewPCG(4, 4))
+	v := unit(r)
+	if err := q.Upsert(testCtx(t), "s", []index.Item{{Key: 7, Vector: v}}); err != nil {
+		t.Fatal(err)
+	}
+	s.Stop()
+	if _, err := q.Search(testCtx(t), "s", v, 1); !errors.Is(err, index.ErrUnavailable) || status.Code(err) != codes.Unavailable {
+		t.Fatalf("server down: %v, want ErrUnavailable", err)
+	}
+	if _, err := index.OpenQdrant(testCtx(t), cfg); !errors.Is(err, index.ErrUnavailable) || !strings.Contains(err.Error(), "health check") {
+		t.Errorf("OpenQdrant with the server down: %v", err)
+	}
+	if err := s.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	// Reconnection takes a moment; a patient policy rides it out.
+	cfg.Retry = index.QdrantRetry{Attempts: 20, Initial: 20 * time.Millisecond, Max: 200 * time.Millisecond}
+	patient := openQdrant(t, cfg)
+	for _, idx := range []*index.Qdrant{patient, q} {
+		var got []index.Match
+		var err error
+		for range 50 {
+			if got, err = idx.Search(testCtx(t), "s", v, 1); err == nil {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if err != nil || !slices.Equal(got, []index.Match{{Key: 7}}) {
+			t.Errorf("after restart: %v, %v; want the data back", got, err)
+		}
+	}
+}
+
+func TestQdrantAPIKey(t *testing.T) {
+	s := qdranttest.Start(t, qdranttest.Options{APIKey: "s3cret"})
+	for _, tc := range []struct {
+		name, key string
+		ok        bool
+	}{
+		{"right key", "s3cret", true},
+		{"wrong key", "guess", false},
+		{"no key", "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig(t, s)
+			cfg.APIKey = tc.key
+			q, err := index.OpenQdrant(testCtx(t), cfg)
+			if !tc.ok {
+				if err == nil {
+					q.Close()
+					t.Fatal("opened without the right key")
+				}
+				if status.Code(err) != codes.Unauthenticated || !strings.Contains(err.Error(), "API key") {
+					t.Errorf("error %v: want Unauthenticated, saying the API key was refused", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer q.Close()
+			v := unit(mrand.New(mrand.NewPCG(5, 5)))
+			if err := q.Upsert(testCtx(t), "s", []index.Item{{Key: 1, Vector: v}}); err != nil {
+				t.Fatal(err)
+			}
+			if got, err := q.Search(testCtx(t), "s", v, 1); err != nil || len(got) != 1 {
+				t.Errorf("Search = %v, %v", got, err)
+			}
+		})
+	}
+}
+
+// TestQdrantWaitsForWrites: the in-process server applies an unwaited
+// write later, so a client that forgets Wait reads stale data; the index
+// always waits.
+func TestQdrantWaitsForWrites(t *testing.T) {
+	s := qdranttest.Start(t, qdranttest.Options{ApplyDelay: 300 * time.Millisecond})
+	cfg := testConfig(t, s)
+	q := openQdrant(t, cfg)
+	ctx := testCtx(t)
+	r := mrand.New(mrand.NewPCG(6, 6))
+
+	t.Run("an unwaited write is not visible at once", func(t *testing.T) {
+		raw := rawClient(t, cfg)
+		if _, err := raw.Upsert(ctx, &qdrant.UpsertPoints{CollectionName: cfg.Collection, Points: []*qdrant.PointStruct{{
+			Id:      qdrant.NewIDUUID(q.PointID("forgot", 1)),
+			Vectors: qdrant.NewVectorsDense(unit(r)),
+			Payload: qdrant.NewValueMap(map[string]any{"space": "forgot", "key": 1, "model": "m1"}),
+		}}}); err != nil {
+			t.Fatal(err)
+		}
+		if ks, err := q.Keys(ctx, "forgot"); err != nil || len(ks) != 0 {
+			t.Errorf("Keys = %v, %v: the unwaited upsert was visible at once", ks, err)
+		}
+	})
+	t.Run("the index waits", func(t *testing.T) {
+		before := s.UnwaitedWrites()
+		items := make([]index.Item, 600) // three requests
+		for i := range items {
+			items[i] = index.Item{Key: uint64(i), Vector: unit(r)}
+		}
+		if err := q.Upsert(ctx, "s", items); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := q.Len(ctx, "s"); err != nil || n != len(items) {
+			t.Errorf("Len right after Upsert = %d, %v", n, err)
+		}
+		if err := q.Delete(ctx, "s", []uint64{1, 2}); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := q.Len(ctx, "s"); err != nil || n != len(items)-2 {
+			t.Errorf("Len right after Delete = %d, %v", n, err)
+		}
+		if err := q.Drop(ctx, "s"); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := q.Len(ctx, "s"); err != nil || n != 0 {
+			t.Errorf("Len right after Drop = %d, %v", n, err)
+		}
+		if n := s.UnwaitedWrites() - before; n != 0 {
+			t.Errorf("%d writes of the index did not wait", n)
+		}
+	})
+}
+
+func TestQdrantModelIsolation(t *testing.T) {
+	s := qdranttest.Start(t, qdranttest.Options{})
+	cfg := testConfig(t, s)
+	m1 := openQdrant(t, cfg)
+	cfg.Model = "m2"
+	m2 := openQdrant(t, cfg)
+	ctx := testCtx(t)
+	r := mrand.New(mrand.NewPCG(7, 7))
+	v1, v2 := unit(r), unit(r)
+	if err := m1.Upsert(ctx, "faces/a", []index.Item{{Key: 1, Vector: v1}, {Key: 2, Vector: unit(r)}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m2.Upsert(ctx, "faces/a", []index.Item{{Key: 3, Vector: v2}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m2.Upsert(ctx, "faces/b", []index.Item{{Key: 4, Vector: unit(r)}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		idx    *index.Qdrant
+		keys   []uint64
+		spaces []string
+		probe  []float32
+		first  uint64
+	}{
+		{"m1", m1, []uint64{1, 2}, []string{"faces/a"}, v2, 1},
+		{"m2", m2, []uint64{3}, []string{"faces/a", "faces/b"}, v1, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if ks, err := tc.idx.Keys(ctx, "faces/a"); err != nil || !slices.Equal(ks, tc.keys) {
+				t.Errorf("Keys = %v, %v; want %v", ks, err, tc.keys)
+			}
+			if n, err := tc.idx.Len(ctx, "faces/a"); err != nil || n != len(tc.keys) {
+				t.Errorf("Len = %d, %v", n, err)
+			}
+			if sp, err := tc.idx.Spaces(ctx); err != nil || !slices.Equal(sp, tc.spaces) {
+				t.Errorf("Spaces = %q, %v; want %q", sp, err, tc.spaces)
+			}
+			// A query at the other model's vector finds none of it.
+			got, err := tc.idx.Search(ctx, "faces/a", tc.probe, 10)
+			if err != nil || len(got) != len(tc.keys) {
+				t.Fatalf("Search = %v, %v", got, err)
+			}
+			for _, m := range got {
+				if !slices.Contains(tc.keys, m.Key) {
+					t.Errorf("Search returned the other model's key %d", m.Key)
+				}
+			}
+		})
+	}
+	// One space and key are one point: the other model's upsert takes it
+	// over, and Drop removes every model's points.
+	if err := m2.Upsert(ctx, "faces/a", []index.Item{{Key: 1, Vector: v2}}); err != nil {
+		t.Fatal(err)
+	}
+	if ks, err := m1.Keys(ctx, "faces/a"); err != nil || !slices.Equal(ks, []uint64{2}) {
+		t.Errorf("m1 Keys after m2 took key 1 = %v, %v", ks, err)
+	}
+	if err := m1.Drop(ctx, "faces/a"); err != nil {
+		t.Fatal(err)
+	}
+	if ks, err := m2.Keys(ctx, "faces/a"); err != nil || len(ks) != 0 {
+		t.Errorf("m2 Keys after m1 dropped the space = %v, %v", ks, err)
+	}
+}
+
+func TestQdrantPointIDs(t *testing.T) {
+	s := qdranttest.Start(t, qdranttest.Options{})
+	cfg := testConfig(t, s)
+	q := openQdrant(t, cfg)
+	ids := map[string]string{}
+	for _, tc := range []struct {
+		space string
+		key   uint64
+	}{
+		{"faces/a", 1}, {"faces/a", 2}, {"faces/b", 1}, {"", 1}, {"faces/a\x00", 1}, {"faces/", 1}, {"faces/a", 1 << 63},
+	} {
+		id := q.PointID(tc.space, tc.key)
+		u, err := uuid.Parse(id)
+		if err != nil || u.Version() != 5 || u.String() != id {
+			t.Errorf("PointID(%q, %d) = %q: not a canonical UUIDv5 (%v)", tc.space, tc.key, id, err)
+		}
+		if id != q.PointID(tc.space, tc.key) {
+			t.Errorf("PointID(%q, %d) is not deterministic", tc.space, tc.key)
+		}
+		if prev, dup := ids[id]; dup {
+			t.Errorf("PointID(%q, %d) = PointID of %s", tc.space, tc.key, prev)
+		}
+		ids[id] = tc.space
+	}
+	// Another process derives the same ids.
+	other := openQdrant(t, cfg)
+	if q.PointID("faces/a", 1) != other.PointID("faces/a", 1) {
+		t.Error("two indexes derive different ids")
+	}
+	// A repeated upsert overwrites, so the collection holds one point.
+	r := mrand.New(mrand.NewPCG(8, 8))
+	for range 3 {
+		if err := q.Upsert(testCtx(t), "faces/a", []index.Item{{Key: 1, Vector: unit(r)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := rawClient(t, cfg).Count(testCtx(t), &qdrant.CountPoints{CollectionName: cfg.Collection, Exact: qdrant.PtrOf(true)})
+	if err != nil || n != 1 {
+		t.Errorf("%d points after three upserts of one key, %v", n, err)
+	}
+}
+
+func TestOpenQdrantCollection(t *testing.T) {
+	s := qdranttest.Start(t, qdranttest.Options{})
+	t.Run("created with payload indexes", func(t *testing.T) {
+		cfg := testConfig(t, s)
+		openQdrant(t, cfg)
+		openQdrant(t, cfg) // and opened again
+		info, err := rawClient(t, cfg).GetCollectionInfo(testCtx(t), cfg.Collection)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p := info.GetConfig().GetParams().GetVectorsConfig().GetParams(); p.GetSize() != dim || p.GetDistance() != qdrant.Distance_Euclid {
+			t.Errorf("vectors %v", p)
+		}
+		for _, field := range []string{"space", "model"} {
+			if got := info.GetPayloadSchema()[field].GetDataType(); got != qdrant.PayloadSchemaType_Keyword {
+				t.Errorf("index on %s: %v, want keyword", field, got)
+			}
+		}
+		if !info.GetPayloadSchema()["space"].GetParams().GetKeywordIndexParams().GetIsTenant() {
+			t.Error("the space index is not marked as the tenant field")
+		}
+	})
+	t.Run("default name", func(t *testing.T) {
+		cfg := testConfig(t, s)
+		cfg.Collection = ""
+		if q := openQdrant(t, cfg); q.Collection() != index.DefaultQdrantCollection {
+			t.Errorf("collection %q", q.Collection())
+		}
+	})
+	t.Run("opened at once by several replicas", func(t *testing.T) {
+		cfg := testConfig(t, s)
+		var wg sync.WaitGroup
+		errs := make([]error, 4)
+		for i := range errs {
+			wg.Go(func() {
+				q, err := index.OpenQdrant(testCtx(t), cfg)
+				if err == nil {
+					q.Close()
+				}
+				errs[i] = err
+			})
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			t.Error(err)
+		}
+	})
+	for _, tc := range []struct {
+		name     string
+		size     uint64
+		distance qdrant.Distance
+	}{
+		{"wrong dimension", dim / 2, qdrant.Distance_Euclid},
+		{"wrong distance", dim, qdrant.Distance_Cosine},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig(t, s)
+			if err := rawClient(t, cfg).CreateCollection(testCtx(t), &qdrant.CreateCollection{
+				CollectionName: cfg.Collection,
+				VectorsConfig:  qdrant.NewVectorsConfig(&qdrant.VectorParams{Size: tc.size, Distance: tc.distance}),
+			}); err != nil {
+				t.Fatal(err)
+			}
+			q, err := index.OpenQdrant(testCtx(t), cfg)
+			if err == nil {
+				q.Close()
+				t.Fatal("opened a collection of other vectors")
+			}
+			if !strings.Contains(err.Error(), cfg.Collection) {
+				t.Errorf("error %q does not name the collection", err)
+			}
+		})
+	}
+}
+
+func TestOpenQdrantConfig(t *testing.T) {
+	base := index.QdrantConfig{Addr: "127.0.0.1:1", Dim: dim, Model: "m", Retry: fastRetry()}
+	for _, tc := range []struct {
+		name   string
+		edit   func(*index.QdrantConfig)
+		expect string
+	}{
+		{"no address", func(c *index.QdrantConfig) { c.Addr = "" }, "no address"},
+		{"bad port", func(c *index.QdrantConfig) { c.Addr = "host:http" }, "invalid address"},
+		{"no dimension", func(c *index.QdrantConfig) { c.Dim = 0 }, "invalid dimension"},
+		{"no model", func(c *index.QdrantConfig) { c.Model = "" }, "no model"},
+		{"missing CA file", func(c *index.QdrantConfig) { c.UseTLS, c.CAFile = true, "/nonexistent/ca.pem" }, "CA file"},
+		{"nothing listening", func(*index.QdrantConfig) {}, "health check"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := base
+			tc.edit(&cfg)
+			q, err := index.OpenQdrant(testCtx(t), cfg)
+			if err == nil {
+				q.Close()
+				t.Fatal("opened")
+			}
+			if !strings.Contains(err.Error(), tc.expect) || !strings.HasPrefix(err.Error(), "open qdrant index") {
+				t.Errorf("error %q, want it to say %q", err, tc.expect)
+			}
+		})
+	}
+}
+
+func TestQdrantTLS(t *testing.T) {
+	caFile, serverTLS := testCertificates(t)
+	s := qdranttest.Start(t, qdranttest.Options{TLS: serverTLS, APIKey: "k"})
+	for _, tc := range []struct {
+		name       string
+		caFile     string
+		serverName string
+		ok         bool
+	}{
+		{"trusted CA", caFile, "", true},
+		{"trusted CA, server name", caFile, "qdrant.test", true},
+		{"wrong server name", caFile, "other.test", false},
+		{"system roots", "", "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig(t, s)
+			cfg.UseTLS, cfg.CAFile, cfg.ServerName, cfg.APIKey = true, tc.caFile, tc.serverName, "k"
+			q, err := index.OpenQdrant(testCtx(t), cfg)
+			if (err == nil) != tc.ok {
+				t.Fatalf("OpenQdrant: %v, want success %v", err, tc.ok)
+			}
+			if err != nil {
+				return
+			}
+			defer q.Close()
+			if _, err := q.Len(testCtx(t), "s"); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+}
+
+// testCertificates makes a self-signed certificate for 127.0.0.1 and
+// qdrant.test, and returns its PEM file and a server configuration.
+func testCertificates(t *testing.T) (string, *tls.Config) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "qdranttest"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		IPAddresses:           []net.IP{net.ParseIP("127.0.0.1")},
+		DNSNames:              []string{"qdrant.test"},
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, err := tls.X509KeyPair(certPEM, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(path, certPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path, &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
+}
