@@ -1,0 +1,186 @@
+package store
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// pgCollection is a collection row as read.
+type pgCollection struct {
+	Name      string  `db:"name"`
+	Threshold float64 `db:"threshold"`
+	CreatedAt int64   `db:"created_at"`
+}
+
+func (r pgCollection) collection() Collection {
+	return Collection{Name: r.Name, Threshold: r.Threshold, CreatedAt: fromNanos(r.CreatedAt)}
+}
+
+// collectCollections reads the rows of a query selecting pgCollection's
+// columns.
+func collectCollections(rows pgx.Rows, err error) ([]Collection, error) {
+	if err != nil {
+		return nil, err
+	}
+	rs, err := pgx.CollectRows(rows, pgx.RowToStructByName[pgCollection])
+	if err != nil {
+		return nil, err
+	}
+	var cs []Collection
+	for _, r := range rs {
+		cs = append(cs, r.collection())
+	}
+	return cs, nil
+}
+
+// oneCollection reads the single row of such a query; none is ErrNotFound.
+func oneCollection(rows pgx.Rows, err error) (Collection, error) {
+	if err != nil {
+		return Collection{}, err
+	}
+	r, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[pgCollection])
+	if err != nil {
+		return Collection{}, pgNotFound(err)
+	}
+	return r.collection(), nil
+}
+
+// CreateCollection creates collection c and returns it with CreatedAt set.
+// A name in use, even by a collection being deleted, is ErrConflict.
+func (p *Postgres) CreateCollection(ctx context.Context, c Collection) (Collection, error) {
+	c.CreatedAt = p.timestamp()
+	_, err := p.exec(ctx,
+		`INSERT INTO collection (name, threshold, state, created_at) VALUES ($1, $2, 'active', $3)`,
+		c.Name, c.Threshold, toNanos(c.CreatedAt))
+	if err != nil {
+		return Collection{}, fmt.Errorf("create collection %q: %w", c.Name, pgError(err))
+	}
+	return c, nil
+}
+
+// GetCollection returns the active collection name; one that is absent or
+// being deleted is ErrNotFound.
+func (p *Postgres) GetCollection(ctx context.Context, name string) (Collection, error) {
+	c, err := oneCollection(p.pool.Query(ctx,
+		`SELECT name, threshold, created_at FROM collection WHERE name = $1 AND state = 'active'`, name))
+	if err != nil {
+		return Collection{}, fmt.Errorf("get collection %q: %w", name, err)
+	}
+	return c, nil
+}
+
+// ListCollections returns the active collections by name.
+func (p *Postgres) ListCollections(ctx context.Context) ([]Collection, error) {
+	cs, err := collectCollections(p.pool.Query(ctx,
+		`SELECT name, threshold, created_at FROM collection WHERE state = 'active' ORDER BY name`))
+	if err != nil {
+		return nil, fmt.Errorf("list collections: %w", err)
+	}
+	return cs, nil
+}
+
+// UpdateCollectionThreshold sets the match threshold of an active
+// collection and returns the collection.
+func (p *Postgres) UpdateCollectionThreshold(ctx context.Context, name string, threshold float64) (Collection, error) {
+	var c Collection
+	err := retry(ctx, func() error {
+		var err error
+		c, err = oneCollection(p.pool.Query(ctx,
+			`UPDATE collection SET threshold = $1 WHERE name = $2 AND state = 'active'
+			 RETURNING name, threshold, created_at`, threshold, name))
+		return err
+	})
+	if err != nil {
+		return Collection{}, fmt.Errorf("update collection %q: %w", name, err)
+	}
+	return c, nil
+}
+
+// MarkCollectionDeleting hides a collection from reads and writes until
+// DeleteCollection removes it. Marking a collection already being deleted
+// is not an error.
+func (p *Postgres) MarkCollectionDeleting(ctx context.Context, name string) error {
+	n, err := p.exec(ctx, `UPDATE collection SET state = 'deleting' WHERE name = $1`, name)
+	if err != nil {
+		return fmt.Errorf("mark collection deleting: %w", err)
+	}
+	if n == 0 {
+		return fmt.Errorf("mark collection %q deleting: %w", name, ErrNotFound)
+	}
+	return nil
+}
+
+// DeletingCollections returns the names of collections marked deleting,
+// for the reconciler to finish.
+func (p *Postgres) DeletingCollections(ctx context.Context) ([]string, error) {
+	rows, err := p.pool.Query(ctx, `SELECT name FROM collection WHERE state = 'deleting' ORDER BY name`)
+	if err != nil {
+		return nil, fmt.Errorf("list deleting collections: %w", err)
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("list deleting collections: %w", err)
+	}
+	return names, nil
+}
+
+// DeleteCollection removes a collection with its subjects and faces, in
+// batches of rows (deleteBatch), each its own short transaction: a
+// million-row delete in one would hold its locks and its WAL until the
+// end. If it is interrupted the collection row stays (deleted last), so
+// calling it again finishes the job.
+//
+// Faces go in key order from the last key deleted, so that a batch does
+// not walk again the index entries of the faces deleted before it (they
+// stay in the index until vacuum).
+func (p *Postgres) DeleteCollection(ctx context.Context, name string) error {
+	var exists bool
+	err := p.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM collection WHERE name = $1)`, name).Scan(&exists)
+	if err != nil {
+		return fmt.Errorf("delete collection %q: %w", name, err)
+	}
+	if !exists {
+		return fmt.Errorf("delete collection %q: %w", name, ErrNotFound)
+	}
+	var after int64
+	for {
+		var n int64
+		var last *int64
+		err := retry(ctx, func() error {
+			return p.pool.QueryRow(ctx, `WITH gone AS (
+					DELETE FROM face WHERE key IN (
+						SELECT key FROM face WHERE collection = $1 AND key > $2 ORDER BY key LIMIT $3)
+					RETURNING key)
+				SELECT count(*), max(key) FROM gone`, name, after, p.deleteBatch).Scan(&n, &last)
+		})
+		if err != nil {
+			return fmt.Errorf("delete collection %q faces: %w", name, err)
+		}
+		if last != nil {
+			after = *last
+		}
+		if n < int64(p.deleteBatch) {
+			break
+		}
+	}
+	for {
+		n, err := p.exec(ctx, `DELETE FROM subject WHERE id IN (
+				SELECT id FROM subject WHERE collection = $1 LIMIT $2)`, name, p.deleteBatch)
+		if err != nil {
+			return fmt.Errorf("delete collection %q subjects: %w", name, err)
+		}
+		if n < int64(p.deleteBatch) {
+			break
+		}
+	}
+	n, err := p.exec(ctx, `DELETE FROM collection WHERE name = $1`, name)
+	if err != nil {
+		return fmt.Errorf("delete collection %q: %w", name, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("delete collection %q: %w", name, ErrNotFound)
+	}
+	return nil
+}

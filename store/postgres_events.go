@@ -1,0 +1,207 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// pgEvent is an event row as read.
+type pgEvent struct {
+	ID         int64   `db:"id"`
+	At         int64   `db:"at"`
+	Kind       string  `db:"kind"`
+	KeyID      *string `db:"key_id"`
+	Collection *string `db:"collection"`
+	SubjectID  *string `db:"subject_id"`
+	FaceID     *string `db:"face_id"`
+	Outcome    string  `db:"outcome"`
+	Detail     []byte  `db:"detail"`
+}
+
+// AppendEvent appends an audit event and returns it with its ID, and At
+// set to now if it was zero.
+//
+// IDs come from an identity column: they increase in the order events are
+// appended, but with concurrent writers not strictly in the order their
+// transactions commit, so an event may become visible after one with a
+// larger ID.
+func (p *Postgres) AppendEvent(ctx context.Context, e Event) (Event, error) {
+	if len(e.Detail) > 0 && !json.Valid(e.Detail) {
+		return Event{}, fmt.Errorf("append event: %w: detail not JSON", ErrInvalid)
+	}
+	if e.At.IsZero() {
+		e.At = p.timestamp()
+	}
+	e.At = fromNanos(toNanos(e.At))
+	err := retry(ctx, func() error {
+		return p.pool.QueryRow(ctx,
+			`INSERT INTO event (at, kind, key_id, collection, subject_id, face_id, outcome, detail)
+			 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id`,
+			toNanos(e.At), e.Kind, pgText(e.KeyID), pgText(e.Collection), pgText(e.SubjectID),
+			pgText(e.FaceID), e.Outcome, pgJSON(e.Detail)).Scan(&e.ID)
+	})
+	if err != nil {
+		return Event{}, fmt.Errorf("append event: %w", pgError(err))
+	}
+	return e, nil
+}
+
+// ListEvents returns the events matching q, newest (highest ID) first; the
+// last ID of a page is the Before of the next.
+func (p *Postgres) ListEvents(ctx context.Context, q EventQuery) ([]Event, error) {
+	limit := q.Limit
+	if limit <= 0 {
+		limit = defaultEventPage
+	}
+	limit = min(limit, maxEventPage)
+	var where []string
+	var args pgArgs
+	if q.Kind != "" {
+		where = append(where, "kind = "+args.add(q.Kind))
+	}
+	if q.KeyID != "" {
+		where = append(where, "key_id = "+args.add(q.KeyID))
+	}
+	if q.Collection != "" {
+		where = append(where, "collection = "+args.add(q.Collection))
+	}
+	if !q.Since.IsZero() {
+		where = append(where, "at >= "+args.add(toNanos(q.Since)))
+	}
+	if !q.Until.IsZero() {
+		where = append(where, "at < "+args.add(toNanos(q.Until)))
+	}
+	if q.Before > 0 {
+		where = append(where, "id < "+args.add(q.Before))
+	}
+	query := `SELECT id, at, kind, key_id, collection, subject_id, face_id, outcome, detail FROM event`
+	if len(where) > 0 {
+		query += ` WHERE ` + strings.Join(where, " AND ")
+	}
+	query += ` ORDER BY id DESC LIMIT ` + args.add(limit)
+	rows, err := p.pool.Query(ctx, query, args...)
+	var rs []pgEvent
+	if err == nil {
+		rs, err = pgx.CollectRows(rows, pgx.RowToStructByName[pgEvent])
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list events: %w", err)
+	}
+	var events []Event
+	for _, r := range rs {
+		events = append(events, Event{
+			ID: r.ID, At: fromNanos(r.At), Kind: r.Kind, KeyID: textOf(r.KeyID), Collection: textOf(r.Collection),
+			SubjectID: textOf(r.SubjectID), FaceID: textOf(r.FaceID), Outcome: r.Outcome, Detail: json.RawMessage(r.Detail),
+		})
+	}
+	return events, nil
+}
+
+// CollectionStats returns the counts of an active collection. Faces being
+// deleted are not counted; LastEnrollAt is the creation time of its newest
+// face; DescriptorBytes assumes, as the vector index does, that all the
+// collection's descriptors have one length.
+func (p *Postgres) CollectionStats(ctx context.Context, name string) (CollectionStats, error) {
+	st := CollectionStats{Collection: name}
+	err := p.inReadTx(ctx, func(tx pgx.Tx) error {
+		if err := pgActiveCollection(ctx, tx, name); err != nil {
+			return err
+		}
+		var last *int64
+		var oneDescriptor int64
+		// The counts come from the (collection, key, state) index; the
+		// descriptor volume is the count times the size of the newest
+		// descriptor, rather than a sum that would read every row.
+		err := tx.QueryRow(ctx, `SELECT
+				(SELECT count(*) FROM subject WHERE collection = $1),
+				count(*),
+				count(*) FILTER (WHERE state = 'pending'),
+				coalesce((SELECT octet_length(descriptor) FROM face
+					WHERE collection = $1 AND state <> 'deleting' ORDER BY key DESC LIMIT 1), 0),
+				(SELECT created_at FROM face WHERE collection = $1 AND state <> 'deleting' ORDER BY key DESC LIMIT 1)
+			FROM face WHERE collection = $1 AND state <> 'deleting'`,
+			name).Scan(&st.Subjects, &st.Faces, &st.PendingFaces, &oneDescriptor, &last)
+		if err != nil {
+			return err
+		}
+		st.DescriptorBytes = st.Faces * oneDescriptor
+		st.LastEnrollAt = timeOf(last)
+		return nil
+	})
+	if err != nil {
+		return CollectionStats{}, fmt.Errorf("collection stats: %w", err)
+	}
+	return st, nil
+}
+
+// TopSubjects returns up to limit (default 10, at most 1000) subjects of a
+// collection that have faces, most faces first (faces being deleted not
+// counted), ties by subject id.
+func (p *Postgres) TopSubjects(ctx context.Context, collection string, limit int) ([]SubjectCount, error) {
+	if limit <= 0 {
+		limit = defaultTop
+	}
+	limit = min(limit, maxTop)
+	// The counts come from the faces of the collection (a face's
+	// collection is its subject's), so subjects without faces are never
+	// read.
+	rows, err := p.pool.Query(ctx, `SELECT s.id, s.external_id, s.display_name, n.faces
+		FROM (SELECT subject_id, count(*) AS faces FROM face
+			WHERE collection = $1 AND state <> 'deleting' GROUP BY subject_id) n
+		JOIN subject s ON s.id = n.subject_id
+		ORDER BY n.faces DESC, s.id LIMIT $2`, collection, limit)
+	var top []SubjectCount
+	if err == nil {
+		var c SubjectCount
+		var ext *string
+		_, err = pgx.ForEachRow(rows, []any{&c.SubjectID, &ext, &c.DisplayName, &c.Faces}, func() error {
+			c.ExternalID = textOf(ext)
+			top = append(top, c)
+			return nil
+		})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("top subjects: %w", err)
+	}
+	return top, nil
+}
+
+// EnrollmentsPerDay counts the faces enrolled into collection ("" for all
+// collections) per UTC day from since (zero: from the start), oldest day
+// first, leaving out days without enrollments.
+//
+// The counts come from the audit trail, events of kind EventEnroll with
+// outcome OutcomeEnrolled (one per enrolled face), not from the face
+// table: they must not shrink when faces or subjects are deleted later.
+func (p *Postgres) EnrollmentsPerDay(ctx context.Context, collection string, since time.Time) ([]DayCount, error) {
+	var args pgArgs
+	where := []string{"kind = " + args.add(EventEnroll), "outcome = " + args.add(OutcomeEnrolled)}
+	if collection != "" {
+		where = append(where, "collection = "+args.add(collection))
+	}
+	if !since.IsZero() {
+		where = append(where, "at >= "+args.add(toNanos(since)))
+	}
+	// Whole seconds, truncated toward zero as SQLite's integer division
+	// does, then the UTC date of that instant.
+	rows, err := p.pool.Query(ctx, `SELECT to_char(to_timestamp(at / 1000000000) AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day,
+			count(*) AS count
+		FROM event WHERE `+strings.Join(where, " AND ")+` GROUP BY day ORDER BY day`, args...)
+	var days []DayCount
+	if err == nil {
+		var d DayCount
+		_, err = pgx.ForEachRow(rows, []any{&d.Day, &d.Count}, func() error {
+			days = append(days, d)
+			return nil
+		})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("enrollments per day: %w", err)
+	}
+	return days, nil
+}
