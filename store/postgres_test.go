@@ -85,13 +85,15 @@ func TestPostgresMigrationWaitsForTheLock(t *testing.T) {
 		s, err := OpenPostgres(ctx, url)
 		opened <- result{s, err}
 	}()
+	// The opener connects, then waits for the advisory lock.
+	waitForLockWaitOn(t, holder, "advisory")
 	select {
 	case r := <-opened:
 		if r.s != nil {
 			_ = r.s.Close()
 		}
 		t.Fatalf("OpenPostgres finished while the lock was held: %v", r.err)
-	case <-time.After(500 * time.Millisecond):
+	default:
 	}
 	var tables int
 	noErr(t, "count tables", holder.QueryRow(ctx,
@@ -262,8 +264,9 @@ func TestPostgresInsertFaceWaitsForAConcurrentEnrollment(t *testing.T) {
 				f, inserted, err := s.InsertFace(ctx, Face{SubjectID: sub.ID, Descriptor: descriptor(2), ImageSHA256: sha})
 				done <- result{f, inserted, err}
 			}()
-			// InsertFace blocks on the other transaction's uncommitted row.
-			waitForLockWait(t, s)
+			// InsertFace waits for the transaction that wrote the conflicting,
+			// uncommitted row.
+			waitForLockWait(t, s, "transactionid")
 			if commit {
 				noErr(t, "commit", other.Commit(ctx))
 			} else {
@@ -285,20 +288,32 @@ func TestPostgresInsertFaceWaitsForAConcurrentEnrollment(t *testing.T) {
 }
 
 // waitForLockWait waits until a session of s's database waits for a
-// lock.
-func waitForLockWait(t *testing.T, s *Postgres) {
+// lock of the given kind.
+func waitForLockWait(t *testing.T, s *Postgres, kind string) {
+	t.Helper()
+	conn, err := s.pool.Acquire(context.Background())
+	noErr(t, "acquire", err)
+	defer conn.Release()
+	waitForLockWaitOn(t, conn.Conn(), kind)
+}
+
+// waitForLockWaitOn waits, asking on conn, until a session of conn's
+// database waits for a lock of the given kind (pg_stat_activity's
+// wait_event: "advisory", "transactionid"...; "" for any).
+func waitForLockWaitOn(t *testing.T, conn *pgx.Conn, kind string) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		var waiting bool
-		err := s.pool.QueryRow(context.Background(), `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
-			WHERE datname = current_database() AND wait_event_type = 'Lock')`).Scan(&waiting)
+		err := conn.QueryRow(context.Background(), `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock' AND ($1 = '' OR wait_event = $1))`,
+			kind).Scan(&waiting)
 		noErr(t, "pg_stat_activity", err)
 		if waiting {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("no session waits for a lock")
+			t.Fatalf("no session waits for a lock %q", kind)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

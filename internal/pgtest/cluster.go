@@ -97,7 +97,11 @@ func initCluster(dir string, bin binaries, cred *syscall.Credential) (*cluster, 
 	initdb := serverCommand(dir, cred, bin.initdb, "-D", data, "-U", superuser, "--auth=trust",
 		"--encoding=UTF8", "--locale=C", "--no-sync", "--no-instructions")
 	if out, err := initdb.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("initdb: %w\n%s", err, out)
+		hint := ""
+		if cred != nil {
+			hint = fmt.Sprintf(" (it runs as the postgres user, who must be able to reach %s: set TMPDIR to a directory it can)", dir)
+		}
+		return nil, fmt.Errorf("initdb%s: %w\n%s", hint, err, out)
 	}
 	c := &cluster{dir: dir, exited: make(chan struct{}), log: filepath.Join(dir, "postgres.log")}
 	logFile, err := os.Create(c.log)
