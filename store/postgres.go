@@ -178,11 +178,12 @@ func isRetryable(err error) bool {
 	return c == pgSerializationFailure || c == pgDeadlockDetected || errors.As(err, &r)
 }
 
-// pgError maps the errors of a write to the store's sentinels: a unique
+// pgError maps PostgreSQL's errors to the store's sentinels: a unique
 // violation is ErrConflict; a foreign key violation means that the parent
-// row went away meanwhile (ErrNotFound); a value PostgreSQL cannot store
-// though SQLite would, such as text with a NUL byte or invalid UTF-8, is
-// ErrInvalid. Other errors are returned as they are. The server's
+// row went away meanwhile (ErrNotFound); a value PostgreSQL cannot take
+// though SQLite would, such as text with a NUL byte or invalid UTF-8 (an
+// id from a URL, say), is ErrInvalid rather than an internal error, in
+// reads as in writes. Other errors are returned as they are. The server's
 // details (constraint and column names) stay out of the message, which
 // the API shows to clients.
 func pgError(err error) error {

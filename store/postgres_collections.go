@@ -66,7 +66,7 @@ func (p *Postgres) GetCollection(ctx context.Context, name string) (Collection, 
 	c, err := oneCollection(p.pool.Query(ctx,
 		`SELECT name, threshold, created_at FROM collection WHERE name = $1 AND state = 'active'`, name))
 	if err != nil {
-		return Collection{}, fmt.Errorf("get collection %q: %w", name, err)
+		return Collection{}, fmt.Errorf("get collection %q: %w", name, pgError(err))
 	}
 	return c, nil
 }
@@ -76,7 +76,7 @@ func (p *Postgres) ListCollections(ctx context.Context) ([]Collection, error) {
 	cs, err := collectCollections(p.pool.Query(ctx,
 		`SELECT name, threshold, created_at FROM collection WHERE state = 'active' ORDER BY name`))
 	if err != nil {
-		return nil, fmt.Errorf("list collections: %w", err)
+		return nil, fmt.Errorf("list collections: %w", pgError(err))
 	}
 	return cs, nil
 }
@@ -93,7 +93,7 @@ func (p *Postgres) UpdateCollectionThreshold(ctx context.Context, name string, t
 		return err
 	})
 	if err != nil {
-		return Collection{}, fmt.Errorf("update collection %q: %w", name, err)
+		return Collection{}, fmt.Errorf("update collection %q: %w", name, pgError(err))
 	}
 	return c, nil
 }
@@ -104,7 +104,7 @@ func (p *Postgres) UpdateCollectionThreshold(ctx context.Context, name string, t
 func (p *Postgres) MarkCollectionDeleting(ctx context.Context, name string) error {
 	n, err := p.exec(ctx, `UPDATE collection SET state = 'deleting' WHERE name = $1`, name)
 	if err != nil {
-		return fmt.Errorf("mark collection deleting: %w", err)
+		return fmt.Errorf("mark collection deleting: %w", pgError(err))
 	}
 	if n == 0 {
 		return fmt.Errorf("mark collection %q deleting: %w", name, ErrNotFound)
@@ -117,11 +117,11 @@ func (p *Postgres) MarkCollectionDeleting(ctx context.Context, name string) erro
 func (p *Postgres) DeletingCollections(ctx context.Context) ([]string, error) {
 	rows, err := p.pool.Query(ctx, `SELECT name FROM collection WHERE state = 'deleting' ORDER BY name`)
 	if err != nil {
-		return nil, fmt.Errorf("list deleting collections: %w", err)
+		return nil, fmt.Errorf("list deleting collections: %w", pgError(err))
 	}
 	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
-		return nil, fmt.Errorf("list deleting collections: %w", err)
+		return nil, fmt.Errorf("list deleting collections: %w", pgError(err))
 	}
 	return names, nil
 }
@@ -139,7 +139,7 @@ func (p *Postgres) DeleteCollection(ctx context.Context, name string) error {
 	var exists bool
 	err := p.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM collection WHERE name = $1)`, name).Scan(&exists)
 	if err != nil {
-		return fmt.Errorf("delete collection %q: %w", name, err)
+		return fmt.Errorf("delete collection %q: %w", name, pgError(err))
 	}
 	if !exists {
 		return fmt.Errorf("delete collection %q: %w", name, ErrNotFound)
@@ -156,7 +156,7 @@ func (p *Postgres) DeleteCollection(ctx context.Context, name string) error {
 				SELECT count(*), max(key) FROM gone`, name, after, p.deleteBatch).Scan(&n, &last)
 		})
 		if err != nil {
-			return fmt.Errorf("delete collection %q faces: %w", name, err)
+			return fmt.Errorf("delete collection %q faces: %w", name, pgError(err))
 		}
 		if last != nil {
 			after = *last
@@ -169,7 +169,7 @@ func (p *Postgres) DeleteCollection(ctx context.Context, name string) error {
 		n, err := p.exec(ctx, `DELETE FROM subject WHERE id IN (
 				SELECT id FROM subject WHERE collection = $1 LIMIT $2)`, name, p.deleteBatch)
 		if err != nil {
-			return fmt.Errorf("delete collection %q subjects: %w", name, err)
+			return fmt.Errorf("delete collection %q subjects: %w", name, pgError(err))
 		}
 		if n < int64(p.deleteBatch) {
 			break
@@ -177,7 +177,7 @@ func (p *Postgres) DeleteCollection(ctx context.Context, name string) error {
 	}
 	n, err := p.exec(ctx, `DELETE FROM collection WHERE name = $1`, name)
 	if err != nil {
-		return fmt.Errorf("delete collection %q: %w", name, err)
+		return fmt.Errorf("delete collection %q: %w", name, pgError(err))
 	}
 	if n == 0 {
 		return fmt.Errorf("delete collection %q: %w", name, ErrNotFound)

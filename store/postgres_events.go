@@ -90,7 +90,7 @@ func (p *Postgres) ListEvents(ctx context.Context, q EventQuery) ([]Event, error
 		rs, err = pgx.CollectRows(rows, pgx.RowToStructByName[pgEvent])
 	}
 	if err != nil {
-		return nil, fmt.Errorf("list events: %w", err)
+		return nil, fmt.Errorf("list events: %w", pgError(err))
 	}
 	var events []Event
 	for _, r := range rs {
@@ -134,7 +134,7 @@ func (p *Postgres) CollectionStats(ctx context.Context, name string) (Collection
 		return nil
 	})
 	if err != nil {
-		return CollectionStats{}, fmt.Errorf("collection stats: %w", err)
+		return CollectionStats{}, fmt.Errorf("collection stats: %w", pgError(err))
 	}
 	return st, nil
 }
@@ -166,7 +166,7 @@ func (p *Postgres) TopSubjects(ctx context.Context, collection string, limit int
 		})
 	}
 	if err != nil {
-		return nil, fmt.Errorf("top subjects: %w", err)
+		return nil, fmt.Errorf("top subjects: %w", pgError(err))
 	}
 	return top, nil
 }
@@ -201,7 +201,7 @@ func (p *Postgres) EnrollmentsPerDay(ctx context.Context, collection string, sin
 		})
 	}
 	if err != nil {
-		return nil, fmt.Errorf("enrollments per day: %w", err)
+		return nil, fmt.Errorf("enrollments per day: %w", pgError(err))
 	}
 	return days, nil
 }

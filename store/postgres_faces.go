@@ -122,7 +122,7 @@ func (p *Postgres) InsertFace(ctx context.Context, f Face) (Face, bool, error) {
 			`SELECT s.collection FROM subject s JOIN collection c ON c.name = s.collection
 			 WHERE s.id = $1 AND c.state = 'active'`, f.SubjectID).Scan(&collection)
 		if err != nil {
-			return fmt.Errorf("subject %q: %w", f.SubjectID, pgNotFound(err))
+			return fmt.Errorf("subject %q: %w", f.SubjectID, pgError(pgNotFound(err)))
 		}
 		if f.Collection != "" && f.Collection != collection {
 			return fmt.Errorf("subject %q in collection %q: %w", f.SubjectID, f.Collection, ErrNotFound)
@@ -183,7 +183,7 @@ func (p *Postgres) InsertFace(ctx context.Context, f Face) (Face, bool, error) {
 		return nil
 	})
 	if err != nil {
-		return Face{}, false, fmt.Errorf("insert face: %w", err)
+		return Face{}, false, fmt.Errorf("insert face: %w", pgError(err))
 	}
 	return out, inserted, nil
 }
@@ -197,7 +197,7 @@ func (p *Postgres) MarkFacesIndexed(ctx context.Context, keys []uint64) error {
 	}
 	_, err := p.exec(ctx, `UPDATE face SET state = 'indexed' WHERE state = 'pending' AND key = ANY($1)`, pgKeys(keys))
 	if err != nil {
-		return fmt.Errorf("mark faces indexed: %w", err)
+		return fmt.Errorf("mark faces indexed: %w", pgError(err))
 	}
 	return nil
 }
@@ -210,7 +210,7 @@ func (p *Postgres) GetFace(ctx context.Context, collection, faceID string) (Face
 		 WHERE f.id = $1 AND f.collection = $2 AND f.state <> 'deleting' AND c.state = 'active'`,
 		faceID, collection)
 	if err != nil {
-		return Face{}, fmt.Errorf("get face %q: %w", faceID, err)
+		return Face{}, fmt.Errorf("get face %q: %w", faceID, pgError(err))
 	}
 	return f, nil
 }
@@ -221,7 +221,7 @@ func (p *Postgres) ListFaces(ctx context.Context, collection, subjectID string) 
 	var faces []Face
 	err := p.inReadTx(ctx, func(tx pgx.Tx) error {
 		if _, err := pgGetSubject(ctx, tx, collection, "s.id", subjectID); err != nil {
-			return fmt.Errorf("subject %q: %w", subjectID, err)
+			return fmt.Errorf("subject %q: %w", subjectID, pgError(err))
 		}
 		var err error
 		faces, err = pgQueryFaces(ctx, tx, `SELECT `+pgFaceColumns+`, f.descriptor FROM face f
@@ -229,7 +229,7 @@ func (p *Postgres) ListFaces(ctx context.Context, collection, subjectID string) 
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("list faces: %w", err)
+		return nil, fmt.Errorf("list faces: %w", pgError(err))
 	}
 	return faces, nil
 }
@@ -267,7 +267,7 @@ func (p *Postgres) FaceRefs(ctx context.Context, collection string, keys []uint6
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("resolve face keys: %w", err)
+		return nil, fmt.Errorf("resolve face keys: %w", pgError(err))
 	}
 	return refs, nil
 }
@@ -283,7 +283,7 @@ func (p *Postgres) MarkFaceDeleting(ctx context.Context, collection, faceID stri
 			faceID, collection).Scan(&key)
 	})
 	if err != nil {
-		return 0, fmt.Errorf("mark face %q deleting: %w", faceID, pgNotFound(err))
+		return 0, fmt.Errorf("mark face %q deleting: %w", faceID, pgError(pgNotFound(err)))
 	}
 	return uint64(key), nil
 }
@@ -295,7 +295,7 @@ func (p *Postgres) DeleteFaces(ctx context.Context, keys []uint64) error {
 		return nil
 	}
 	if _, err := p.exec(ctx, `DELETE FROM face WHERE key = ANY($1)`, pgKeys(keys)); err != nil {
-		return fmt.Errorf("delete faces: %w", err)
+		return fmt.Errorf("delete faces: %w", pgError(err))
 	}
 	return nil
 }
@@ -306,7 +306,7 @@ func (p *Postgres) DeleteFaces(ctx context.Context, keys []uint64) error {
 func (p *Postgres) PendingFaces(ctx context.Context, limit int) ([]Face, error) {
 	faces, err := pgQueryFaces(ctx, p.pool, pgPendingFacesQuery, unsettledLimit(limit))
 	if err != nil {
-		return nil, fmt.Errorf("list pending faces: %w", err)
+		return nil, fmt.Errorf("list pending faces: %w", pgError(err))
 	}
 	return faces, nil
 }
@@ -317,7 +317,7 @@ func (p *Postgres) PendingFaces(ctx context.Context, limit int) ([]Face, error) 
 func (p *Postgres) DeletingFaces(ctx context.Context, limit int) ([]Face, error) {
 	faces, err := pgQueryFaces(ctx, p.pool, pgDeletingFacesQuery, unsettledLimit(limit))
 	if err != nil {
-		return nil, fmt.Errorf("list deleting faces: %w", err)
+		return nil, fmt.Errorf("list deleting faces: %w", pgError(err))
 	}
 	return faces, nil
 }
@@ -345,7 +345,7 @@ func (p *Postgres) IndexedKeys(ctx context.Context, collection string) ([]uint64
 			SELECT key FROM face WHERE collection = $1 AND state <> 'deleting' ORDER BY key) k`,
 		collection).Scan(&list)
 	if err != nil {
-		return nil, fmt.Errorf("list indexed keys: %w", err)
+		return nil, fmt.Errorf("list indexed keys: %w", pgError(err))
 	}
 	var keys []uint64
 	if len(list) > 0 {
@@ -372,7 +372,7 @@ func (p *Postgres) Vectors(ctx context.Context, collection string, keys []uint64
 		WHERE collection = $1 AND state <> 'deleting' AND key = ANY($2) ORDER BY key`,
 		collection, pgKeys(keys))
 	if err != nil {
-		return nil, fmt.Errorf("read vectors: %w", err)
+		return nil, fmt.Errorf("read vectors: %w", pgError(err))
 	}
 	if vs == nil {
 		vs = []IndexedVector{}
@@ -397,7 +397,7 @@ func (p *Postgres) ScanVectors(ctx context.Context, collection string, afterKey 
 		WHERE collection = $1 AND key > $2 AND state <> 'deleting' ORDER BY key LIMIT $3`,
 		collection, int64(afterKey), limit)
 	if err != nil {
-		return nil, fmt.Errorf("scan vectors: %w", err)
+		return nil, fmt.Errorf("scan vectors: %w", pgError(err))
 	}
 	return vs, nil
 }

@@ -86,7 +86,7 @@ func (p *Postgres) ImportSubjects(ctx context.Context, collection string, items 
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("import subjects: %w", err)
+		return nil, fmt.Errorf("import subjects: %w", pgError(err))
 	}
 	return out, nil
 }
@@ -102,7 +102,7 @@ func pgNewFaceKeys(ctx context.Context, tx pgx.Tx, n int) ([]uint64, error) {
 	err := tx.QueryRow(ctx, `SELECT array_agg(nextval(pg_get_serial_sequence('face', 'key')))
 		FROM generate_series(1, $1)`, n).Scan(&drawn)
 	if err != nil {
-		return nil, fmt.Errorf("draw face keys: %w", err)
+		return nil, fmt.Errorf("draw face keys: %w", pgError(err))
 	}
 	slices.Sort(drawn)
 	keys := make([]uint64, len(drawn))

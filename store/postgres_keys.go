@@ -61,7 +61,7 @@ func (p *Postgres) GetKey(ctx context.Context, id string) (APIKey, error) {
 		r, err = pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[pgKey])
 	}
 	if err != nil {
-		return APIKey{}, fmt.Errorf("get key %q: %w", id, pgNotFound(err))
+		return APIKey{}, fmt.Errorf("get key %q: %w", id, pgError(pgNotFound(err)))
 	}
 	return r.key(), nil
 }
@@ -74,7 +74,7 @@ func (p *Postgres) ListKeys(ctx context.Context) ([]APIKey, error) {
 		rs, err = pgx.CollectRows(rows, pgx.RowToStructByName[pgKey])
 	}
 	if err != nil {
-		return nil, fmt.Errorf("list keys: %w", err)
+		return nil, fmt.Errorf("list keys: %w", pgError(err))
 	}
 	var keys []APIKey
 	for _, r := range rs {
@@ -89,7 +89,7 @@ func (p *Postgres) RevokeKey(ctx context.Context, id string) error {
 	n, err := p.exec(ctx, `UPDATE api_key SET revoked_at = coalesce(revoked_at, $1) WHERE id = $2`,
 		toNanos(p.timestamp()), id)
 	if err != nil {
-		return fmt.Errorf("revoke key: %w", err)
+		return fmt.Errorf("revoke key: %w", pgError(err))
 	}
 	if n == 0 {
 		return fmt.Errorf("revoke key %q: %w", id, ErrNotFound)
@@ -106,7 +106,7 @@ func (p *Postgres) TouchKey(ctx context.Context, id string, at time.Time) error 
 	}
 	n, err := p.exec(ctx, `UPDATE api_key SET last_used_at = $1 WHERE id = $2`, toNanos(at), id)
 	if err != nil {
-		return fmt.Errorf("touch key: %w", err)
+		return fmt.Errorf("touch key: %w", pgError(err))
 	}
 	if n == 0 {
 		return fmt.Errorf("touch key %q: %w", id, ErrNotFound)
@@ -119,7 +119,7 @@ func (p *Postgres) TouchKey(ctx context.Context, id string, at time.Time) error 
 func (p *Postgres) CountKeys(ctx context.Context) (int, error) {
 	var n int
 	if err := p.pool.QueryRow(ctx, `SELECT count(*) FROM api_key WHERE revoked_at IS NULL`).Scan(&n); err != nil {
-		return 0, fmt.Errorf("count keys: %w", err)
+		return 0, fmt.Errorf("count keys: %w", pgError(err))
 	}
 	return n, nil
 }

@@ -46,7 +46,7 @@ func (p *Postgres) CreateSubject(ctx context.Context, sub Subject) (Subject, err
 	}
 	meta, err := metadataText(sub.Metadata)
 	if err != nil {
-		return Subject{}, fmt.Errorf("create subject: %w", err)
+		return Subject{}, fmt.Errorf("create subject: %w", pgError(err))
 	}
 	sub.Metadata = json.RawMessage(meta)
 	sub.CreatedAt = p.timestamp()
@@ -75,7 +75,7 @@ func (p *Postgres) CreateSubject(ctx context.Context, sub Subject) (Subject, err
 func (p *Postgres) GetSubject(ctx context.Context, collection, id string) (Subject, error) {
 	sub, err := pgGetSubject(ctx, p.pool, collection, "s.id", id)
 	if err != nil {
-		return Subject{}, fmt.Errorf("get subject %q: %w", id, err)
+		return Subject{}, fmt.Errorf("get subject %q: %w", id, pgError(err))
 	}
 	return sub, nil
 }
@@ -88,7 +88,7 @@ func (p *Postgres) GetSubjectByExternalID(ctx context.Context, collection, exter
 	}
 	sub, err := pgGetSubject(ctx, p.pool, collection, "s.external_id", externalID)
 	if err != nil {
-		return Subject{}, fmt.Errorf("get subject by external id %q: %w", externalID, err)
+		return Subject{}, fmt.Errorf("get subject by external id %q: %w", externalID, pgError(err))
 	}
 	return sub, nil
 }
@@ -138,7 +138,7 @@ func (p *Postgres) ListSubjects(ctx context.Context, q SubjectQuery) ([]Subject,
 	if q.After != "" {
 		at, id, err := decodeSubjectCursor(q.After)
 		if err != nil {
-			return nil, "", fmt.Errorf("list subjects: %w", err)
+			return nil, "", fmt.Errorf("list subjects: %w", pgError(err))
 		}
 		// A row comparison seeks in the (collection, created_at, id) index.
 		where = append(where, fmt.Sprintf("(s.created_at, s.id) > (%s, %s)", args.add(at), args.add(id)))
@@ -172,7 +172,7 @@ func (p *Postgres) ListSubjects(ctx context.Context, q SubjectQuery) ([]Subject,
 		return nil
 	})
 	if err != nil {
-		return nil, "", fmt.Errorf("list subjects: %w", err)
+		return nil, "", fmt.Errorf("list subjects: %w", pgError(err))
 	}
 	next := ""
 	if len(subs) > limit {
@@ -198,7 +198,7 @@ func (p *Postgres) UpdateSubject(ctx context.Context, collection, id string, pat
 	if patch.Metadata != nil {
 		meta, err := metadataText(patch.Metadata)
 		if err != nil {
-			return Subject{}, fmt.Errorf("update subject: %w", err)
+			return Subject{}, fmt.Errorf("update subject: %w", pgError(err))
 		}
 		sets = append(sets, "metadata = "+args.add(meta))
 	}
@@ -218,7 +218,7 @@ func (p *Postgres) UpdateSubject(ctx context.Context, collection, id string, pat
 		return err
 	})
 	if err != nil {
-		return Subject{}, fmt.Errorf("update subject %q: %w", id, err)
+		return Subject{}, fmt.Errorf("update subject %q: %w", id, pgError(err))
 	}
 	return sub, nil
 }
@@ -254,7 +254,7 @@ func (p *Postgres) MarkSubjectDeleting(ctx context.Context, collection, id strin
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("mark subject %q deleting: %w", id, err)
+		return nil, fmt.Errorf("mark subject %q deleting: %w", id, pgError(err))
 	}
 	return keys, nil
 }
@@ -265,7 +265,7 @@ func (p *Postgres) MarkSubjectDeleting(ctx context.Context, collection, id strin
 func (p *Postgres) DeleteSubject(ctx context.Context, collection, id string) error {
 	n, err := p.exec(ctx, `DELETE FROM subject WHERE id = $1 AND collection = $2`, id, collection)
 	if err != nil {
-		return fmt.Errorf("delete subject %q: %w", id, err)
+		return fmt.Errorf("delete subject %q: %w", id, pgError(err))
 	}
 	if n == 0 {
 		return fmt.Errorf("delete subject %q: %w", id, ErrNotFound)

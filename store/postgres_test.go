@@ -219,14 +219,21 @@ func TestPostgresSchemaCollations(t *testing.T) {
 }
 
 // TestPostgresRefusesWhatItCannotStore: text PostgreSQL cannot hold (a
-// NUL byte, invalid UTF-8), which SQLite stores, is ErrInvalid.
+// NUL byte, invalid UTF-8) is ErrInvalid, in writes (SQLite stores it)
+// and in reads (SQLite finds nothing), not an internal error.
 func TestPostgresRefusesWhatItCannotStore(t *testing.T) {
 	ctx := context.Background()
 	s := openTestPostgres(t)
 	mustCollection(t, s, "c")
-	for _, name := range []string{"nul\x00byte", "bad \xff utf-8"} {
-		_, err := s.CreateSubject(ctx, Subject{Collection: "c", DisplayName: name})
-		wantErr(t, fmt.Sprintf("CreateSubject(%q)", name), err, ErrInvalid)
+	for _, text := range []string{"nul\x00byte", "bad \xff utf-8"} {
+		_, err := s.CreateSubject(ctx, Subject{Collection: "c", DisplayName: text})
+		wantErr(t, fmt.Sprintf("CreateSubject(%q)", text), err, ErrInvalid)
+		_, err = s.GetSubject(ctx, "c", text)
+		wantErr(t, fmt.Sprintf("GetSubject(%q)", text), err, ErrInvalid)
+		_, err = s.GetCollection(ctx, text)
+		wantErr(t, fmt.Sprintf("GetCollection(%q)", text), err, ErrInvalid)
+		_, err = s.ListEvents(ctx, EventQuery{KeyID: text})
+		wantErr(t, fmt.Sprintf("ListEvents(%q)", text), err, ErrInvalid)
 	}
 }
 
