@@ -54,7 +54,6 @@ func roundTo(v float64, digits int) float64 {
 	return math.Round(v*p) / p
 }
 
-
 func landmarksOf(pts []align.Point) [][2]int {
 	out := make([][2]int, len(pts))
 	for i, p := range pts {

@@ -51,7 +51,6 @@ func round(v float64, digits int) float64 {
 	return math.Round(v*p) / p
 }
 
-
 func runDetect(ctx context.Context, env *cliEnv, args []string) error {
 	fs := flag.NewFlagSet("detect", flag.ContinueOnError)
 	fs.SetOutput(env.stderr)
