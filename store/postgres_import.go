@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -41,12 +40,9 @@ func (p *Postgres) ImportSubjects(ctx context.Context, collection string, items 
 			if sub.ID == "" {
 				sub.ID = uuid.NewString()
 			}
-			meta := []byte("{}")
-			if len(sub.Metadata) > 0 {
-				if !json.Valid(sub.Metadata) {
-					return fmt.Errorf("subject %q: %w: metadata not JSON", sub.ExternalID, ErrInvalid)
-				}
-				meta = sub.Metadata
+			meta, err := metadataText(sub.Metadata)
+			if err != nil {
+				return fmt.Errorf("subject %q: %w", sub.ExternalID, err)
 			}
 			for _, f := range it.Faces {
 				if len(f.Descriptor) == 0 {

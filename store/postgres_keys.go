@@ -31,20 +31,11 @@ func (r pgKey) key() APIKey {
 // CreatedAt set if it was zero. The caller generates ID and Hash; an ID in
 // use is ErrConflict.
 func (p *Postgres) CreateKey(ctx context.Context, k APIKey) (APIKey, error) {
-	switch k.Role {
-	case RoleAdmin, RoleEnroll, RoleIdentify, RoleRead:
-	default:
-		return APIKey{}, fmt.Errorf("create key: %w: role %q", ErrInvalid, k.Role)
+	k, err := newKey(k, p.timestamp())
+	if err != nil {
+		return APIKey{}, err
 	}
-	if k.ID == "" || len(k.Hash) == 0 {
-		return APIKey{}, fmt.Errorf("create key: %w: id and hash are required", ErrInvalid)
-	}
-	if k.CreatedAt.IsZero() {
-		k.CreatedAt = p.timestamp()
-	}
-	k.CreatedAt = fromNanos(toNanos(k.CreatedAt))
-	k.LastUsedAt, k.RevokedAt = nil, nil
-	_, err := p.exec(ctx,
+	_, err = p.exec(ctx,
 		`INSERT INTO api_key (id, name, hash, role, collection, created_at) VALUES ($1, $2, $3, $4, $5, $6)`,
 		k.ID, k.Name, k.Hash, string(k.Role), pgText(k.Collection), toNanos(k.CreatedAt))
 	if err != nil {

@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"fmt"
 
 	"github.com/google/uuid"
@@ -48,15 +47,12 @@ func (s *SQLite) ImportSubjects(ctx context.Context, collection string, items []
 			if sub.ID == "" {
 				sub.ID = uuid.NewString()
 			}
-			meta := []byte("{}")
-			if len(sub.Metadata) > 0 {
-				if !json.Valid(sub.Metadata) {
-					return fmt.Errorf("subject %q: %w: metadata not JSON", sub.ExternalID, ErrInvalid)
-				}
-				meta = sub.Metadata
+			meta, err := metadataText(sub.Metadata)
+			if err != nil {
+				return fmt.Errorf("subject %q: %w", sub.ExternalID, err)
 			}
-			_, err := subStmt.ExecContext(ctx, sub.ID, collection, nullString(sub.ExternalID), sub.DisplayName, foldName(sub.DisplayName),
-				string(meta), toNanos(now), toNanos(now))
+			_, err = subStmt.ExecContext(ctx, sub.ID, collection, nullString(sub.ExternalID), sub.DisplayName, foldName(sub.DisplayName),
+				meta, toNanos(now), toNanos(now))
 			if isUniqueViolation(err) {
 				return fmt.Errorf("subject %q: %w", sub.ExternalID, ErrConflict)
 			}

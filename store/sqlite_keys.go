@@ -13,20 +13,11 @@ const keyColumns = `id, name, hash, role, collection, created_at, last_used_at, 
 // CreatedAt set if it was zero. The caller generates ID and Hash; an ID in
 // use is ErrConflict.
 func (s *SQLite) CreateKey(ctx context.Context, k APIKey) (APIKey, error) {
-	switch k.Role {
-	case RoleAdmin, RoleEnroll, RoleIdentify, RoleRead:
-	default:
-		return APIKey{}, fmt.Errorf("create key: %w: role %q", ErrInvalid, k.Role)
+	k, err := newKey(k, s.timestamp())
+	if err != nil {
+		return APIKey{}, err
 	}
-	if k.ID == "" || len(k.Hash) == 0 {
-		return APIKey{}, fmt.Errorf("create key: %w: id and hash are required", ErrInvalid)
-	}
-	if k.CreatedAt.IsZero() {
-		k.CreatedAt = s.timestamp()
-	}
-	k.CreatedAt = fromNanos(toNanos(k.CreatedAt))
-	k.LastUsedAt, k.RevokedAt = nil, nil
-	_, err := s.write.ExecContext(ctx,
+	_, err = s.write.ExecContext(ctx,
 		`INSERT INTO api_key (id, name, hash, role, collection, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
 		k.ID, k.Name, k.Hash, string(k.Role), nullString(k.Collection), toNanos(k.CreatedAt))
 	if isUniqueViolation(err) {

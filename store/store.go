@@ -7,6 +7,7 @@ package store
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -188,4 +189,25 @@ type SubjectCount struct {
 type DayCount struct {
 	Day   string `json:"day"`
 	Count int64  `json:"count"`
+}
+
+// newKey validates a key to be created and sets what a new key starts
+// with, the same for every store: a known role, an id and a hash, the
+// creation time (now unless given) at the stores' nanosecond precision,
+// and neither use nor revocation.
+func newKey(k APIKey, now time.Time) (APIKey, error) {
+	switch k.Role {
+	case RoleAdmin, RoleEnroll, RoleIdentify, RoleRead:
+	default:
+		return APIKey{}, fmt.Errorf("create key: %w: role %q", ErrInvalid, k.Role)
+	}
+	if k.ID == "" || len(k.Hash) == 0 {
+		return APIKey{}, fmt.Errorf("create key: %w: id and hash are required", ErrInvalid)
+	}
+	if k.CreatedAt.IsZero() {
+		k.CreatedAt = now
+	}
+	k.CreatedAt = fromNanos(toNanos(k.CreatedAt))
+	k.LastUsedAt, k.RevokedAt = nil, nil
+	return k, nil
 }
