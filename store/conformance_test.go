@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"path/filepath"
@@ -69,6 +70,8 @@ type storeUnderTest interface {
 	IndexedKeys(ctx context.Context, collection string) ([]uint64, error)
 	Vectors(ctx context.Context, collection string, keys []uint64) ([]IndexedVector, error)
 	ScanVectors(ctx context.Context, collection string, afterKey uint64, limit int) ([]IndexedVector, error)
+	FaceStates(ctx context.Context, keys []uint64) (map[uint64]FaceState, error)
+	ModelCounts(ctx context.Context) (map[string]int, error)
 	ImportSubjects(ctx context.Context, collection string, items []SubjectFaces) ([]Face, error)
 
 	CreateKey(ctx context.Context, k APIKey) (APIKey, error)
@@ -978,6 +981,19 @@ func testFaceLifecycle(t *testing.T, b backend) {
 		}
 	})
 
+	t.Run("FaceStates", func(t *testing.T) {
+		got, err := s.FaceStates(ctx, []uint64{f1.Key, f2.Key, f3.Key, otherFace.Key, unknown})
+		noErr(t, "FaceStates", err)
+		want := map[uint64]FaceState{f1.Key: FaceIndexed, f2.Key: FaceDeleting, f3.Key: FacePending, otherFace.Key: FacePending}
+		if !maps.Equal(got, want) {
+			t.Fatalf("FaceStates = %v, want %v", got, want)
+		}
+		none, err := s.FaceStates(ctx, nil)
+		if err != nil || len(none) != 0 {
+			t.Fatalf("FaceStates(nil) = %v, %v", none, err)
+		}
+	})
+
 	t.Run("mark deleting errors", func(t *testing.T) {
 		_, err := s.MarkFaceDeleting(ctx, "c", uuid.NewString())
 		wantErr(t, "unknown face", err, ErrNotFound)
@@ -1073,6 +1089,18 @@ func testFaceLifecycle(t *testing.T, b backend) {
 		}
 		if n := countRows(t, s, "face", "key = ?", int64(f2.Key)); n != 0 {
 			t.Fatal("face row left")
+		}
+	})
+
+	t.Run("ModelCounts", func(t *testing.T) {
+		// Faces being deleted do not count; another model's face does.
+		_, _, err := s.InsertFace(ctx, Face{SubjectID: otherFace.SubjectID, Collection: "other",
+			Descriptor: descriptor(7), ModelID: "model-b", ImageSHA256: "model-b"})
+		noErr(t, "InsertFace", err)
+		got, err := s.ModelCounts(ctx)
+		noErr(t, "ModelCounts", err)
+		if want := map[string]int{"test": 3, "model-b": 1}; !maps.Equal(got, want) {
+			t.Fatalf("ModelCounts = %v, want %v", got, want)
 		}
 	})
 }

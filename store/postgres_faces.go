@@ -444,3 +444,49 @@ func pgQueryVectors(ctx context.Context, q pgQuerier, n int, query string, args 
 	}
 	return vs, nil
 }
+
+// FaceStates returns the state of each face with one of keys, whatever
+// its collection; unknown keys are absent. The reconciler asks it about
+// vectors the index holds but the store did not list: a face enrolled or
+// deleted meanwhile is not drift.
+func (p *Postgres) FaceStates(ctx context.Context, keys []uint64) (map[uint64]FaceState, error) {
+	states := make(map[uint64]FaceState, len(keys))
+	if len(keys) == 0 {
+		return states, nil
+	}
+	rows, err := p.pool.Query(ctx, `SELECT key, state FROM face WHERE key = ANY($1)`, pgKeys(keys))
+	if err == nil {
+		var key int64
+		var st string
+		_, err = pgx.ForEachRow(rows, []any{&key, &st}, func() error {
+			states[uint64(key)] = FaceState(st)
+			return nil
+		})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read face states: %w", pgError(err))
+	}
+	return states, nil
+}
+
+// ModelCounts returns how many faces of active collections, not being
+// deleted, each model made: a vector index holds one model's descriptors,
+// so a rebuild must find exactly one.
+func (p *Postgres) ModelCounts(ctx context.Context) (map[string]int, error) {
+	rows, err := p.pool.Query(ctx, `SELECT f.model_id, count(*) FROM face f
+		JOIN collection c ON c.name = f.collection
+		WHERE c.state = 'active' AND f.state <> 'deleting' GROUP BY f.model_id`)
+	counts := map[string]int{}
+	if err == nil {
+		var model string
+		var n int64
+		_, err = pgx.ForEachRow(rows, []any{&model, &n}, func() error {
+			counts[model] = int(n)
+			return nil
+		})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("count faces per model: %w", pgError(err))
+	}
+	return counts, nil
+}

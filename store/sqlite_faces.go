@@ -445,3 +445,59 @@ func scanFace(r rowScanner) (Face, error) {
 	}
 	return f, nil
 }
+
+// FaceStates returns the state of each face with one of keys, whatever
+// its collection; unknown keys are absent. The reconciler asks it about
+// vectors the index holds but the store did not list: a face enrolled or
+// deleted meanwhile is not drift.
+func (s *SQLite) FaceStates(ctx context.Context, keys []uint64) (map[uint64]FaceState, error) {
+	states := make(map[uint64]FaceState, len(keys))
+	err := s.inReadTx(ctx, func(tx *sql.Tx) error {
+		return batches(keys, func(part []uint64) error {
+			rows, err := tx.QueryContext(ctx, `SELECT key, state FROM face WHERE key IN (`+placeholders(len(part))+`)`, keyArgs(part)...)
+			if err != nil {
+				return err
+			}
+			defer func() { _ = rows.Close() }()
+			for rows.Next() {
+				var key int64
+				var st string
+				if err := rows.Scan(&key, &st); err != nil {
+					return err
+				}
+				states[uint64(key)] = FaceState(st)
+			}
+			return rows.Err()
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read face states: %w", err)
+	}
+	return states, nil
+}
+
+// ModelCounts returns how many faces of active collections, not being
+// deleted, each model made: a vector index holds one model's descriptors,
+// so a rebuild must find exactly one.
+func (s *SQLite) ModelCounts(ctx context.Context) (map[string]int, error) {
+	rows, err := s.read.QueryContext(ctx, `SELECT f.model_id, count(*) FROM face f
+		JOIN collection c ON c.name = f.collection
+		WHERE c.state = 'active' AND f.state <> 'deleting' GROUP BY f.model_id`)
+	if err != nil {
+		return nil, fmt.Errorf("count faces per model: %w", err)
+	}
+	defer func() { _ = rows.Close() }()
+	counts := map[string]int{}
+	for rows.Next() {
+		var model string
+		var n int
+		if err := rows.Scan(&model, &n); err != nil {
+			return nil, fmt.Errorf("count faces per model: %w", err)
+		}
+		counts[model] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("count faces per model: %w", err)
+	}
+	return counts, nil
+}
