@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"image"
 	"io"
 	"log/slog"
@@ -25,6 +26,7 @@ import (
 
 	"github.com/visage/visage/align"
 	"github.com/visage/visage/gallery"
+	"github.com/visage/visage/index"
 	"github.com/visage/visage/store"
 )
 
@@ -498,7 +500,7 @@ func TestOpenAPISchemasMatchGoValues(t *testing.T) {
 		checks = append(checks, check{"problem " + typ, "Problem", newProblem(typ, ""), true})
 	}
 	for _, err := range []error{errBodyTooLarge, gallery.ErrNoFace, &gallery.QualityError{Reasons: []string{align.ReasonYaw}},
-		&gallery.InvalidError{Field: "limit", Reason: "too big"}, store.ErrNotFound, store.ErrConflict, errors.New("boom")} {
+		&gallery.InvalidError{Field: "limit", Reason: "too big"}, store.ErrNotFound, store.ErrConflict, fmt.Errorf("enroll: %w", index.ErrUnavailable), errors.New("boom")} {
 		checks = append(checks, check{"problem for " + err.Error(), "Problem", problemFor(err), true})
 	}
 	for _, c := range checks {

@@ -8,6 +8,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/visage/visage/gallery"
+	"github.com/visage/visage/index"
 	"github.com/visage/visage/internal/imageio"
 	"github.com/visage/visage/store"
 )
@@ -27,6 +28,7 @@ const (
 	TypeTooLarge        = "too_large"
 	TypeRateLimited     = "rate_limited"
 	TypeNotReady        = "not_ready"
+	TypeUnavailable     = "unavailable"
 	TypeInternal        = "internal"
 )
 
@@ -62,6 +64,7 @@ var problemTitles = map[string]struct {
 	TypeTooLarge:        {http.StatusRequestEntityTooLarge, "Too large"},
 	TypeRateLimited:     {http.StatusTooManyRequests, "Rate limit exceeded"},
 	TypeNotReady:        {http.StatusServiceUnavailable, "Not ready"},
+	TypeUnavailable:     {http.StatusServiceUnavailable, "Vector store unavailable"},
 	TypeInternal:        {http.StatusInternalServerError, "Internal error"},
 }
 
@@ -104,6 +107,8 @@ func problemFor(err error) Problem {
 		return p
 	case errors.As(err, &inv):
 		return newProblem(TypeInvalidRequest, err.Error())
+	case errors.Is(err, index.ErrUnavailable):
+		return newProblem(TypeUnavailable, "the vector store cannot be reached; nothing was stored; retry later")
 	case errors.Is(err, store.ErrNotFound):
 		return newProblem(TypeNotFound, err.Error())
 	case errors.Is(err, store.ErrConflict):
@@ -113,6 +118,10 @@ func problemFor(err error) Problem {
 	}
 	return newProblem(TypeInternal, "")
 }
+
+// unavailableRetryAfter is the Retry-After of unavailable, in seconds:
+// about the time the index's own retries span.
+const unavailableRetryAfter = "5"
 
 // fail writes a problem and stops the handler chain.
 func fail(c *gin.Context, p Problem) {
@@ -126,6 +135,9 @@ func (s *Server) failErr(c *gin.Context, err error) {
 	if p.Type == TypeInternal && errors.Is(err, context.Canceled) && c.Request.Context().Err() != nil {
 		// The client went away; nobody reads the answer.
 		s.log.DebugContext(c.Request.Context(), "request cancelled by the client", "route", c.FullPath())
+	} else if p.Type == TypeUnavailable {
+		s.log.WarnContext(c.Request.Context(), "vector store unavailable", "route", c.FullPath(), "err", err)
+		c.Header("Retry-After", unavailableRetryAfter)
 	} else if p.Type == TypeInternal {
 		s.log.ErrorContext(c.Request.Context(), "request failed", "route", c.FullPath(), "err", err)
 	}

@@ -124,6 +124,9 @@ func (s *Service) enrollOne(ctx context.Context, collection, subjectID string, d
 			vec = face.Descriptor[:] // the same image gives the same descriptor
 		}
 		if err := s.index.Upsert(ctx, space(collection), []index.Item{{Key: f.Key, Vector: vec}}); err != nil {
+			if created {
+				s.unstore(ctx, f)
+			}
 			return EnrollResult{}, fmt.Errorf("enroll: index face: %w", err)
 		}
 		if err := s.store.MarkFacesIndexed(ctx, []uint64{f.Key}); err != nil {
@@ -132,6 +135,18 @@ func (s *Service) enrollOne(ctx context.Context, collection, subjectID string, d
 		r.Face.State = store.FaceIndexed
 	}
 	return r, nil
+}
+
+// unstore deletes the row of a face whose vector could not be written, so
+// that a failed enrollment leaves nothing behind: the client may retry
+// it. Should the vector have been written after all (the answer was lost),
+// it belongs to no face; identification ignores it and the reconciler
+// removes it. If the row cannot be deleted either, it stays pending and
+// the reconciler indexes it; a retry of the same image returns that face.
+func (s *Service) unstore(ctx context.Context, f store.Face) {
+	if err := s.store.DeleteFaces(context.WithoutCancel(ctx), []uint64{f.Key}); err != nil {
+		s.log.Error("delete the row of a face that was not indexed", "face", f.ID, "err", err)
+	}
 }
 
 func jsonDetail(v any) json.RawMessage {

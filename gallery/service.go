@@ -42,6 +42,9 @@ type Store interface {
 	DeletingFaces(ctx context.Context, limit int) ([]store.Face, error)
 	IndexedKeys(ctx context.Context, collection string) ([]uint64, error)
 	Vectors(ctx context.Context, collection string, keys []uint64) ([]store.IndexedVector, error)
+	ScanVectors(ctx context.Context, collection string, afterKey uint64, limit int) ([]store.IndexedVector, error)
+	FaceStates(ctx context.Context, keys []uint64) (map[uint64]store.FaceState, error)
+	ModelCounts(ctx context.Context) (map[string]int, error)
 
 	AppendEvent(ctx context.Context, e store.Event) (store.Event, error)
 	ListEvents(ctx context.Context, q store.EventQuery) ([]store.Event, error)
@@ -58,6 +61,7 @@ type Index interface {
 	Drop(ctx context.Context, space string) error
 	Search(ctx context.Context, space string, q []float32, k int) ([]index.Match, error)
 	Keys(ctx context.Context, space string) ([]uint64, error)
+	Spaces(ctx context.Context) ([]string, error)
 }
 
 // FaceFinder is the engine as the use cases see it.
@@ -96,6 +100,7 @@ type Service struct {
 	store  Store
 	index  Index
 	cfg    ServiceConfig
+	rec    *Reconciler
 	log    *slog.Logger
 }
 
@@ -107,7 +112,16 @@ func NewService(engine FaceFinder, st Store, idx Index, cfg ServiceConfig, log *
 	if cfg.Mode == "" {
 		cfg.Mode = MatchFaces
 	}
-	return &Service{engine: engine, store: st, index: idx, cfg: cfg, log: log}
+	return &Service{engine: engine, store: st, index: idx, cfg: cfg, log: log,
+		rec: NewReconciler(st, idx, engine.ModelID(), log)}
+}
+
+// Reconciler returns the reconciler of the service's store and index.
+func (s *Service) Reconciler() *Reconciler { return s.rec }
+
+// Reconcile makes the index agree with the store; see Reconciler.
+func (s *Service) Reconcile(ctx context.Context) (ReconcileReport, error) {
+	return s.rec.Reconcile(ctx)
 }
 
 // Config returns the service's policy.
@@ -171,32 +185,35 @@ func (s *Service) UpdateCollection(ctx context.Context, name string, threshold f
 }
 
 // DeleteCollection removes a collection, its subjects, faces and vectors.
-// The collection disappears at once; its rows (a million faces take about
-// two minutes) are deleted in the background, and the reconciler finishes
-// the job if the process stops first. Its name is free again when done.
+// The collection disappears at once and its vectors are dropped before
+// the call returns; its rows (a million faces take about two minutes) are
+// deleted in the background, and the reconciler finishes the job if the
+// process stops first. Its name is free again when done. If the vector
+// store cannot be reached, the deletion still succeeds: the collection is
+// already gone from every answer, and the reconciler drops its vectors
+// and rows when the store is back.
 func (s *Service) DeleteCollection(ctx context.Context, actor, name string) error {
 	if err := s.store.MarkCollectionDeleting(ctx, name); err != nil {
 		return fmt.Errorf("delete collection: %w", err)
 	}
+	ctx = context.WithoutCancel(ctx)
 	if err := s.index.Drop(ctx, space(name)); err != nil {
-		return fmt.Errorf("drop collection vectors: %w", err)
+		if !errors.Is(err, index.ErrUnavailable) {
+			return fmt.Errorf("delete collection: drop vectors: %w", err)
+		}
+		s.rec.deferWork()
+		s.log.Warn("vector store unavailable: the reconciler drops the collection's vectors when it is back",
+			"collection", name, "err", err)
+		s.audit(ctx, store.Event{Kind: "delete", KeyID: actor, Collection: name, Outcome: "collection_deleted"})
+		return nil
 	}
 	s.audit(ctx, store.Event{Kind: "delete", KeyID: actor, Collection: name, Outcome: "collection_deleted"})
 	go func() {
-		if err := s.finishCollectionDelete(context.WithoutCancel(ctx), name); err != nil {
-			s.log.Error("delete collection rows; the reconciler will retry", "collection", name, "err", err)
+		if err := s.rec.finishCollectionDelete(ctx, name); err != nil {
+			s.rec.deferWork()
+			s.log.Error("delete collection; the reconciler will finish it", "collection", name, "err", err)
 		}
 	}()
-	return nil
-}
-
-func (s *Service) finishCollectionDelete(ctx context.Context, name string) error {
-	if err := s.index.Drop(ctx, space(name)); err != nil {
-		return fmt.Errorf("drop collection vectors: %w", err)
-	}
-	if err := s.store.DeleteCollection(ctx, name); err != nil {
-		return fmt.Errorf("delete collection rows: %w", err)
-	}
 	return nil
 }
 
@@ -206,11 +223,10 @@ func (s *Service) DeleteSubject(ctx context.Context, actor, collection, id strin
 	if err != nil {
 		return fmt.Errorf("delete subject: %w", err)
 	}
-	if err := s.index.Delete(ctx, space(collection), keys); err != nil {
-		return fmt.Errorf("delete subject vectors: %w", err)
-	}
-	if err := s.store.DeleteSubject(ctx, collection, id); err != nil {
-		return fmt.Errorf("delete subject rows: %w", err)
+	if err := s.finishDelete(ctx, collection, keys, func(ctx context.Context) error {
+		return s.store.DeleteSubject(ctx, collection, id)
+	}); err != nil {
+		return fmt.Errorf("delete subject: %w", err)
 	}
 	s.audit(ctx, store.Event{Kind: "delete", KeyID: actor, Collection: collection, SubjectID: id, Outcome: "subject_deleted",
 		Detail: jsonDetail(map[string]any{"faces": len(keys)})})
@@ -227,13 +243,35 @@ func (s *Service) DeleteFace(ctx context.Context, actor, collection, faceID stri
 	if err != nil {
 		return fmt.Errorf("delete face: %w", err)
 	}
-	if err := s.index.Delete(ctx, space(collection), []uint64{key}); err != nil {
-		return fmt.Errorf("delete face vector: %w", err)
-	}
-	if err := s.store.DeleteFaces(ctx, []uint64{key}); err != nil {
-		return fmt.Errorf("delete face row: %w", err)
+	if err := s.finishDelete(ctx, collection, []uint64{key}, func(ctx context.Context) error {
+		return s.store.DeleteFaces(ctx, []uint64{key})
+	}); err != nil {
+		return fmt.Errorf("delete face: %w", err)
 	}
 	s.audit(ctx, store.Event{Kind: "delete", KeyID: actor, Collection: collection, SubjectID: f.SubjectID, FaceID: faceID, Outcome: "face_deleted"})
+	return nil
+}
+
+// finishDelete removes the vectors of faces already marked deleting, then
+// their rows. If the vector store cannot be reached, the rows go anyway
+// and the deletion succeeds: identification names indexed faces only, so
+// the vectors left behind match no one, and the reconciler removes them
+// (vectors of no face) once the vector store is back.
+func (s *Service) finishDelete(ctx context.Context, collection string, keys []uint64, deleteRows func(context.Context) error) error {
+	// The deletion is committed from here on: a client that hangs up must
+	// not leave it half done.
+	ctx = context.WithoutCancel(ctx)
+	if err := s.index.Delete(ctx, space(collection), keys); err != nil {
+		if !errors.Is(err, index.ErrUnavailable) {
+			return fmt.Errorf("delete vectors: %w", err)
+		}
+		s.rec.deferWork()
+		s.log.Warn("vector store unavailable: deleting the rows; the reconciler removes the vectors when it is back",
+			"collection", collection, "faces", len(keys), "err", err)
+	}
+	if err := deleteRows(ctx); err != nil {
+		return fmt.Errorf("delete rows: %w", err)
+	}
 	return nil
 }
 
