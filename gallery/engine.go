@@ -133,3 +133,18 @@ func (e *Engine) Close() {
 	e.Detector.Close()
 	e.Landmarker.Close()
 }
+
+// ModelID returns the identity of the descriptors an engine opened with
+// cfg makes, without loading the networks: tools that only compare stored
+// descriptors with an index (doctor, reindex) need it.
+func ModelID(cfg EngineConfig) (string, error) {
+	p := filepath.Join(cfg.ModelDir, embed.ModelFile)
+	if _, err := os.Stat(p); err != nil {
+		return "", fmt.Errorf("model identity: %s: %w", p, ErrModelMissing)
+	}
+	model, err := embed.IdentifyModel(p)
+	if err != nil {
+		return "", err
+	}
+	return model.ID(cfg.Variant), nil
+}

@@ -14,16 +14,15 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/visage/visage/api"
-	"github.com/visage/visage/embed"
 	"github.com/visage/visage/gallery"
 	"github.com/visage/visage/index"
+	"github.com/visage/visage/internal/backend"
 	"github.com/visage/visage/internal/config"
 	"github.com/visage/visage/internal/imageio"
 	"github.com/visage/visage/store"
@@ -46,7 +45,9 @@ type settings struct {
 	logFormat        string
 	snapshotInterval time.Duration
 	reconcileEvery   time.Duration
+	reconcileRetry   time.Duration
 	shutdownTimeout  time.Duration
+	backend          backend.Config
 }
 
 func env(name, def string) string {
@@ -86,7 +87,12 @@ func parseSettings(args []string, stderr io.Writer) (settings, error) {
 	fs.StringVar(&s.dataDir, "data", env("VISAGE_DATA_DIR", config.DataDir("")), "data directory: SQLite file and index snapshots ($VISAGE_DATA_DIR)")
 	fs.StringVar(&s.models, "models", env("VISAGE_MODELS", ""), "model directory ($VISAGE_MODELS; default ~/.local/share/visage/models)")
 	fs.IntVar(&s.workers, "workers", int(envInt("VISAGE_WORKERS", 2)), "engine workers: detectors and networks ($VISAGE_WORKERS)")
-	fs.StringVar(&s.index, "index", env("VISAGE_INDEX", "hnsw"), "vector index: hnsw or flat ($VISAGE_INDEX)")
+	fs.StringVar(&s.index, "index", env("VISAGE_INDEX", "hnsw"), "embedded vector index: hnsw or flat ($VISAGE_INDEX)")
+	fs.StringVar(&s.backend.DatabaseURL, "database-url", env("VISAGE_DATABASE_URL", ""), "PostgreSQL URL of the metadata store; empty uses SQLite in the data directory ($VISAGE_DATABASE_URL)")
+	fs.StringVar(&s.backend.Qdrant.Addr, "qdrant-addr", env("VISAGE_QDRANT_ADDR", ""), "Qdrant gRPC address host:port for the vectors; empty uses the embedded index ($VISAGE_QDRANT_ADDR)")
+	fs.BoolVar(&s.backend.Qdrant.TLS, "qdrant-tls", env("VISAGE_QDRANT_TLS", "") == "1" || env("VISAGE_QDRANT_TLS", "") == "true", "connect to Qdrant with TLS ($VISAGE_QDRANT_TLS=1)")
+	fs.StringVar(&s.backend.Qdrant.CAFile, "qdrant-ca-file", env("VISAGE_QDRANT_CA_FILE", ""), "PEM CA bundle for Qdrant's TLS certificate; default the system roots ($VISAGE_QDRANT_CA_FILE)")
+	fs.StringVar(&s.backend.Qdrant.Collection, "qdrant-collection", env("VISAGE_QDRANT_COLLECTION", index.DefaultQdrantCollection), "Qdrant collection holding every gallery's vectors ($VISAGE_QDRANT_COLLECTION)")
 	fs.Int64Var(&s.maxBodyBytes, "max-body-bytes", envInt("VISAGE_MAX_BODY_BYTES", def.MaxBodyBytes), "largest request body ($VISAGE_MAX_BODY_BYTES)")
 	fs.Int64Var(&s.maxPixels, "max-pixels", envInt("VISAGE_MAX_PIXELS", imageio.DefaultMaxPixels), "largest decoded image in pixels ($VISAGE_MAX_PIXELS)")
 	fs.Float64Var(&s.rateLimit, "rate-limit", envFloat("VISAGE_RATE_LIMIT", def.RateLimit), "requests per second per key, 0 for none ($VISAGE_RATE_LIMIT)")
@@ -96,12 +102,17 @@ func parseSettings(args []string, stderr io.Writer) (settings, error) {
 	fs.StringVar(&s.logFormat, "log-format", env("VISAGE_LOG_FORMAT", "json"), "json or text ($VISAGE_LOG_FORMAT)")
 	fs.DurationVar(&s.snapshotInterval, "snapshot-interval", envDuration("VISAGE_SNAPSHOT_INTERVAL", 5*time.Minute), "how often changed index spaces are saved ($VISAGE_SNAPSHOT_INTERVAL)")
 	fs.DurationVar(&s.reconcileEvery, "reconcile-interval", envDuration("VISAGE_RECONCILE_INTERVAL", 10*time.Minute), "how often the index is checked against the store ($VISAGE_RECONCILE_INTERVAL)")
+	fs.DurationVar(&s.reconcileRetry, "reconcile-retry", envDuration("VISAGE_RECONCILE_RETRY", 15*time.Second), "how soon work the vector store's unavailability left behind is retried ($VISAGE_RECONCILE_RETRY)")
 	fs.DurationVar(&s.shutdownTimeout, "shutdown-timeout", envDuration("VISAGE_SHUTDOWN_TIMEOUT", 30*time.Second), "time in-flight requests get to finish ($VISAGE_SHUTDOWN_TIMEOUT)")
 	if err := fs.Parse(args); err != nil {
 		return s, err
 	}
-	if s.index != "hnsw" && s.index != "flat" {
-		return s, fmt.Errorf("--index must be hnsw or flat, not %q", s.index)
+	// The API key is a secret: from the environment only, never a flag
+	// (flags show in the process list).
+	s.backend.Qdrant.APIKey = os.Getenv("VISAGE_QDRANT_API_KEY")
+	s.backend.DataDir, s.backend.Index = s.dataDir, s.index
+	if err := s.backend.Validate(); err != nil {
+		return s, err
 	}
 	return s, nil
 }
@@ -136,10 +147,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(s.dataDir, 0o700); err != nil {
-		return fmt.Errorf("create data directory: %w", err)
+	if s.backend.EmbeddedIndex() {
+		unlock, err := backend.LockDataDir(s.dataDir)
+		if err != nil {
+			return err
+		}
+		defer unlock()
 	}
-	st, err := store.OpenSQLite(ctx, filepath.Join(s.dataDir, "visage.db"))
+	st, err := backend.OpenStore(ctx, s.backend)
 	if err != nil {
 		return err
 	}
@@ -166,15 +181,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	httpSrv := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	served := make(chan error, 1)
 	go func() { served <- httpSrv.Serve(ln) }()
-	log.Info("listening", "addr", ln.Addr().String(), "data", s.dataDir, "index", s.index)
+	log.Info("listening", "addr", ln.Addr().String(), "backends", s.backend.Describe(), "data", s.dataDir)
 
 	// Load the engine and the index while /healthz already answers.
 	t0 := time.Now()
 	cfg := gallery.DefaultEngineConfig(config.ModelDir(s.models))
 	cfg.Workers = max(s.workers, 1)
 	cfg.Limits = imageio.Limits{MaxBytes: s.maxBodyBytes, MaxPixels: s.maxPixels}
-	// The networks and the index snapshot load in parallel: each takes
-	// seconds, and they use different cores' worth of work.
+	model, err := gallery.ModelID(cfg)
+	if err != nil {
+		_ = httpSrv.Close()
+		return err
+	}
+	// The networks and the index (an HNSW snapshot, or Qdrant's checks)
+	// load in parallel: each takes seconds, on different cores.
 	type loadedEngine struct {
 		eng *gallery.Engine
 		err error
@@ -185,10 +205,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		log.Info("engine loaded", "ms", time.Since(t0).Milliseconds())
 		engCh <- loadedEngine{eng, err}
 	}()
-	idx, save, closeIdx, idxErr := openIndex(s)
+	idx, idxErr := backend.OpenIndex(ctx, s.backend, model)
 	if idxErr == nil {
-		log.Info("index loaded", "ms", time.Since(t0).Milliseconds())
-		defer closeIdx()
+		log.Info("index loaded", "kind", idx.Kind, "ms", time.Since(t0).Milliseconds())
+		defer idx.Close()
 	}
 	le := <-engCh
 	if le.err == nil {
@@ -214,7 +234,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		maintain(bg, svc, save, s, log)
+		maintain(bg, svc, idx, s, log)
 	}()
 
 	select {
@@ -231,7 +251,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	srv.Unready()
 	stopBG()
 	<-done
-	if err := save(context.Background()); err != nil {
+	if err := idx.Save(context.Background()); err != nil {
 		log.Error("save index", "err", err)
 	}
 	log.Info("stopped")
@@ -241,43 +261,38 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// openIndex opens the configured vector index and returns how to save
-// and close it.
-func openIndex(s settings) (gallery.Index, func(context.Context) error, func(), error) {
-	if s.index == "flat" {
-		f := index.NewFlat(embed.Dim)
-		return f, func(context.Context) error { return nil }, func() {}, nil
-	}
-	h, err := index.OpenHNSW(filepath.Join(s.dataDir, "hnsw"), embed.Dim, index.DefaultHNSWParams())
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("open index: %w", err)
-	}
-	return h, h.Save, func() { _ = h.Close() }, nil
-}
-
 // maintain saves index snapshots and reconciles periodically until ctx
-// ends.
-func maintain(ctx context.Context, svc *gallery.Service, save func(context.Context) error, s settings, log *slog.Logger) {
+// ends; work an unreachable vector store left behind is retried sooner.
+func maintain(ctx context.Context, svc *gallery.Service, idx *backend.Index, s settings, log *slog.Logger) {
 	snap := time.NewTicker(positive(s.snapshotInterval))
 	defer snap.Stop()
 	rec := time.NewTicker(positive(s.reconcileEvery))
 	defer rec.Stop()
+	retry := time.NewTicker(positive(s.reconcileRetry))
+	defer retry.Stop()
+	reconcile := func() {
+		rep, err := svc.Reconcile(ctx)
+		if err != nil {
+			log.Error("reconcile", "err", err)
+			return
+		}
+		if rep != (gallery.ReconcileReport{}) {
+			log.Warn("reconcile repaired drift", "report", rep)
+		}
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-snap.C:
-			if err := save(ctx); err != nil {
+			if err := idx.Save(ctx); err != nil {
 				log.Error("save index", "err", err)
 			}
 		case <-rec.C:
-			rep, err := svc.Reconcile(ctx)
-			if err != nil {
-				log.Error("reconcile", "err", err)
-				continue
-			}
-			if rep != (gallery.ReconcileReport{}) {
-				log.Warn("reconcile repaired drift", "report", rep)
+			reconcile()
+		case <-retry.C:
+			if svc.Reconciler().Unfinished() {
+				reconcile()
 			}
 		}
 	}
@@ -290,9 +305,15 @@ func positive(d time.Duration) time.Duration {
 	return d
 }
 
+// keyCreator is the part of the store the first start needs.
+type keyCreator interface {
+	CountKeys(ctx context.Context) (int, error)
+	CreateKey(ctx context.Context, k store.APIKey) (store.APIKey, error)
+}
+
 // bootstrapAdmin creates the first admin key on an empty key table: the
 // operator's secret from the environment, or a fresh one printed once.
-func bootstrapAdmin(ctx context.Context, st *store.SQLite, secret string, stdout io.Writer, log *slog.Logger) error {
+func bootstrapAdmin(ctx context.Context, st keyCreator, secret string, stdout io.Writer, log *slog.Logger) error {
 	n, err := st.CountKeys(ctx)
 	if err != nil {
 		return err
@@ -305,7 +326,12 @@ func bootstrapAdmin(ctx context.Context, st *store.SQLite, secret string, stdout
 			return fmt.Errorf("VISAGE_BOOTSTRAP_ADMIN_KEY must be at least %d characters", api.MinBootstrapKeyLen)
 		}
 		id := api.KeyID(secret)
-		if _, err := st.CreateKey(ctx, store.APIKey{ID: id, Name: "bootstrap admin", Hash: api.HashToken(secret), Role: store.RoleAdmin}); err != nil {
+		_, err := st.CreateKey(ctx, store.APIKey{ID: id, Name: "bootstrap admin", Hash: api.HashToken(secret), Role: store.RoleAdmin})
+		if errors.Is(err, store.ErrConflict) {
+			// Another replica, starting at the same time, created it.
+			return nil
+		}
+		if err != nil {
 			return fmt.Errorf("create bootstrap key: %w", err)
 		}
 		log.Info("created the first admin key from VISAGE_BOOTSTRAP_ADMIN_KEY", "key", id)
