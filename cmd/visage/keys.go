@@ -5,29 +5,32 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"path/filepath"
 
 	"github.com/visage/visage/api"
+	"github.com/visage/visage/internal/backend"
 	"github.com/visage/visage/internal/config"
 	"github.com/visage/visage/store"
 )
 
 // runKeys manages API keys in visaged's data directory.
 func runKeys(ctx context.Context, env *cliEnv, args []string) error {
-	const usage = "usage: visage keys create --role admin|enroll|identify|read [--collection NAME] [--name TEXT] | list | revoke ID  [--data DIR]"
+	const usage = "usage: visage keys create --role admin|enroll|identify|read [--collection NAME] [--name TEXT] | list | revoke ID  [--data DIR | --database-url URL]"
 	if len(args) == 0 {
 		return fmt.Errorf(usage)
 	}
 	fs := flag.NewFlagSet("keys "+args[0], flag.ContinueOnError)
 	fs.SetOutput(env.stderr)
 	data := fs.String("data", "", "visaged's data directory (default $VISAGE_DATA_DIR or ~/.local/share/visage/data)")
+	var bcfg backend.Config
+	bcfg.RegisterFlags(fs)
 	role := fs.String("role", "", "admin, enroll, identify or read")
 	collection := fs.String("collection", "", "restrict the key to one collection")
 	name := fs.String("name", "", "what the key is for")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
-	st, err := store.OpenSQLite(ctx, filepath.Join(config.DataDir(*data), "visage.db"))
+	bcfg.DataDir = config.DataDir(*data)
+	st, err := backend.OpenStore(ctx, bcfg)
 	if err != nil {
 		return err
 	}

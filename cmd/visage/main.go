@@ -32,6 +32,8 @@ func commands() map[string]command {
 		"eval":    {"evaluate accuracy (eval lfw --images DIR --pairs FILE)", runEval},
 		"bench":   {"measure the engine or the vector index (bench engine IMAGE... | bench index)", runBench},
 		"keys":    {"manage API keys (keys create|list|revoke)", runKeys},
+		"doctor":  {"report (--repair: fix) drift between the metadata store and the vector index", runDoctor},
+		"reindex": {"rebuild the vector index from the metadata store", runReindex},
 	}
 }
 

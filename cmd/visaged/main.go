@@ -21,7 +21,6 @@ import (
 
 	"github.com/visage/visage/api"
 	"github.com/visage/visage/gallery"
-	"github.com/visage/visage/index"
 	"github.com/visage/visage/internal/backend"
 	"github.com/visage/visage/internal/config"
 	"github.com/visage/visage/internal/imageio"
@@ -88,11 +87,7 @@ func parseSettings(args []string, stderr io.Writer) (settings, error) {
 	fs.StringVar(&s.models, "models", env("VISAGE_MODELS", ""), "model directory ($VISAGE_MODELS; default ~/.local/share/visage/models)")
 	fs.IntVar(&s.workers, "workers", int(envInt("VISAGE_WORKERS", 2)), "engine workers: detectors and networks ($VISAGE_WORKERS)")
 	fs.StringVar(&s.index, "index", env("VISAGE_INDEX", "hnsw"), "embedded vector index: hnsw or flat ($VISAGE_INDEX)")
-	fs.StringVar(&s.backend.DatabaseURL, "database-url", env("VISAGE_DATABASE_URL", ""), "PostgreSQL URL of the metadata store; empty uses SQLite in the data directory ($VISAGE_DATABASE_URL)")
-	fs.StringVar(&s.backend.Qdrant.Addr, "qdrant-addr", env("VISAGE_QDRANT_ADDR", ""), "Qdrant gRPC address host:port for the vectors; empty uses the embedded index ($VISAGE_QDRANT_ADDR)")
-	fs.BoolVar(&s.backend.Qdrant.TLS, "qdrant-tls", env("VISAGE_QDRANT_TLS", "") == "1" || env("VISAGE_QDRANT_TLS", "") == "true", "connect to Qdrant with TLS ($VISAGE_QDRANT_TLS=1)")
-	fs.StringVar(&s.backend.Qdrant.CAFile, "qdrant-ca-file", env("VISAGE_QDRANT_CA_FILE", ""), "PEM CA bundle for Qdrant's TLS certificate; default the system roots ($VISAGE_QDRANT_CA_FILE)")
-	fs.StringVar(&s.backend.Qdrant.Collection, "qdrant-collection", env("VISAGE_QDRANT_COLLECTION", index.DefaultQdrantCollection), "Qdrant collection holding every gallery's vectors ($VISAGE_QDRANT_COLLECTION)")
+	s.backend.RegisterFlags(fs)
 	fs.Int64Var(&s.maxBodyBytes, "max-body-bytes", envInt("VISAGE_MAX_BODY_BYTES", def.MaxBodyBytes), "largest request body ($VISAGE_MAX_BODY_BYTES)")
 	fs.Int64Var(&s.maxPixels, "max-pixels", envInt("VISAGE_MAX_PIXELS", imageio.DefaultMaxPixels), "largest decoded image in pixels ($VISAGE_MAX_PIXELS)")
 	fs.Float64Var(&s.rateLimit, "rate-limit", envFloat("VISAGE_RATE_LIMIT", def.RateLimit), "requests per second per key, 0 for none ($VISAGE_RATE_LIMIT)")
@@ -107,9 +102,7 @@ func parseSettings(args []string, stderr io.Writer) (settings, error) {
 	if err := fs.Parse(args); err != nil {
 		return s, err
 	}
-	// The API key is a secret: from the environment only, never a flag
-	// (flags show in the process list).
-	s.backend.Qdrant.APIKey = os.Getenv("VISAGE_QDRANT_API_KEY")
+	s.backend.FromEnv()
 	s.backend.DataDir, s.backend.Index = s.dataDir, s.index
 	if err := s.backend.Validate(); err != nil {
 		return s, err

@@ -9,9 +9,11 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -172,4 +174,22 @@ func LockDataDir(dir string) (unlock func() error, err error) {
 		return nil, fmt.Errorf("lock data directory: %w", err)
 	}
 	return f.Close, nil
+}
+
+// RegisterFlags registers the shared backends' flags on fs, each
+// defaulting to its environment variable. The Qdrant API key is a secret
+// and comes from $VISAGE_QDRANT_API_KEY only (flags show in the process
+// list); call FromEnv after parsing.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.DatabaseURL, "database-url", os.Getenv("VISAGE_DATABASE_URL"), "PostgreSQL URL of the metadata store; empty uses SQLite in the data directory ($VISAGE_DATABASE_URL)")
+	fs.StringVar(&c.Qdrant.Addr, "qdrant-addr", os.Getenv("VISAGE_QDRANT_ADDR"), "Qdrant gRPC address host:port for the vectors; empty uses the embedded index ($VISAGE_QDRANT_ADDR)")
+	tlsDefault, _ := strconv.ParseBool(os.Getenv("VISAGE_QDRANT_TLS"))
+	fs.BoolVar(&c.Qdrant.TLS, "qdrant-tls", tlsDefault, "connect to Qdrant with TLS ($VISAGE_QDRANT_TLS)")
+	fs.StringVar(&c.Qdrant.CAFile, "qdrant-ca-file", os.Getenv("VISAGE_QDRANT_CA_FILE"), "PEM CA bundle for Qdrant's certificate; default the system roots ($VISAGE_QDRANT_CA_FILE)")
+	fs.StringVar(&c.Qdrant.Collection, "qdrant-collection", cmp.Or(os.Getenv("VISAGE_QDRANT_COLLECTION"), index.DefaultQdrantCollection), "Qdrant collection holding every gallery's vectors ($VISAGE_QDRANT_COLLECTION)")
+}
+
+// FromEnv fills in the settings that come from the environment only.
+func (c *Config) FromEnv() {
+	c.Qdrant.APIKey = os.Getenv("VISAGE_QDRANT_API_KEY")
 }
