@@ -132,9 +132,32 @@ func (s *Service) enrollOne(ctx context.Context, collection, subjectID string, d
 		if err := s.store.MarkFacesIndexed(ctx, []uint64{f.Key}); err != nil {
 			return EnrollResult{}, fmt.Errorf("enroll: mark face indexed: %w", err)
 		}
+		if err := s.checkNotDeleted(ctx, collection, f); err != nil {
+			return EnrollResult{}, err
+		}
 		r.Face.State = store.FaceIndexed
 	}
 	return r, nil
+}
+
+// checkNotDeleted makes sure a face just marked indexed was not deleted
+// (with its subject, say) while its vector was being written: that
+// deletion may have removed the vector before it was written, and then
+// nothing else would. Its vector is removed again, and the enrollment
+// fails as if the subject had been deleted first.
+func (s *Service) checkNotDeleted(ctx context.Context, collection string, f store.Face) error {
+	states, err := s.store.FaceStates(ctx, []uint64{f.Key})
+	if err != nil {
+		return fmt.Errorf("enroll: %w", err)
+	}
+	if states[f.Key] == store.FaceIndexed {
+		return nil
+	}
+	if err := s.index.Delete(context.WithoutCancel(ctx), space(collection), []uint64{f.Key}); err != nil {
+		s.rec.deferWork()
+		s.log.Warn("remove the vector of a face deleted during its enrollment; the reconciler will", "face", f.ID, "err", err)
+	}
+	return fmt.Errorf("enroll: subject %q was deleted during the enrollment: %w", f.SubjectID, store.ErrNotFound)
 }
 
 // unstore deletes the row of a face whose vector could not be written, so

@@ -85,9 +85,11 @@ func (r *Reconciler) reconcile(ctx context.Context) (ReconcileReport, error) {
 	if err != nil {
 		return rep, err
 	}
-	if rep.CollectionsDeleted, err = r.finishCollectionDeletes(ctx); err != nil {
+	dropped, err := r.finishCollectionDeletes(ctx)
+	if err != nil {
 		return rep, err
 	}
+	rep.CollectionsDeleted = len(dropped)
 	if rep.FacesDeleted, err = r.finishFaceDeletes(ctx); err != nil {
 		return rep, err
 	}
@@ -99,6 +101,9 @@ func (r *Reconciler) reconcile(ctx context.Context) (ReconcileReport, error) {
 		return rep, err
 	}
 	for _, sp := range orphanSpaces(spaces, colls) {
+		if slices.Contains(dropped, sp) {
+			continue
+		}
 		if err := r.index.Drop(ctx, sp); err != nil {
 			return rep, fmt.Errorf("drop space %s: %w", sp, err)
 		}
@@ -119,17 +124,21 @@ func (r *Reconciler) reconcile(ctx context.Context) (ReconcileReport, error) {
 	return rep, nil
 }
 
-func (r *Reconciler) finishCollectionDeletes(ctx context.Context) (int, error) {
+// finishCollectionDeletes finishes the deletions of collections and
+// returns the spaces it dropped.
+func (r *Reconciler) finishCollectionDeletes(ctx context.Context) ([]string, error) {
 	names, err := r.store.DeletingCollections(ctx)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
+	var dropped []string
 	for _, n := range names {
 		if err := r.finishCollectionDelete(ctx, n); err != nil {
-			return 0, err
+			return nil, err
 		}
+		dropped = append(dropped, space(n))
 	}
-	return len(names), nil
+	return dropped, nil
 }
 
 // finishCollectionDelete drops a collection marked deleting from the index,
@@ -187,9 +196,11 @@ func (r *Reconciler) indexPending(ctx context.Context) (int, error) {
 		if err := r.store.MarkFacesIndexed(ctx, keys); err != nil {
 			return n, err
 		}
-		// A face deleted while it was being indexed stays deleting, and
-		// MarkFacesIndexed leaves it so; the vector just written is
-		// removed with it by the next round of finishFaceDeletes.
+		for coll, keys := range keysBySpace(faces) {
+			if err := r.undoIfDeleted(ctx, space(coll), keys); err != nil {
+				return n, err
+			}
+		}
 		n += len(keys)
 	}
 }
