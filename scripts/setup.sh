@@ -18,6 +18,7 @@ APT_PACKAGES=(
   libhnswlib-dev                  # the embedded vector index (header-only HNSW)
   postgresql                      # server binaries for the Postgres store's tests, which run
                                   # their own throwaway cluster (internal/pgtest), not this service
+  docker-compose                  # validates docker-compose.yml in the tests; no engine is needed
   pkg-config bzip2 ca-certificates
 )
 FACEAPI_VERSION=1.7.15
