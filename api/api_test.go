@@ -21,7 +21,13 @@ import (
 // TestIdentifyTheFifthPortrait enrolls portraits 1–4 of the eight bbt
 // people and identifies portrait 5 of each.
 func TestIdentifyTheFifthPortrait(t *testing.T) {
-	h := newHarness(t, harnessOptions{})
+	for _, d := range deployments {
+		t.Run(d.name, func(t *testing.T) { testIdentifyTheFifthPortrait(t, d.opts) })
+	}
+}
+
+func testIdentifyTheFifthPortrait(t *testing.T, opts harnessOptions) {
+	h := newHarness(t, opts)
 	ids := h.enrolledGallery()
 	for _, p := range bbtPeople {
 		t.Run(p, func(t *testing.T) {
@@ -123,7 +129,13 @@ func TestIdentifyTheFifthPortrait(t *testing.T) {
 }
 
 func TestEnrollIsIdempotentAndTakesBase64(t *testing.T) {
-	h := newHarness(t, harnessOptions{})
+	for _, d := range deployments {
+		t.Run(d.name, func(t *testing.T) { testEnrollIsIdempotentAndTakesBase64(t, d.opts) })
+	}
+}
+
+func testEnrollIsIdempotentAndTakesBase64(t *testing.T, opts harnessOptions) {
+	h := newHarness(t, opts)
 	h.must(http.StatusCreated, "POST", "/v1/collections", h.admin, ptr(jsonBody(map[string]any{"name": "c1", "threshold": 0.4})))
 	var sub store.Subject
 	h.must(http.StatusCreated, "POST", "/v1/collections/c1/subjects", h.admin, ptr(jsonBody(map[string]any{"external_id": "amy"}))).decode(t, &sub)
@@ -170,7 +182,13 @@ func TestEnrollIsIdempotentAndTakesBase64(t *testing.T) {
 }
 
 func TestVerifyAndDetect(t *testing.T) {
-	h := newHarness(t, harnessOptions{})
+	for _, d := range deployments {
+		t.Run(d.name, func(t *testing.T) { testVerifyAndDetect(t, d.opts) })
+	}
+}
+
+func testVerifyAndDetect(t *testing.T, opts harnessOptions) {
+	h := newHarness(t, opts)
 	ids := h.enrolledGallery()
 	type verifyResp struct {
 		Match    bool    `json:"match"`
@@ -485,4 +503,72 @@ func TestParallelEnrollAndIdentify(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+// TestVectorStoreUnavailable stops the scale-out deployment's vector
+// store: enrollment and identification answer 503 unavailable with
+// Retry-After and store nothing, deletion still succeeds, what was stored
+// stays, and the service works again as soon as the store is back.
+func TestVectorStoreUnavailable(t *testing.T) {
+	h := newHarness(t, harnessOptions{scaleOut: true})
+	h.must(http.StatusCreated, "POST", "/v1/collections", h.admin, ptr(jsonBody(map[string]any{"name": "c"})))
+	subject := func(ext string) store.Subject {
+		var s store.Subject
+		h.must(http.StatusCreated, "POST", "/v1/collections/c/subjects", h.admin, ptr(jsonBody(map[string]any{"external_id": ext}))).decode(t, &s)
+		return s
+	}
+	amy, penny := subject("amy"), subject("penny")
+	facesPath := func(s store.Subject) string { return "/v1/collections/c/subjects/" + s.ID + "/faces" }
+	h.must(http.StatusCreated, "POST", facesPath(amy), h.admin, ptr(multipartBody(images(portrait(t, "amy", 1))...)))
+	h.must(http.StatusCreated, "POST", facesPath(penny), h.admin, ptr(multipartBody(images(portrait(t, "penny", 1))...)))
+	countFaces := func(s store.Subject) int {
+		var got struct {
+			Faces []store.Face `json:"faces"`
+		}
+		h.must(http.StatusOK, "GET", facesPath(s), h.admin, nil).decode(t, &got)
+		return len(got.Faces)
+	}
+
+	h.qdrant.Stop()
+	for _, c := range []struct{ name, path string }{
+		{"enroll", facesPath(amy)},
+		{"identify", "/v1/collections/c/identify"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := h.do("POST", c.path, h.admin, ptr(multipartBody(images(portrait(t, "amy", 2))...)))
+			if r.status != http.StatusServiceUnavailable || r.problemType() != api.TypeUnavailable || r.header.Get("Retry-After") == "" {
+				t.Fatalf("%s while the vector store is down: %d %s (Retry-After %q), want 503 unavailable", c.name, r.status, r.raw, r.header.Get("Retry-After"))
+			}
+		})
+	}
+	if n := countFaces(amy); n != 1 {
+		t.Errorf("amy has %d faces after the failed enrollment, want 1", n)
+	}
+	h.must(http.StatusNoContent, "DELETE", "/v1/collections/c/subjects/"+penny.ID, h.admin, nil)
+	h.must(http.StatusNotFound, "GET", "/v1/collections/c/subjects/"+penny.ID, h.admin, nil)
+
+	if err := h.qdrant.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	var again enrollResponse
+	h.must(http.StatusCreated, "POST", facesPath(amy), h.admin, ptr(multipartBody(images(portrait(t, "amy", 2))...))).decode(t, &again)
+	if again.Results[0].Status != "enrolled" {
+		t.Errorf("retried enrollment: %+v", again.Results[0])
+	}
+	if n := countFaces(amy); n != 2 {
+		t.Errorf("amy has %d faces, want 2", n)
+	}
+	for _, who := range []string{"amy", "penny"} {
+		res := h.identify("c", portrait(t, who, 3))
+		for _, f := range res.Faces {
+			for _, c := range f.Candidates {
+				if c.SubjectID == penny.ID {
+					t.Errorf("deleted subject penny is a candidate for %s: %+v", who, c)
+				}
+			}
+		}
+		if who == "amy" && (len(res.Faces) != 1 || res.Faces[0].Match == nil || res.Faces[0].Match.SubjectID != amy.ID) {
+			t.Errorf("amy's third portrait after the outage: %+v", res.Faces)
+		}
+	}
 }

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
@@ -25,9 +26,13 @@ import (
 	"github.com/visage/visage/embed"
 	"github.com/visage/visage/gallery"
 	"github.com/visage/visage/index"
+	"github.com/visage/visage/index/qdranttest"
+	"github.com/visage/visage/internal/pgtest"
 	"github.com/visage/visage/internal/testenv"
 	"github.com/visage/visage/store"
 )
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
 
 // sharedEngine opens the real engine once for all tests of the package:
 // loading the networks costs seconds.
@@ -53,33 +58,83 @@ func engine(t *testing.T) *gallery.Engine {
 // directory, the HNSW index, and an HTTP server. Every request and
 // response is checked against the OpenAPI document.
 type harness struct {
-	t      *testing.T
-	url    string
-	admin  string
-	store  *store.SQLite
+	t     *testing.T
+	url   string
+	admin string
+	store keyStore
+	// qdrant is the vector store's server in the scale-out deployment.
+	qdrant *qdranttest.Server
 	router routers.Router
 	client *http.Client
 }
 
 type harnessOptions struct {
 	cfg *api.Config
+	// scaleOut runs the service on PostgreSQL and Qdrant (the in-process
+	// gRPC server, over TCP) instead of SQLite and HNSW.
+	scaleOut bool
+}
+
+// deployments names the two ways to run the same API, for tests that
+// run on both.
+var deployments = []struct {
+	name string
+	opts harnessOptions
+}{
+	{"embedded", harnessOptions{}},
+	{"scaleout", harnessOptions{scaleOut: true}},
+}
+
+// keyStore is what the tests do with keys directly.
+type keyStore interface {
+	api.KeyStore
+	CreateKey(ctx context.Context, k store.APIKey) (store.APIKey, error)
+	RevokeKey(ctx context.Context, id string) error
+}
+
+// galleryStore is a store the service and the tests can use.
+type galleryStore interface {
+	gallery.Store
+	keyStore
 }
 
 func newHarness(t *testing.T, opts harnessOptions) *harness {
 	t.Helper()
 	eng := engine(t)
 	ctx := context.Background()
-	dir := t.TempDir()
-	st, err := store.OpenSQLite(ctx, filepath.Join(dir, "visage.db"))
-	if err != nil {
-		t.Fatal(err)
+	var (
+		st  galleryStore
+		idx gallery.Index
+		qs  *qdranttest.Server
+	)
+	if opts.scaleOut {
+		pg, err := store.OpenPostgres(ctx, pgtest.New(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { pg.Close() })
+		qs = qdranttest.Start(t, qdranttest.Options{})
+		q, err := index.OpenQdrant(ctx, index.QdrantConfig{Addr: qs.Addr(), Dim: embed.Dim, Model: eng.ModelID(),
+			Retry: index.QdrantRetry{Attempts: 2, Initial: 10 * time.Millisecond}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { q.Close() })
+		st, idx = pg, q
+	} else {
+		dir := t.TempDir()
+		sq, err := store.OpenSQLite(ctx, filepath.Join(dir, "visage.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { sq.Close() })
+		h, err := index.OpenHNSW(filepath.Join(dir, "hnsw"), embed.Dim, index.DefaultHNSWParams())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { h.Close() })
+		st, idx = sq, h
 	}
-	t.Cleanup(func() { st.Close() })
-	idx, err := index.OpenHNSW(filepath.Join(dir, "hnsw"), embed.Dim, index.DefaultHNSWParams())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { idx.Close() })
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	svc := gallery.NewService(eng, st, idx, gallery.DefaultServiceConfig(), log)
 	cfg := api.DefaultConfig()
@@ -108,7 +163,7 @@ func newHarness(t *testing.T, opts harnessOptions) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &harness{t: t, url: ts.URL, admin: token, store: st, router: router, client: ts.Client()}
+	return &harness{t: t, url: ts.URL, admin: token, store: st, qdrant: qs, router: router, client: ts.Client()}
 }
 
 // newKey creates a key with a role and optional collection scope.
