@@ -31,6 +31,25 @@ func (f *backendFlags) register(fs *flag.FlagSet) {
 	f.cfg.RegisterFlags(fs)
 }
 
+// parse parses a command's flags (the backend flags and those extra
+// registers) and opens the store and the index.
+func (f *backendFlags) parse(ctx context.Context, env *cliEnv, name string, args []string, extra func(*flag.FlagSet), usage string) (*gallery.Reconciler, func(), error) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(env.stderr)
+	f.register(fs)
+	if extra != nil {
+		extra(fs)
+	}
+	fs.Usage = func() {
+		fmt.Fprintln(env.stderr, usage)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, nil, err
+	}
+	return f.open(ctx)
+}
+
 // open opens the store and the index, with the lock of an embedded index.
 func (f *backendFlags) open(ctx context.Context) (*gallery.Reconciler, func(), error) {
 	f.cfg.FromEnv()
@@ -101,27 +120,19 @@ var errDrift = errors.New("the store and the index disagree (see the report)")
 // runDoctor reports the drift between the metadata store and the vector
 // index, and with --repair reconciles them first.
 func runDoctor(ctx context.Context, env *cliEnv, args []string) error {
-	fs := flag.NewFlagSet("doctor", flag.ContinueOnError)
-	fs.SetOutput(env.stderr)
 	var bf backendFlags
-	bf.register(fs)
-	repair := fs.Bool("repair", false, "finish interrupted work and repair the drift before reporting")
-	fs.Usage = func() {
-		fmt.Fprintln(env.stderr, "usage: visage doctor [--repair] [--data DIR | --database-url URL --qdrant-addr HOST:PORT] [flags]\n\n"+
-			"Prints one JSON report of the drift between the metadata store and the vector index; exits 1 if any\n"+
-			"remains. With the embedded index, stop visaged first (its index lives in its memory until saved).")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	rec, closeAll, err := bf.open(ctx)
+	repair := false
+	rec, closeAll, err := bf.parse(ctx, env, "doctor", args, func(fs *flag.FlagSet) {
+		fs.BoolVar(&repair, "repair", false, "finish interrupted work and repair the drift before reporting")
+	}, "usage: visage doctor [--repair] [--data DIR | --database-url URL --qdrant-addr HOST:PORT] [flags]\n\n"+
+		"Prints one JSON report of the drift between the metadata store and the vector index; exits 1 if any\n"+
+		"remains. With the embedded index, stop visaged first (its index lives in its memory until saved).")
 	if err != nil {
 		return err
 	}
 	defer closeAll()
 	out := doctorOutput{Backends: bf.cfg.Describe()}
-	if *repair {
+	if repair {
 		rep, err := rec.Reconcile(ctx)
 		if err != nil {
 			return err
@@ -145,21 +156,12 @@ func runDoctor(ctx context.Context, env *cliEnv, args []string) error {
 
 // runReindex rebuilds the vector index from the metadata store.
 func runReindex(ctx context.Context, env *cliEnv, args []string) error {
-	fs := flag.NewFlagSet("reindex", flag.ContinueOnError)
-	fs.SetOutput(env.stderr)
 	var bf backendFlags
-	bf.register(fs)
-	fs.Usage = func() {
-		fmt.Fprintln(env.stderr, "usage: visage reindex [--data DIR | --database-url URL --qdrant-addr HOST:PORT] [flags]\n\n"+
+	rec, closeAll, err := bf.parse(ctx, env, "reindex", args, nil,
+		"usage: visage reindex [--data DIR | --database-url URL --qdrant-addr HOST:PORT] [flags]\n\n"+
 			"Writes every stored face's descriptor into the vector index and removes what the store does not hold:\n"+
 			"after switching index backends, or to rebuild a lost index. Refuses if the stored faces were made by\n"+
 			"another model than --models/--variant give (or by several).")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	rec, closeAll, err := bf.open(ctx)
 	if err != nil {
 		return err
 	}
