@@ -28,7 +28,6 @@ type Store interface {
 	GetSubject(ctx context.Context, collection, id string) (store.Subject, error)
 	ListSubjects(ctx context.Context, q store.SubjectQuery) ([]store.Subject, string, error)
 	UpdateSubject(ctx context.Context, collection, id string, p store.SubjectPatch) (store.Subject, error)
-	MarkSubjectDeleting(ctx context.Context, collection, id string) ([]uint64, error)
 	DeleteSubject(ctx context.Context, collection, id string) error
 
 	InsertFace(ctx context.Context, f store.Face) (store.Face, bool, error)
@@ -185,29 +184,22 @@ func (s *Service) UpdateCollection(ctx context.Context, name string, threshold f
 }
 
 // DeleteCollection removes a collection, its subjects, faces and vectors.
-// The collection disappears at once and its vectors are dropped before
-// the call returns; its rows (a million faces take about two minutes) are
-// deleted in the background, and the reconciler finishes the job if the
-// process stops first. Its name is free again when done. If the vector
-// store cannot be reached, the deletion still succeeds: the collection is
-// already gone from every answer, and the reconciler drops its vectors
-// and rows when the store is back.
+// Marking it deleting is the commit point: the collection disappears at
+// once, its vectors are dropped before the call returns, and its rows (a
+// million faces take about two minutes) are deleted in the background.
+// Should any of that fail (a crash, an unreachable vector store), the
+// reconciler finishes it from the mark. Its name is free again when done.
 func (s *Service) DeleteCollection(ctx context.Context, actor, name string) error {
 	if err := s.store.MarkCollectionDeleting(ctx, name); err != nil {
 		return fmt.Errorf("delete collection: %w", err)
 	}
 	ctx = context.WithoutCancel(ctx)
+	s.audit(ctx, store.Event{Kind: "delete", KeyID: actor, Collection: name, Outcome: "collection_deleted"})
 	if err := s.index.Drop(ctx, space(name)); err != nil {
-		if !errors.Is(err, index.ErrUnavailable) {
-			return fmt.Errorf("delete collection: drop vectors: %w", err)
-		}
 		s.rec.deferWork()
-		s.log.Warn("vector store unavailable: the reconciler drops the collection's vectors when it is back",
-			"collection", name, "err", err)
-		s.audit(ctx, store.Event{Kind: "delete", KeyID: actor, Collection: name, Outcome: "collection_deleted"})
+		s.log.Warn("drop the vectors of a deleted collection; the reconciler will", "collection", name, "err", err)
 		return nil
 	}
-	s.audit(ctx, store.Event{Kind: "delete", KeyID: actor, Collection: name, Outcome: "collection_deleted"})
 	go func() {
 		if err := s.rec.finishCollectionDelete(ctx, name); err != nil {
 			s.rec.deferWork()
@@ -217,23 +209,39 @@ func (s *Service) DeleteCollection(ctx context.Context, actor, name string) erro
 	return nil
 }
 
-// DeleteSubject removes a subject and its faces and vectors.
+// DeleteSubject removes a subject and its faces and vectors. The rows go
+// first, in one transaction (a subject has no deleting state, so the
+// deletion must be all or nothing in the store); the vectors then. A crash
+// or an unreachable vector store between the two leaves vectors of no
+// face, which identification ignores and the reconciler removes.
 func (s *Service) DeleteSubject(ctx context.Context, actor, collection, id string) error {
-	keys, err := s.store.MarkSubjectDeleting(ctx, collection, id)
+	faces, err := s.store.ListFaces(ctx, collection, id)
 	if err != nil {
 		return fmt.Errorf("delete subject: %w", err)
 	}
-	if err := s.finishDelete(ctx, collection, keys, func(ctx context.Context) error {
-		return s.store.DeleteSubject(ctx, collection, id)
-	}); err != nil {
+	ctx = context.WithoutCancel(ctx)
+	if err := s.store.DeleteSubject(ctx, collection, id); err != nil {
 		return fmt.Errorf("delete subject: %w", err)
+	}
+	keys := make([]uint64, len(faces))
+	for i, f := range faces {
+		keys[i] = f.Key
+	}
+	// Faces enrolled since ListFaces went with the subject; their
+	// enrollments remove their own vectors (checkNotDeleted).
+	if err := s.index.Delete(ctx, space(collection), keys); err != nil {
+		s.rec.deferWork()
+		s.log.Warn("delete the vectors of a deleted subject; the reconciler will", "collection", collection, "faces", len(keys), "err", err)
 	}
 	s.audit(ctx, store.Event{Kind: "delete", KeyID: actor, Collection: collection, SubjectID: id, Outcome: "subject_deleted",
 		Detail: jsonDetail(map[string]any{"faces": len(keys)})})
 	return nil
 }
 
-// DeleteFace removes one face and its vector.
+// DeleteFace removes one face and its vector. Marking the face deleting
+// is the commit point: from then on it is gone from every answer, and
+// should removing its vector or row fail (a crash, an unreachable vector
+// store), the reconciler finishes the deletion from that mark.
 func (s *Service) DeleteFace(ctx context.Context, actor, collection, faceID string) error {
 	f, err := s.store.GetFace(ctx, collection, faceID)
 	if err != nil {
@@ -243,35 +251,15 @@ func (s *Service) DeleteFace(ctx context.Context, actor, collection, faceID stri
 	if err != nil {
 		return fmt.Errorf("delete face: %w", err)
 	}
-	if err := s.finishDelete(ctx, collection, []uint64{key}, func(ctx context.Context) error {
-		return s.store.DeleteFaces(ctx, []uint64{key})
-	}); err != nil {
-		return fmt.Errorf("delete face: %w", err)
+	ctx = context.WithoutCancel(ctx)
+	if err := s.index.Delete(ctx, space(collection), []uint64{key}); err != nil {
+		s.rec.deferWork()
+		s.log.Warn("delete the vector of a deleted face; the reconciler will", "face", faceID, "err", err)
+	} else if err := s.store.DeleteFaces(ctx, []uint64{key}); err != nil {
+		s.rec.deferWork()
+		s.log.Warn("delete the row of a deleted face; the reconciler will", "face", faceID, "err", err)
 	}
 	s.audit(ctx, store.Event{Kind: "delete", KeyID: actor, Collection: collection, SubjectID: f.SubjectID, FaceID: faceID, Outcome: "face_deleted"})
-	return nil
-}
-
-// finishDelete removes the vectors of faces already marked deleting, then
-// their rows. If the vector store cannot be reached, the rows go anyway
-// and the deletion succeeds: identification names indexed faces only, so
-// the vectors left behind match no one, and the reconciler removes them
-// (vectors of no face) once the vector store is back.
-func (s *Service) finishDelete(ctx context.Context, collection string, keys []uint64, deleteRows func(context.Context) error) error {
-	// The deletion is committed from here on: a client that hangs up must
-	// not leave it half done.
-	ctx = context.WithoutCancel(ctx)
-	if err := s.index.Delete(ctx, space(collection), keys); err != nil {
-		if !errors.Is(err, index.ErrUnavailable) {
-			return fmt.Errorf("delete vectors: %w", err)
-		}
-		s.rec.deferWork()
-		s.log.Warn("vector store unavailable: deleting the rows; the reconciler removes the vectors when it is back",
-			"collection", collection, "faces", len(keys), "err", err)
-	}
-	if err := deleteRows(ctx); err != nil {
-		return fmt.Errorf("delete rows: %w", err)
-	}
 	return nil
 }
 
