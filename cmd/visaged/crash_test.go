@@ -1228,10 +1228,11 @@ func mustRead(t *testing.T, path string) []byte {
 }
 
 // TestKillDuringDeferredSubjectDeletion kills visaged while a subject
-// deletion waits for an unreachable Qdrant: the subject's face is already
-// marked deleting, and the vector store's retries hold the request open
-// for seconds, so the kill lands between the two steps every time (the
-// window the bursts of TestCrashConsistency hit only by chance). The
+// deletion waits for an unreachable Qdrant: the store's part is done, and
+// the vector store's retries hold the request open for seconds, so the
+// kill lands between the two steps every time (the window the bursts of
+// TestCrashConsistency hit only by chance; when deletions marked the
+// faces first and the subject last, it left a faceless subject). The
 // deletion was never acknowledged, so after Qdrant's return and a restart
 // it may have happened or not, but entirely: the subject and its face
 // gone, or the subject with its face, still identifiable.
