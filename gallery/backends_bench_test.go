@@ -25,11 +25,6 @@ import (
 	"github.com/visage/visage/store"
 )
 
-// The gallery's tests and benchmarks get their PostgreSQL databases from
-// pgtest, which starts its private cluster only when one first asks for a
-// database: a run of tests that need none starts no server. This is the
-// package's only TestMain.
-func TestMain(m *testing.M) { pgtest.Main(m) }
 
 // BenchmarkBackends compares the two deployments in one run, on the same
 // engine (default configuration, 2 workers) and the same real photos:
