@@ -115,7 +115,7 @@ func newHarness(t *testing.T, opts harnessOptions) *harness {
 		t.Cleanup(func() { pg.Close() })
 		qs = qdranttest.Start(t, qdranttest.Options{})
 		q, err := index.OpenQdrant(ctx, index.QdrantConfig{Addr: qs.Addr(), Dim: embed.Dim, Model: eng.ModelID(),
-			Retry: index.QdrantRetry{Attempts: 2, Initial: 10 * time.Millisecond}})
+			Retry: index.QdrantRetry{Attempts: 5, Initial: 50 * time.Millisecond, Max: time.Second}})
 		if err != nil {
 			t.Fatal(err)
 		}

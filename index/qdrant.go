@@ -604,6 +604,12 @@ func (q *Qdrant) do(ctx context.Context, op string, call func(context.Context) e
 		if attempt >= q.retry.Attempts {
 			return &unavailableError{op: op, attempts: attempt, err: err}
 		}
+		if isCode(err, codes.Unavailable) && q.client != nil {
+			// gRPC waits out its own reconnection backoff (up to Max)
+			// before dialling again and fails requests meanwhile; our
+			// backoff paces the retries, so let the next one dial now.
+			q.client.GetGrpcClient().Conn().ResetConnectBackoff()
+		}
 		d := wait/2 + rand.N(wait/2+1)
 		d = max(d, min(retryAfter, q.retry.Max))
 		t := time.NewTimer(d)
