@@ -1,0 +1,837 @@
+package gallery
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/visage/visage/internal/archive"
+)
+
+// ImportEntry is one photo of an import: where it is (a path relative to
+// the source's root, slash-separated) and whose it is.
+type ImportEntry struct {
+	Path        string
+	ExternalID  string          // the subject's external id
+	DisplayName string          // optional
+	Metadata    json.RawMessage // optional JSON object
+}
+
+// SkippedFile is a file (or a manifest line) of an import source that
+// will not be imported, and why.
+type SkippedFile struct {
+	// Path is relative to the source's root and slash-separated for a
+	// tree; for a manifest line it is the path as the line wrote it (empty
+	// if the line has none).
+	Path string
+	// Line is the manifest line (from 1); 0 for a tree.
+	Line int
+	// Reason is one of the Skip* codes.
+	Reason string
+	// Detail says more, for people; it is not meant to be parsed.
+	Detail string
+}
+
+// Reasons a file of an import source is skipped, in SkippedFile.Reason.
+// They are reported to operators and written to failure files, so they
+// never change once released.
+const (
+	// SkipNotImage: a tree's file whose extension is not one of .jpg
+	// .jpeg .png .gif .webp .bmp (in any case).
+	SkipNotImage = "not_image"
+	// SkipHidden: a name starting with "." (or macOS's "__MACOSX"
+	// folder); a hidden directory is reported once, not file by file.
+	SkipHidden = "hidden"
+	// SkipSymlink: a symbolic link, never followed (it may lead out of
+	// the source).
+	SkipSymlink = "symlink"
+	// SkipNotRegular: a device, FIFO or socket; in a manifest, also a
+	// directory.
+	SkipNotRegular = "not_regular"
+	// SkipTopLevelFile: a file directly under a tree's root, which names
+	// no subject.
+	SkipTopLevelFile = "top_level_file"
+	// SkipNested: a file in a folder below a subject's folder.
+	SkipNested = "nested"
+	// SkipBadExternalID: a tree's folder name that is not a valid
+	// external id (see ScanTree).
+	SkipBadExternalID = "bad_external_id"
+	// SkipUnsafePath: a manifest path that is absolute or escapes the
+	// root.
+	SkipUnsafePath = "unsafe_path"
+	// SkipMissingFile: a manifest path naming no file.
+	SkipMissingFile = "missing_file"
+	// SkipBadLine: a manifest line that cannot be read: bad CSV or JSON,
+	// no path, a bad external id, display name or metadata.
+	SkipBadLine = "bad_line"
+	// SkipDuplicate: a manifest line repeating the path and external id
+	// of an earlier line.
+	SkipDuplicate = "duplicate"
+)
+
+// Sentinel errors of import sources.
+var (
+	// ErrBadManifest: the manifest as a whole cannot be used: empty, no
+	// or a bad CSV header, outside its root, or several in one directory.
+	ErrBadManifest = errors.New("gallery: bad manifest")
+	// ErrUnsupportedSource: a file that is neither an archive (zip, tar,
+	// tar.gz) nor a manifest (.csv, .jsonl, .ndjson).
+	ErrUnsupportedSource = errors.New("gallery: unsupported import source")
+)
+
+// Limits of a subject's fields; the same as the API's checks of a
+// subject, so that an import accepts what the API does.
+const (
+	maxExternalIDBytes  = 256
+	maxDisplayNameBytes = 256
+	maxMetadataBytes    = 16 << 10
+)
+
+// isImageName reports whether a name has the extension of a format the
+// engine decodes.
+func isImageName(name string) bool {
+	switch strings.ToLower(filepath.Ext(name)) {
+	case ".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp":
+		return true
+	}
+	return false
+}
+
+// isHiddenName reports whether a name is hidden: a dot file, or the
+// folder macOS adds to the archives it makes.
+func isHiddenName(name string) bool {
+	return strings.HasPrefix(name, ".") || name == "__MACOSX"
+}
+
+// checkExternalID returns what is wrong with an external id, or "".
+func checkExternalID(id string) string {
+	switch {
+	case id == "":
+		return "empty external id"
+	case len(id) > maxExternalIDBytes:
+		return fmt.Sprintf("external id longer than %d bytes", maxExternalIDBytes)
+	case !utf8.ValidString(id):
+		return "external id not valid UTF-8"
+	case strings.ContainsFunc(id, unicode.IsControl):
+		return "control character in external id"
+	}
+	return ""
+}
+
+// ScanTree lists the photos of a folder tree <subject external id>/<images>
+// under root, in path order. Only files directly inside a first-level
+// folder are photos, recognised by their extension; the folder's name is
+// the external id (1–256 bytes of UTF-8, no control characters). Every
+// other file is in the second result, with its reason, also in path
+// order: files directly under root, in deeper folders, hidden ones,
+// non-images, symbolic links (never followed), special files, and files
+// of folders whose name is no valid external id.
+func ScanTree(ctx context.Context, root string) ([]ImportEntry, []SkippedFile, error) {
+	top, err := os.ReadDir(root)
+	if err != nil {
+		return nil, nil, fmt.Errorf("scan tree: %w", err)
+	}
+	var entries []ImportEntry
+	var skipped []SkippedFile
+	skip := func(p, reason, detail string) {
+		skipped = append(skipped, SkippedFile{Path: p, Reason: reason, Detail: detail})
+	}
+	for _, d := range top {
+		if err := ctx.Err(); err != nil {
+			return nil, nil, fmt.Errorf("scan tree: %w", err)
+		}
+		name := d.Name()
+		switch {
+		case isHiddenName(name):
+			skip(name, SkipHidden, dirDetail(d))
+		case d.Type()&fs.ModeSymlink != 0:
+			skip(name, SkipSymlink, "")
+		case d.IsDir():
+			e, s, err := scanSubject(ctx, root, name)
+			if err != nil {
+				return nil, nil, err
+			}
+			entries = append(entries, e...)
+			skipped = append(skipped, s...)
+		case d.Type().IsRegular():
+			skip(name, SkipTopLevelFile, "photos go in a folder named by the subject's external id")
+		default:
+			skip(name, SkipNotRegular, d.Type().String())
+		}
+	}
+	slices.SortFunc(entries, func(a, b ImportEntry) int { return strings.Compare(a.Path, b.Path) })
+	slices.SortStableFunc(skipped, func(a, b SkippedFile) int { return strings.Compare(a.Path, b.Path) })
+	return entries, skipped, nil
+}
+
+// dirDetail is the detail of a skipped directory, reported once for all
+// it holds.
+func dirDetail(d fs.DirEntry) string {
+	if d.IsDir() {
+		return "a folder, not read"
+	}
+	return ""
+}
+
+// scanSubject lists the photos of one subject's folder.
+func scanSubject(ctx context.Context, root, id string) ([]ImportEntry, []SkippedFile, error) {
+	ents, err := os.ReadDir(filepath.Join(root, id))
+	if err != nil {
+		return nil, nil, fmt.Errorf("scan folder %q: %w", id, err)
+	}
+	idProblem := checkExternalID(id)
+	var entries []ImportEntry
+	var skipped []SkippedFile
+	skip := func(p, reason, detail string) {
+		skipped = append(skipped, SkippedFile{Path: p, Reason: reason, Detail: detail})
+	}
+	for i, d := range ents {
+		if i%1024 == 0 {
+			if err := ctx.Err(); err != nil {
+				return nil, nil, fmt.Errorf("scan folder %q: %w", id, err)
+			}
+		}
+		rel := id + "/" + d.Name()
+		switch {
+		case isHiddenName(d.Name()):
+			skip(rel, SkipHidden, dirDetail(d))
+		case d.Type()&fs.ModeSymlink != 0:
+			skip(rel, SkipSymlink, "")
+		case d.IsDir():
+			s, err := scanNested(ctx, root, rel)
+			if err != nil {
+				return nil, nil, err
+			}
+			skipped = append(skipped, s...)
+		case !d.Type().IsRegular():
+			skip(rel, SkipNotRegular, d.Type().String())
+		case !isImageName(d.Name()):
+			skip(rel, SkipNotImage, "")
+		case idProblem != "":
+			skip(rel, SkipBadExternalID, idProblem)
+		default:
+			entries = append(entries, ImportEntry{Path: rel, ExternalID: id})
+		}
+	}
+	return entries, skipped, nil
+}
+
+// scanNested reports the files of a folder below a subject's folder: none
+// is imported, since which subject they belong to is a guess.
+func scanNested(ctx context.Context, root, rel string) ([]SkippedFile, error) {
+	var skipped []SkippedFile
+	err := filepath.WalkDir(filepath.Join(root, filepath.FromSlash(rel)), func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		r, err := filepath.Rel(root, p)
+		if err != nil {
+			return err
+		}
+		r = filepath.ToSlash(r)
+		switch {
+		case r == rel:
+		case isHiddenName(d.Name()):
+			skipped = append(skipped, SkippedFile{Path: r, Reason: SkipHidden, Detail: dirDetail(d)})
+			if d.IsDir() {
+				return fs.SkipDir
+			}
+		case d.Type()&fs.ModeSymlink != 0:
+			skipped = append(skipped, SkippedFile{Path: r, Reason: SkipSymlink})
+		case d.IsDir():
+		case !d.Type().IsRegular():
+			skipped = append(skipped, SkippedFile{Path: r, Reason: SkipNotRegular, Detail: d.Type().String()})
+		default:
+			skipped = append(skipped, SkippedFile{Path: r, Reason: SkipNested,
+				Detail: "photos go directly in the folder named by the subject's external id"})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("scan folder %q: %w", rel, err)
+	}
+	return skipped, nil
+}
+
+// manifestFormat is how a manifest is written.
+type manifestFormat int
+
+const (
+	manifestCSV manifestFormat = iota
+	manifestJSONL
+)
+
+// manifestFormatOf tells a manifest's format from its name, or else from
+// its first byte.
+func manifestFormatOf(name string, head []byte) manifestFormat {
+	switch strings.ToLower(filepath.Ext(name)) {
+	case ".csv":
+		return manifestCSV
+	case ".jsonl", ".ndjson":
+		return manifestJSONL
+	}
+	if bytes.HasPrefix(bytes.TrimLeft(head, " \t\r\n"), []byte("{")) {
+		return manifestJSONL
+	}
+	return manifestCSV
+}
+
+func isManifestName(name string) bool {
+	switch strings.ToLower(filepath.Ext(name)) {
+	case ".csv", ".jsonl", ".ndjson":
+		return true
+	}
+	return false
+}
+
+// ReadManifest reads a manifest of photos: CSV with a header row naming
+// its columns, in any order, among path, external_id (both required),
+// display_name and metadata (a JSON object); or JSON Lines, one object per
+// line with those keys. The format follows the extension (.csv; .jsonl or
+// .ndjson), or else the first byte ("{" for JSON Lines). A UTF-8 byte
+// order mark is ignored.
+//
+// Paths are relative to the manifest's directory and slash-separated;
+// they must stay inside root (if empty, the manifest's directory), which
+// entries' paths are relative to. A line is skipped, and reported with its
+// number, when its path is absolute or leaves root (SkipUnsafePath), names
+// nothing (SkipMissingFile), passes through or is a symbolic link
+// (SkipSymlink), or is no regular file (SkipNotRegular); when it cannot
+// be read or its fields are invalid (SkipBadLine); and when it repeats the
+// path and external id of an accepted line (SkipDuplicate). Extensions
+// are not checked: the manifest names its photos. The error is for the
+// manifest as a whole: unreadable, empty, a bad CSV header
+// (ErrBadManifest).
+func ReadManifest(ctx context.Context, root, manifestPath string) ([]ImportEntry, []SkippedFile, error) {
+	if root == "" {
+		root = filepath.Dir(manifestPath)
+	}
+	absRoot, err := filepath.Abs(root)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read manifest: %w", err)
+	}
+	absManifest, err := filepath.Abs(manifestPath)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read manifest: %w", err)
+	}
+	base, err := filepath.Rel(absRoot, filepath.Dir(absManifest))
+	if err != nil || !filepath.IsLocal(base) {
+		return nil, nil, fmt.Errorf("manifest %s is outside root %s: %w", manifestPath, root, ErrBadManifest)
+	}
+	f, err := os.Open(manifestPath)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read manifest: %w", err)
+	}
+	defer f.Close()
+	br := bufio.NewReaderSize(f, 64<<10)
+	if bom, _ := br.Peek(3); bytes.Equal(bom, []byte("\xef\xbb\xbf")) {
+		_, _ = br.Discard(3) // cannot fail: Peek returned the 3 bytes
+	}
+	head, _ := br.Peek(512)
+	m := &manifestReader{ctx: ctx, root: absRoot, base: filepath.ToSlash(base), dirs: map[string]error{}, seen: map[[2]string]bool{}}
+	if manifestFormatOf(manifestPath, head) == manifestJSONL {
+		err = m.readJSONL(br)
+	} else {
+		err = m.readCSV(br)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("read manifest %s: %w", manifestPath, err)
+	}
+	return m.entries, m.skipped, nil
+}
+
+// manifestReader holds the state of one ReadManifest.
+type manifestReader struct {
+	ctx     context.Context
+	root    string             // absolute
+	base    string             // the manifest's directory, relative to root, slash-separated
+	dirs    map[string]error   // directories checked: nil, or why paths through them are refused
+	seen    map[[2]string]bool // accepted (path, external id)
+	entries []ImportEntry
+	skipped []SkippedFile
+}
+
+// manifestLine is one manifest line's fields, as read.
+type manifestLine struct {
+	num         int
+	path        string
+	externalID  string
+	displayName string
+	metadata    json.RawMessage
+}
+
+func (m *manifestReader) skip(l manifestLine, reason, detail string) {
+	m.skipped = append(m.skipped, SkippedFile{Path: l.path, Line: l.num, Reason: reason, Detail: detail})
+}
+
+// add checks one line and records it as an entry or a skipped file.
+func (m *manifestReader) add(l manifestLine) {
+	if l.path == "" {
+		m.skip(l, SkipBadLine, "no path")
+		return
+	}
+	if p := checkExternalID(l.externalID); p != "" {
+		m.skip(l, SkipBadLine, p)
+		return
+	}
+	if len(l.displayName) > maxDisplayNameBytes || !utf8.ValidString(l.displayName) {
+		m.skip(l, SkipBadLine, fmt.Sprintf("display name not valid UTF-8 of at most %d bytes", maxDisplayNameBytes))
+		return
+	}
+	meta, problem := checkMetadata(l.metadata)
+	if problem != "" {
+		m.skip(l, SkipBadLine, problem)
+		return
+	}
+	rel, reason, detail := m.resolve(l.path)
+	if reason != "" {
+		m.skip(l, reason, detail)
+		return
+	}
+	key := [2]string{rel, l.externalID}
+	if m.seen[key] {
+		m.skip(l, SkipDuplicate, "the same path and external id as an earlier line")
+		return
+	}
+	m.seen[key] = true
+	m.entries = append(m.entries, ImportEntry{Path: rel, ExternalID: l.externalID, DisplayName: l.displayName, Metadata: meta})
+}
+
+// checkMetadata returns metadata if it is a JSON object of at most
+// maxMetadataBytes (nil for none or null), or what is wrong with it.
+func checkMetadata(raw json.RawMessage) (json.RawMessage, string) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, ""
+	}
+	if len(raw) > maxMetadataBytes {
+		return nil, fmt.Sprintf("metadata longer than %d bytes", maxMetadataBytes)
+	}
+	var obj map[string]any
+	if err := json.Unmarshal(raw, &obj); err != nil {
+		return nil, "metadata is not a JSON object"
+	}
+	return raw, ""
+}
+
+// resolve returns a manifest path as a path relative to root, or the
+// reason it is refused.
+func (m *manifestReader) resolve(p string) (rel, reason, detail string) {
+	switch {
+	case strings.ContainsRune(p, 0):
+		return "", SkipBadLine, "NUL byte in path"
+	case strings.HasPrefix(p, "/"):
+		return "", SkipUnsafePath, "absolute path"
+	case len(p) >= 2 && p[1] == ':' && 'a' <= p[0]|0x20 && p[0]|0x20 <= 'z':
+		return "", SkipUnsafePath, "drive letter"
+	case strings.ContainsRune(p, '\\'):
+		// A legal name character here, but almost surely a Windows
+		// separator: refusing says so instead of "missing file".
+		return "", SkipBadLine, `backslash in path: separate folders with "/"`
+	}
+	rel = path.Clean(path.Join(m.base, p))
+	if !filepath.IsLocal(filepath.FromSlash(rel)) {
+		return "", SkipUnsafePath, "path leaves the import's root"
+	}
+	// Each directory on the way is checked with Lstat, so that no
+	// symbolic link is followed; a manifest of a million photos in a few
+	// folders checks each folder once.
+	if err := m.checkDirs(path.Dir(rel)); err != nil {
+		return "", reasonOf(err), err.Error()
+	}
+	fi, err := os.Lstat(filepath.Join(m.root, filepath.FromSlash(rel)))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return "", SkipMissingFile, "no such file"
+	case err != nil:
+		return "", SkipMissingFile, err.Error()
+	case fi.Mode()&fs.ModeSymlink != 0:
+		return "", SkipSymlink, ""
+	case fi.IsDir():
+		return "", SkipNotRegular, "a directory"
+	case !fi.Mode().IsRegular():
+		return "", SkipNotRegular, fi.Mode().Type().String()
+	}
+	return rel, "", ""
+}
+
+// manifestPathError is why a directory on a manifest path is refused.
+type manifestPathError struct {
+	reason string
+	msg    string
+}
+
+func (e *manifestPathError) Error() string { return e.msg }
+
+func reasonOf(err error) string {
+	var pe *manifestPathError
+	if errors.As(err, &pe) {
+		return pe.reason
+	}
+	return SkipMissingFile
+}
+
+// checkDirs checks dir (relative to root) and its parents, from the
+// top, remembering the outcome of each.
+func (m *manifestReader) checkDirs(dir string) error {
+	if dir == "." {
+		return nil
+	}
+	if err, ok := m.dirs[dir]; ok {
+		return err
+	}
+	err := m.checkDirs(path.Dir(dir))
+	if err == nil {
+		fi, lerr := os.Lstat(filepath.Join(m.root, filepath.FromSlash(dir)))
+		switch {
+		case errors.Is(lerr, fs.ErrNotExist):
+			err = &manifestPathError{SkipMissingFile, "no folder " + dir}
+		case lerr != nil:
+			err = &manifestPathError{SkipMissingFile, lerr.Error()}
+		case fi.Mode()&fs.ModeSymlink != 0:
+			err = &manifestPathError{SkipSymlink, "folder " + dir + " is a symbolic link"}
+		case !fi.IsDir():
+			err = &manifestPathError{SkipMissingFile, dir + " is not a folder"}
+		}
+	}
+	m.dirs[dir] = err
+	return err
+}
+
+func (m *manifestReader) readCSV(r io.Reader) error {
+	cr := csv.NewReader(r)
+	cr.FieldsPerRecord = -1 // a line with too few or many fields is that line's problem
+	cr.TrimLeadingSpace = true
+	// The known columns; the first two are required.
+	columns := []string{"path", "external_id", "display_name", "metadata"}
+	header, err := cr.Read()
+	if errors.Is(err, io.EOF) {
+		return fmt.Errorf("empty: %w", ErrBadManifest)
+	}
+	if err != nil {
+		return fmt.Errorf("read CSV header: %w: %w", ErrBadManifest, err)
+	}
+	col := map[string]int{}
+	for i, h := range header {
+		h = strings.ToLower(strings.TrimSpace(h))
+		if !slices.Contains(columns, h) {
+			return fmt.Errorf("CSV header: unknown column %q (known: %s): %w", h, strings.Join(columns, ", "), ErrBadManifest)
+		}
+		if _, dup := col[h]; dup {
+			return fmt.Errorf("CSV header: column %q twice: %w", h, ErrBadManifest)
+		}
+		col[h] = i
+	}
+	for _, need := range columns[:2] {
+		if _, ok := col[need]; !ok {
+			return fmt.Errorf("CSV header: no %q column: %w", need, ErrBadManifest)
+		}
+	}
+	field := func(rec []string, name string) string {
+		if i, ok := col[name]; ok {
+			return rec[i]
+		}
+		return ""
+	}
+	for n := 0; ; n++ {
+		if n%1024 == 0 {
+			if err := m.ctx.Err(); err != nil {
+				return err
+			}
+		}
+		rec, err := cr.Read()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		var pe *csv.ParseError
+		if errors.As(err, &pe) {
+			m.skip(manifestLine{num: pe.StartLine}, SkipBadLine, pe.Err.Error())
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("read CSV: %w", err)
+		}
+		num, _ := cr.FieldPos(0)
+		l := manifestLine{num: num}
+		if len(rec) != len(header) {
+			if len(rec) > col["path"] {
+				l.path = rec[col["path"]]
+			}
+			m.skip(l, SkipBadLine, fmt.Sprintf("%d fields, the header has %d", len(rec), len(header)))
+			continue
+		}
+		l.path = field(rec, "path")
+		l.externalID = field(rec, "external_id")
+		l.displayName = field(rec, "display_name")
+		l.metadata = json.RawMessage(field(rec, "metadata"))
+		m.add(l)
+	}
+}
+
+// maxJSONLine bounds a JSON Lines manifest's line: room for the largest
+// metadata and then some.
+const maxJSONLine = 4 * maxMetadataBytes
+
+// jsonLine is one line of a JSON Lines manifest.
+type jsonLine struct {
+	Path        *string         `json:"path"`
+	ExternalID  *string         `json:"external_id"`
+	DisplayName *string         `json:"display_name"`
+	Metadata    json.RawMessage `json:"metadata"`
+}
+
+func (m *manifestReader) readJSONL(r *bufio.Reader) error {
+	empty := true
+	for num := 1; ; num++ {
+		if num%1024 == 0 {
+			if err := m.ctx.Err(); err != nil {
+				return err
+			}
+		}
+		text, tooLong, err := readManifestLine(r, maxJSONLine)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("read line %d: %w", num, err)
+		}
+		text = bytes.TrimSpace(text)
+		switch {
+		case tooLong:
+			m.skip(manifestLine{num: num}, SkipBadLine, fmt.Sprintf("line longer than %d bytes", maxJSONLine))
+		case len(text) > 0:
+			m.addJSON(num, text)
+		}
+		empty = empty && !tooLong && len(text) == 0
+		if errors.Is(err, io.EOF) && empty {
+			return fmt.Errorf("empty: %w", ErrBadManifest)
+		}
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+	}
+}
+
+func (m *manifestReader) addJSON(num int, text []byte) {
+	var jl jsonLine
+	dec := json.NewDecoder(bytes.NewReader(text))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(&jl)
+	if err == nil && dec.More() {
+		err = errors.New("more than one JSON value on the line")
+	}
+	l := manifestLine{num: num}
+	if jl.Path != nil {
+		l.path = *jl.Path
+	}
+	if err != nil {
+		m.skip(l, SkipBadLine, err.Error())
+		return
+	}
+	if jl.ExternalID != nil {
+		l.externalID = *jl.ExternalID
+	}
+	if jl.DisplayName != nil {
+		l.displayName = *jl.DisplayName
+	}
+	l.metadata = jl.Metadata
+	m.add(l)
+}
+
+// readManifestLine reads one line (without its newline) of at most max bytes;
+// tooLong reports a longer one, which is read to its end and dropped.
+func readManifestLine(r *bufio.Reader, max int) (text []byte, tooLong bool, err error) {
+	for {
+		chunk, err := r.ReadSlice('\n')
+		if len(text)+len(chunk) > max+1 { // +1: the newline
+			tooLong = true
+			text = text[:0]
+		} else if !tooLong {
+			text = append(text, chunk...)
+		}
+		if errors.Is(err, bufio.ErrBufferFull) {
+			continue
+		}
+		return bytes.TrimSuffix(text, []byte("\n")), tooLong, err
+	}
+}
+
+// SourceKind is how an import source lists its photos.
+type SourceKind string
+
+// The kinds of source.
+const (
+	SourceTree     SourceKind = "tree"     // <subject external id>/<images> folders
+	SourceManifest SourceKind = "manifest" // a CSV or JSON Lines manifest
+)
+
+// Source is an opened import source: where its photos are and which
+// they are.
+type Source struct {
+	Kind SourceKind
+	// Root is the directory entries' paths are relative to.
+	Root string
+	// Manifest is the manifest's path when Kind is SourceManifest.
+	Manifest string
+	// Archive is the format of the archive the source was extracted from,
+	// or archive.FormatUnknown.
+	Archive archive.Format
+	Entries []ImportEntry
+	Skipped []SkippedFile
+}
+
+// OpenSource opens the import source at path:
+//   - a directory holding a manifest (manifest.csv, manifest.jsonl or
+//     manifest.ndjson) is read as that manifest (ReadManifest, rooted at
+//     the directory); so is a directory whose only visible entry is a
+//     directory holding a manifest (an archive of the folder rather than
+//     of its contents). Two manifests are ErrBadManifest;
+//   - any other directory is a folder tree (ScanTree). A tree is never
+//     looked for one level down: a lone folder holding folders may be one
+//     subject's photos sorted by year, and taking the years for subjects
+//     would enroll the wrong people;
+//   - a file that starts like a zip, tar or gzip-compressed tar is
+//     extracted with lim into workDir (which must be absent or empty),
+//     then opened as a directory as above. On error the caller removes
+//     workDir; after a restart, opening workDir gives the same source;
+//   - a file named *.csv, *.jsonl or *.ndjson is a manifest, rooted at its
+//     directory;
+//   - anything else is ErrUnsupportedSource.
+//
+// Extraction errors wrap the archive package's sentinels (ErrUnsafe,
+// ErrTooLarge, ErrCorrupt, ErrUnsupported).
+func OpenSource(ctx context.Context, path string, lim archive.Limits, workDir string) (Source, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return Source{}, fmt.Errorf("open import source: %w", err)
+	}
+	if fi.IsDir() {
+		return openDir(ctx, path)
+	}
+	if !fi.Mode().IsRegular() {
+		return Source{}, fmt.Errorf("open import source %s: not a file or directory: %w", path, ErrUnsupportedSource)
+	}
+	head, err := readHead(path)
+	if err != nil {
+		return Source{}, err
+	}
+	if f := archive.DetectFormat(head); f != archive.FormatUnknown {
+		if workDir == "" {
+			return Source{}, errors.New("open import source: an archive needs a work directory")
+		}
+		if ents, err := os.ReadDir(workDir); err == nil && len(ents) > 0 {
+			return Source{}, fmt.Errorf("open import source: work directory %s is not empty", workDir)
+		}
+		rep, err := archive.ExtractFile(ctx, path, workDir, lim)
+		if err != nil {
+			return Source{}, fmt.Errorf("extract %s: %w", filepath.Base(path), err)
+		}
+		src, err := openDir(ctx, workDir)
+		src.Archive = rep.Format
+		return src, err
+	}
+	if isManifestName(path) {
+		entries, skipped, err := ReadManifest(ctx, filepath.Dir(path), path)
+		if err != nil {
+			return Source{}, err
+		}
+		return Source{Kind: SourceManifest, Root: filepath.Dir(path), Manifest: path, Entries: entries, Skipped: skipped}, nil
+	}
+	return Source{}, fmt.Errorf("open import source %s: %w", filepath.Base(path), ErrUnsupportedSource)
+}
+
+// readHead reads the first bytes of a file, enough to tell an archive.
+func readHead(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("open import source: %w", err)
+	}
+	defer f.Close()
+	head := make([]byte, 512)
+	n, err := io.ReadFull(f, head)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("read import source: %w", err)
+	}
+	return head[:n], nil
+}
+
+// openDir opens a directory source: a manifest if it has one (itself or
+// its lone visible subdirectory), else a tree.
+func openDir(ctx context.Context, dir string) (Source, error) {
+	manifest, err := findManifest(dir)
+	if err != nil {
+		return Source{}, err
+	}
+	if manifest == "" {
+		if sub := loneDir(dir); sub != "" {
+			if manifest, err = findManifest(sub); err != nil {
+				return Source{}, err
+			}
+		}
+	}
+	if manifest != "" {
+		root := filepath.Dir(manifest)
+		entries, skipped, err := ReadManifest(ctx, root, manifest)
+		if err != nil {
+			return Source{}, err
+		}
+		return Source{Kind: SourceManifest, Root: root, Manifest: manifest, Entries: entries, Skipped: skipped}, nil
+	}
+	entries, skipped, err := ScanTree(ctx, dir)
+	if err != nil {
+		return Source{}, err
+	}
+	return Source{Kind: SourceTree, Root: dir, Entries: entries, Skipped: skipped}, nil
+}
+
+// findManifest returns the path of dir's manifest, "" if it has none.
+func findManifest(dir string) (string, error) {
+	names := []string{"manifest.csv", "manifest.jsonl", "manifest.ndjson"}
+	var found []string
+	for _, name := range names {
+		p := filepath.Join(dir, name)
+		// Lstat: a symbolic link is no manifest, as it is no photo.
+		if fi, err := os.Lstat(p); err == nil && fi.Mode().IsRegular() {
+			found = append(found, p)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return "", nil
+	case 1:
+		return found[0], nil
+	}
+	return "", fmt.Errorf("%s holds %d manifests (%s): %w", dir, len(found), strings.Join(names, ", "), ErrBadManifest)
+}
+
+// loneDir returns dir's only visible entry if it is a directory (not a
+// symbolic link), else "".
+func loneDir(dir string) string {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return ""
+	}
+	var visible []fs.DirEntry
+	for _, e := range ents {
+		if !isHiddenName(e.Name()) {
+			visible = append(visible, e)
+		}
+	}
+	if len(visible) != 1 || !visible[0].IsDir() {
+		return ""
+	}
+	return filepath.Join(dir, visible[0].Name())
+}
