@@ -25,7 +25,6 @@ import (
 	"github.com/visage/visage/store"
 )
 
-
 // BenchmarkBackends compares the two deployments in one run, on the same
 // engine (default configuration, 2 workers) and the same real photos:
 //
