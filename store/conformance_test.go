@@ -3,6 +3,7 @@ package store
 import (
 	"cmp"
 	"context"
+	"database/sql"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -86,6 +87,16 @@ type storeUnderTest interface {
 	CollectionStats(ctx context.Context, name string) (CollectionStats, error)
 	TopSubjects(ctx context.Context, collection string, limit int) ([]SubjectCount, error)
 	EnrollmentsPerDay(ctx context.Context, collection string, since time.Time) ([]DayCount, error)
+
+	CreateImportJob(ctx context.Context, job ImportJob, items []ImportItem) (ImportJob, error)
+	GetImportJob(ctx context.Context, id string) (ImportJob, error)
+	ListImportJobs(ctx context.Context, collection string, limit int) ([]ImportJob, error)
+	UnfinishedImportJobs(ctx context.Context) ([]ImportJob, error)
+	StartImportJob(ctx context.Context, id string) (ImportJob, error)
+	FinishImportJob(ctx context.Context, id string, state ImportState, errText string) (ImportJob, error)
+	PendingImportItems(ctx context.Context, jobID string, afterSeq, limit int) ([]ImportItem, error)
+	RecordImportItems(ctx context.Context, jobID string, items []ImportItem) (ImportJob, error)
+	ImportItems(ctx context.Context, jobID string, states []ItemState, afterSeq, limit int) ([]ImportItem, error)
 }
 
 var (
@@ -191,6 +202,16 @@ func runConformance(t *testing.T, b backend) {
 		{"ConcurrentWritersAndReaders", testConcurrentWritersAndReaders},
 		{"TwoStoresOneDatabase", testTwoStoresOneDatabase},
 		{"CancelledContext", testCancelledContext},
+		{"UpgradeFromVersion1", testUpgradeFromVersion1},
+		{"ImportJobCreate", testImportJobCreate},
+		{"ImportJobTransitions", testImportJobTransitions},
+		{"ImportJobLists", testImportJobLists},
+		{"PendingImportItems", testPendingImportItems},
+		{"RecordImportItems", testRecordImportItems},
+		{"ConcurrentRecordImportItems", testConcurrentRecordImportItems},
+		{"ImportItemsByState", testImportItemsByState},
+		{"ImportJobsCascade", testImportJobsCascade},
+		{"ImportJob100k", testImportJob100k},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.run(t, b) })
@@ -1850,4 +1871,873 @@ func testImportSubjects(t *testing.T, b backend) {
 			t.Fatalf("ImportSubjects(nil) = %v, %v", faces, err)
 		}
 	})
+}
+
+// importItems returns n items of a manifest: photo i of subject i/3.
+func importItems(n int) []ImportItem {
+	items := make([]ImportItem, n)
+	for i := range items {
+		items[i] = ImportItem{
+			Path:        fmt.Sprintf("s%05d/%07d.jpg", i/3, i),
+			ExternalID:  fmt.Sprintf("s%05d", i/3),
+			DisplayName: fmt.Sprintf("Person %d", i/3),
+		}
+	}
+	return items
+}
+
+// mustImportJob creates a job of n fresh items in collection.
+func mustImportJob(t *testing.T, s storeUnderTest, collection string, n int) ImportJob {
+	t.Helper()
+	job, err := s.CreateImportJob(context.Background(), ImportJob{Collection: collection}, importItems(n))
+	noErr(t, "CreateImportJob", err)
+	return job
+}
+
+// outcome is the result the tests record for item seq: enrolled, skipped
+// and failed in turn.
+func outcome(seq int) ImportItem {
+	switch seq % 3 {
+	case 0:
+		return ImportItem{Seq: seq, State: ItemEnrolled, SubjectID: fmt.Sprint("sub-", seq), FaceID: fmt.Sprint("face-", seq)}
+	case 1:
+		return ImportItem{Seq: seq, State: ItemSkipped, Code: "exists", Reason: "image enrolled already"}
+	default:
+		return ImportItem{Seq: seq, State: ItemFailed, Code: "no_face", Reason: fmt.Sprintf("no face in photo %d", seq)}
+	}
+}
+
+// outcomes are the outcomes of items seqs.
+func outcomes(seqs ...int) []ImportItem {
+	out := make([]ImportItem, len(seqs))
+	for i, seq := range seqs {
+		out[i] = outcome(seq)
+	}
+	return out
+}
+
+// seqRange is lo, lo+1, ..., hi-1.
+func seqRange(lo, hi int) []int {
+	var seqs []int
+	for i := lo; i < hi; i++ {
+		seqs = append(seqs, i)
+	}
+	return seqs
+}
+
+// itemSeqs are the seqs of items.
+func itemSeqs(items []ImportItem) []int {
+	seqs := make([]int, len(items))
+	for i, it := range items {
+		seqs[i] = it.Seq
+	}
+	return seqs
+}
+
+// jobCounts is "total done enrolled skipped failed".
+func jobCounts(j ImportJob) string {
+	return fmt.Sprint(j.Total, " ", j.Done, " ", j.Enrolled, " ", j.Skipped, " ", j.Failed)
+}
+
+// importJobsEqual compares jobs, JSON as text and times by instant.
+func importJobsEqual(a, b ImportJob) bool {
+	timesEqual := func(x, y *time.Time) bool { return (x == nil) == (y == nil) && (x == nil || x.Equal(*y)) }
+	return a.ID == b.ID && a.Collection == b.Collection && a.KeyID == b.KeyID && string(a.Source) == string(b.Source) &&
+		a.State == b.State && jobCounts(a) == jobCounts(b) && a.Error == b.Error && a.CreatedAt.Equal(b.CreatedAt) &&
+		timesEqual(a.StartedAt, b.StartedAt) && timesEqual(a.FinishedAt, b.FinishedAt) && a.UpdatedAt.Equal(b.UpdatedAt)
+}
+
+// importItemsEqual compares items, metadata as text.
+func importItemsEqual(a, b ImportItem) bool {
+	return a.JobID == b.JobID && a.Seq == b.Seq && a.Path == b.Path && a.ExternalID == b.ExternalID &&
+		a.DisplayName == b.DisplayName && string(a.Metadata) == string(b.Metadata) && a.State == b.State &&
+		a.Code == b.Code && a.Reason == b.Reason && a.SubjectID == b.SubjectID && a.FaceID == b.FaceID
+}
+
+// allImportItems reads every item of a job through ImportItems, in pages
+// of limit.
+func allImportItems(t *testing.T, s storeUnderTest, jobID string, states []ItemState, limit int) []ImportItem {
+	t.Helper()
+	var all []ImportItem
+	after := -1
+	for {
+		page, err := s.ImportItems(context.Background(), jobID, states, after, limit)
+		noErr(t, "ImportItems", err)
+		all = append(all, page...)
+		if len(page) < limit {
+			return all
+		}
+		after = page[len(page)-1].Seq
+	}
+}
+
+func testImportJobCreate(t *testing.T, b backend) {
+	ctx := context.Background()
+	s := b.openTest(t)
+	mustCollection(t, s, "c")
+	start := time.Date(2025, 3, 1, 12, 0, 0, 123456789, time.UTC)
+	steppingClock(t, s, start, time.Second)
+
+	// Metadata and source with spacing and key order that a JSON
+	// re-encoding would change.
+	const meta = `{"z": 1,  "a": [1, 2.50, "é"], "n": null}`
+	const source = `{"kind":"archive", "name":"gallery.zip","bytes":123}`
+	items := []ImportItem{
+		{Path: "ada/1.jpg", ExternalID: "ada", DisplayName: "Ada", Metadata: json.RawMessage(meta)},
+		{Path: "ada/../../etc/passwd", State: ItemFailed, Code: "unsafe_path", Reason: "path escapes the source"},
+		{Path: "bob/1.jpg", ExternalID: "bob"},
+		{Path: "manifest line 4", State: ItemSkipped, Code: "missing_file", Reason: "bob/2.jpg not in the archive"},
+		{Path: "cyd/1.jpg", ExternalID: "cyd", State: ItemPending},
+	}
+	given := slices.Clone(items)
+	job, err := s.CreateImportJob(ctx, ImportJob{Collection: "c", KeyID: "key-1", Source: json.RawMessage(source),
+		State: ImportDone, Done: 99, Error: "ignored"}, items)
+	noErr(t, "CreateImportJob", err)
+	if err := uuid.Validate(job.ID); err != nil {
+		t.Errorf("job id %q: %v", job.ID, err)
+	}
+	if job.State != ImportQueued || jobCounts(job) != "5 2 0 1 1" || job.Error != "" || job.KeyID != "key-1" ||
+		string(job.Source) != source || !job.CreatedAt.Equal(start) || !job.UpdatedAt.Equal(start) ||
+		job.StartedAt != nil || job.FinishedAt != nil {
+		t.Errorf("created job %+v (counts %s)", job, jobCounts(job))
+	}
+	for i := range items {
+		if !importItemsEqual(items[i], given[i]) {
+			t.Errorf("CreateImportJob changed item %d of the caller's slice: %+v", i, items[i])
+		}
+	}
+	got, err := s.GetImportJob(ctx, job.ID)
+	noErr(t, "GetImportJob", err)
+	if !importJobsEqual(got, job) {
+		t.Errorf("GetImportJob = %+v, created %+v", got, job)
+	}
+
+	stored := allImportItems(t, s, job.ID, nil, 100)
+	if len(stored) != len(items) {
+		t.Fatalf("%d items stored, want %d", len(stored), len(items))
+	}
+	for i, it := range stored {
+		want := items[i]
+		want.JobID, want.Seq = job.ID, i
+		if want.State == "" {
+			want.State = ItemPending
+		}
+		if !importItemsEqual(it, want) {
+			t.Errorf("item %d = %+v, want %+v", i, it, want)
+		}
+	}
+	if string(stored[0].Metadata) != meta || stored[2].Metadata != nil {
+		t.Errorf("metadata read back %q and %q, want %q and none", stored[0].Metadata, stored[2].Metadata, meta)
+	}
+
+	t.Run("defaults", func(t *testing.T) {
+		job, err := s.CreateImportJob(ctx, ImportJob{Collection: "c"}, nil)
+		noErr(t, "CreateImportJob", err)
+		if string(job.Source) != `{}` || job.KeyID != "" || jobCounts(job) != "0 0 0 0 0" {
+			t.Errorf("empty job %+v", job)
+		}
+		got, err := s.GetImportJob(ctx, job.ID)
+		noErr(t, "GetImportJob", err)
+		if !importJobsEqual(got, job) {
+			t.Errorf("GetImportJob = %+v, created %+v", got, job)
+		}
+	})
+	t.Run("given id", func(t *testing.T) {
+		_, err := s.CreateImportJob(ctx, ImportJob{ID: "job-1", Collection: "c"}, importItems(2))
+		noErr(t, "CreateImportJob", err)
+		_, err = s.CreateImportJob(ctx, ImportJob{ID: "job-1", Collection: "c"}, importItems(2))
+		wantErr(t, "CreateImportJob with an id in use", err, ErrConflict)
+	})
+
+	mustCollection(t, s, "doomed")
+	noErr(t, "MarkCollectionDeleting", s.MarkCollectionDeleting(ctx, "doomed"))
+	before := countRows(t, s, "import_job", "1 = 1")
+	for _, tt := range []struct {
+		name  string
+		job   ImportJob
+		items []ImportItem
+		want  error
+	}{
+		{"unknown collection", ImportJob{Collection: "nope"}, importItems(3), ErrNotFound},
+		{"collection being deleted", ImportJob{Collection: "doomed"}, importItems(3), ErrNotFound},
+		{"source not JSON", ImportJob{Collection: "c", Source: json.RawMessage(`{"kind":`)}, nil, ErrInvalid},
+		{"metadata not JSON", ImportJob{Collection: "c"}, []ImportItem{{Path: "a"}, {Path: "b", Metadata: json.RawMessage(`nope`)}}, ErrInvalid},
+		{"item enrolled at creation", ImportJob{Collection: "c"}, []ImportItem{{Path: "a", State: ItemEnrolled}}, ErrInvalid},
+		{"unknown item state", ImportJob{Collection: "c"}, []ImportItem{{Path: "a", State: "odd"}}, ErrInvalid},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := s.CreateImportJob(ctx, tt.job, tt.items)
+			wantErr(t, "CreateImportJob", err, tt.want)
+		})
+	}
+	if n := countRows(t, s, "import_job", "1 = 1"); n != before {
+		t.Errorf("%d jobs after refused creations, want %d", n, before)
+	}
+	_, err = s.GetImportJob(ctx, "nope")
+	wantErr(t, "GetImportJob of an unknown job", err, ErrNotFound)
+}
+
+func testImportJobTransitions(t *testing.T, b backend) {
+	ctx := context.Background()
+	s := b.openTest(t)
+	start := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	steppingClock(t, s, start, time.Second)
+	mustCollection(t, s, "c")
+
+	// A step is StartImportJob (to == ""), FinishImportJob(to, errText),
+	// or, with record, RecordImportItems of every item.
+	type step struct {
+		record  bool
+		to      ImportState
+		errText string
+		want    ImportState // the state after the step
+		wantErr error
+	}
+	start1 := step{want: ImportRunning}
+	recordAll := step{record: true}
+	tests := []struct {
+		name  string
+		steps []step
+	}{
+		{"queued, running, done", []step{start1, recordAll, {to: ImportDone, want: ImportDone}}},
+		{"failed with an error", []step{start1, {to: ImportFailed, errText: "archive truncated", want: ImportFailed}}},
+		{"failed before starting", []step{{to: ImportFailed, errText: "archive unreadable", want: ImportFailed}}},
+		{"cancel from queued", []step{{to: ImportCancelled, want: ImportCancelled}}},
+		{"cancel from running", []step{start1, {to: ImportCancelled, want: ImportCancelled}}},
+		{"restart resumes", []step{start1, start1, start1, recordAll, {to: ImportDone, want: ImportDone}}},
+		{"cancel after done refused", []step{start1, recordAll, {to: ImportDone, want: ImportDone},
+			{to: ImportCancelled, wantErr: ErrConflict, want: ImportDone}}},
+		{"start after cancel refused", []step{start1, {to: ImportCancelled, want: ImportCancelled},
+			{wantErr: ErrConflict, want: ImportCancelled}}},
+		{"start after done refused", []step{start1, recordAll, {to: ImportDone, want: ImportDone},
+			{wantErr: ErrConflict, want: ImportDone}}},
+		{"cancel twice refused", []step{{to: ImportCancelled, want: ImportCancelled},
+			{to: ImportCancelled, wantErr: ErrConflict, want: ImportCancelled}}},
+		{"fail after cancel refused", []step{{to: ImportCancelled, want: ImportCancelled},
+			{to: ImportFailed, wantErr: ErrConflict, want: ImportCancelled}}},
+		{"done with items pending refused", []step{start1, {to: ImportDone, wantErr: ErrConflict, want: ImportRunning},
+			recordAll, {to: ImportDone, want: ImportDone}}},
+		{"not a final state", []step{{to: ImportRunning, wantErr: ErrInvalid, want: ImportQueued},
+			{to: ImportQueued, wantErr: ErrInvalid, want: ImportQueued}, {to: "odd", wantErr: ErrInvalid, want: ImportQueued}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			job := mustImportJob(t, s, "c", 4)
+			var firstStart *time.Time
+			for i, st := range tt.steps {
+				var got ImportJob
+				var err error
+				switch {
+				case st.record:
+					got, err = s.RecordImportItems(ctx, job.ID, outcomes(seqRange(0, 4)...))
+				case st.to == "":
+					got, err = s.StartImportJob(ctx, job.ID)
+				default:
+					got, err = s.FinishImportJob(ctx, job.ID, st.to, st.errText)
+				}
+				if st.wantErr != nil {
+					wantErr(t, fmt.Sprintf("step %d", i), err, st.wantErr)
+				} else {
+					noErr(t, fmt.Sprintf("step %d", i), err)
+				}
+				stored, err := s.GetImportJob(ctx, job.ID)
+				noErr(t, "GetImportJob", err)
+				if st.wantErr == nil && !importJobsEqual(got, stored) {
+					t.Fatalf("step %d returned %+v, stored %+v", i, got, stored)
+				}
+				if !st.record && stored.State != st.want {
+					t.Fatalf("step %d: state %s, want %s", i, stored.State, st.want)
+				}
+				if stored.StartedAt != nil && firstStart == nil {
+					firstStart = stored.StartedAt
+				}
+				if firstStart != nil && (stored.StartedAt == nil || !stored.StartedAt.Equal(*firstStart)) {
+					t.Fatalf("step %d: started_at %v, first set to %v", i, stored.StartedAt, firstStart)
+				}
+				if (stored.FinishedAt != nil) != stored.State.Finished() {
+					t.Fatalf("step %d: state %s with finished_at %v", i, stored.State, stored.FinishedAt)
+				}
+				if st.wantErr == nil && st.to != "" {
+					if stored.Error != st.errText {
+						t.Fatalf("step %d: error %q, want %q", i, stored.Error, st.errText)
+					}
+					if !stored.FinishedAt.Equal(stored.UpdatedAt) {
+						t.Fatalf("step %d: finished at %v, updated at %v", i, stored.FinishedAt, stored.UpdatedAt)
+					}
+				}
+				job = stored
+			}
+		})
+	}
+
+	t.Run("unknown job", func(t *testing.T) {
+		_, err := s.StartImportJob(ctx, "nope")
+		wantErr(t, "StartImportJob", err, ErrNotFound)
+		_, err = s.FinishImportJob(ctx, "nope", ImportCancelled, "")
+		wantErr(t, "FinishImportJob", err, ErrNotFound)
+	})
+}
+
+func testImportJobLists(t *testing.T, b backend) {
+	ctx := context.Background()
+	s := b.openTest(t)
+	steppingClock(t, s, time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC), time.Second)
+	for _, c := range []string{"a", "b", "doomed"} {
+		mustCollection(t, s, c)
+	}
+	// Jobs in creation order, each left in a state.
+	var jobs []ImportJob
+	for i, tc := range []struct {
+		collection string
+		state      ImportState
+	}{
+		{"a", ImportRunning}, {"b", ImportQueued}, {"a", ImportDone}, {"doomed", ImportRunning},
+		{"b", ImportCancelled}, {"a", ImportQueued}, {"b", ImportFailed}, {"a", ImportRunning},
+	} {
+		job := mustImportJob(t, s, tc.collection, 2)
+		var err error
+		switch tc.state {
+		case ImportRunning:
+			job, err = s.StartImportJob(ctx, job.ID)
+		case ImportDone:
+			_, err = s.StartImportJob(ctx, job.ID)
+			if err == nil {
+				_, err = s.RecordImportItems(ctx, job.ID, outcomes(0, 1))
+			}
+			if err == nil {
+				job, err = s.FinishImportJob(ctx, job.ID, ImportDone, "")
+			}
+		case ImportCancelled, ImportFailed:
+			job, err = s.FinishImportJob(ctx, job.ID, tc.state, "")
+		}
+		noErr(t, fmt.Sprintf("job %d to %s", i, tc.state), err)
+		jobs = append(jobs, job)
+	}
+	noErr(t, "MarkCollectionDeleting", s.MarkCollectionDeleting(ctx, "doomed"))
+	ids := func(js []ImportJob) []string {
+		var out []string
+		for _, j := range js {
+			out = append(out, j.ID)
+		}
+		return out
+	}
+	pick := func(idx ...int) []string {
+		var out []string
+		for _, i := range idx {
+			out = append(out, jobs[i].ID)
+		}
+		return out
+	}
+
+	unfinished, err := s.UnfinishedImportJobs(ctx)
+	noErr(t, "UnfinishedImportJobs", err)
+	// Oldest first; not the job of the collection being deleted.
+	if got, want := ids(unfinished), pick(0, 1, 5, 7); !slices.Equal(got, want) {
+		t.Errorf("UnfinishedImportJobs = %v, want %v", got, want)
+	}
+	if !importJobsEqual(unfinished[0], jobs[0]) {
+		t.Errorf("unfinished job %+v, want %+v", unfinished[0], jobs[0])
+	}
+
+	for _, tt := range []struct {
+		collection string
+		limit      int
+		want       []string
+	}{
+		{"", 0, pick(7, 6, 5, 4, 2, 1, 0)},
+		{"", 3, pick(7, 6, 5)},
+		{"a", 0, pick(7, 5, 2, 0)},
+		{"a", 2, pick(7, 5)},
+		{"b", 10, pick(6, 4, 1)},
+	} {
+		t.Run(fmt.Sprintf("%q limit %d", tt.collection, tt.limit), func(t *testing.T) {
+			got, err := s.ListImportJobs(ctx, tt.collection, tt.limit)
+			noErr(t, "ListImportJobs", err)
+			if !slices.Equal(ids(got), tt.want) {
+				t.Errorf("ListImportJobs = %v, want %v", ids(got), tt.want)
+			}
+		})
+	}
+	for _, c := range []string{"nope", "doomed"} {
+		_, err := s.ListImportJobs(ctx, c, 0)
+		wantErr(t, "ListImportJobs of "+c, err, ErrNotFound)
+	}
+	// The jobs of a collection being deleted are gone for every method.
+	doomed := jobs[3].ID
+	_, err = s.GetImportJob(ctx, doomed)
+	wantErr(t, "GetImportJob", err, ErrNotFound)
+	_, err = s.StartImportJob(ctx, doomed)
+	wantErr(t, "StartImportJob", err, ErrNotFound)
+	_, err = s.PendingImportItems(ctx, doomed, -1, 0)
+	wantErr(t, "PendingImportItems", err, ErrNotFound)
+	_, err = s.RecordImportItems(ctx, doomed, outcomes(0))
+	wantErr(t, "RecordImportItems", err, ErrNotFound)
+}
+
+func testPendingImportItems(t *testing.T, b backend) {
+	ctx := context.Background()
+	s := b.openTest(t)
+	mustCollection(t, s, "c")
+	const n = 130
+	items := importItems(n)
+	var pending []int
+	for i := range items {
+		// Every fifth item is known to be unusable at creation.
+		if i%5 == 4 {
+			items[i].State, items[i].Code = ItemFailed, "corrupt_image"
+			continue
+		}
+		pending = append(pending, i)
+	}
+	job, err := s.CreateImportJob(ctx, ImportJob{Collection: "c"}, items)
+	noErr(t, "CreateImportJob", err)
+
+	// walk reads the pending items in pages of limit from after.
+	walk := func(after, limit int) []int {
+		var seqs []int
+		for {
+			page, err := s.PendingImportItems(ctx, job.ID, after, limit)
+			noErr(t, "PendingImportItems", err)
+			for _, it := range page {
+				if it.State != ItemPending || it.JobID != job.ID || it.Path != items[it.Seq].Path {
+					t.Fatalf("pending item %+v", it)
+				}
+			}
+			seqs = append(seqs, itemSeqs(page)...)
+			if len(page) < max(limit, 1) || limit == 0 {
+				return seqs
+			}
+			after = page[len(page)-1].Seq
+		}
+	}
+	for _, tt := range []struct {
+		name         string
+		after, limit int
+		want         []int
+	}{
+		{"pages of 7", -1, 7, pending},
+		{"one page", -1, 1000, pending},
+		{"default limit", -1, 0, pending[:100]},
+		{"from the middle", 60, 7, pending[slices.Index(pending, 61):]},
+		{"after a failed item", 64, 7, pending[slices.Index(pending, 65):]},
+		{"past the end", n, 7, nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := walk(tt.after, tt.limit); !slices.Equal(got, tt.want) {
+				t.Errorf("pending seqs %v, want %v", got, tt.want)
+			}
+		})
+	}
+
+	t.Run("recorded items leave the queue", func(t *testing.T) {
+		_, err := s.RecordImportItems(ctx, job.ID, outcomes(0, 1, 2, 50, 129))
+		noErr(t, "RecordImportItems", err)
+		var want []int
+		for _, seq := range pending {
+			if !slices.Contains([]int{0, 1, 2, 50, 129}, seq) {
+				want = append(want, seq)
+			}
+		}
+		if got := walk(-1, 9); !slices.Equal(got, want) {
+			t.Errorf("pending seqs %v, want %v", got, want)
+		}
+	})
+	t.Run("unknown job", func(t *testing.T) {
+		_, err := s.PendingImportItems(ctx, "nope", -1, 10)
+		wantErr(t, "PendingImportItems", err, ErrNotFound)
+	})
+}
+
+func testRecordImportItems(t *testing.T, b backend) {
+	ctx := context.Background()
+	s := b.openTest(t)
+	start := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	steppingClock(t, s, start, time.Second)
+	mustCollection(t, s, "c")
+	items := importItems(10)
+	items[9].State, items[9].Code = ItemSkipped, "unsupported_format"
+	job, err := s.CreateImportJob(ctx, ImportJob{Collection: "c"}, items)
+	noErr(t, "CreateImportJob", err)
+	_, err = s.StartImportJob(ctx, job.ID)
+	noErr(t, "StartImportJob", err)
+
+	steps := []struct {
+		name    string
+		record  []ImportItem
+		want    string // counts after the step: total done enrolled skipped failed
+		wantErr error
+	}{
+		{"one item", outcomes(0), "10 2 1 1 0", nil},
+		{"the same item again", outcomes(0), "10 2 1 1 0", nil},
+		{"the same item with another outcome", []ImportItem{{Seq: 0, State: ItemFailed, Code: "no_face"}}, "10 2 1 1 0", nil},
+		{"a mix of new and recorded", outcomes(3, 0, 1, 2), "10 5 2 2 1", nil},
+		{"one item twice in a batch", append(outcomes(4), ImportItem{Seq: 4, State: ItemSkipped}), "10 6 2 3 1", nil},
+		{"an item skipped at creation", []ImportItem{{Seq: 9, State: ItemEnrolled}}, "10 6 2 3 1", nil},
+		{"unknown item: nothing recorded", outcomes(5, 10), "10 6 2 3 1", ErrNotFound},
+		{"negative seq", outcomes(5, -1), "10 6 2 3 1", ErrNotFound},
+		{"pending is no outcome", []ImportItem{outcome(5), {Seq: 6, State: ItemPending}}, "10 6 2 3 1", ErrInvalid},
+		{"no state is no outcome", []ImportItem{{Seq: 6}}, "10 6 2 3 1", ErrInvalid},
+		{"nothing", nil, "10 6 2 3 1", nil},
+		{"the rest", outcomes(8, 7, 6, 5), "10 10 3 4 3", nil},
+	}
+	for _, st := range steps {
+		before, err := s.GetImportJob(ctx, job.ID)
+		noErr(t, "GetImportJob", err)
+		got, err := s.RecordImportItems(ctx, job.ID, st.record)
+		if st.wantErr != nil {
+			wantErr(t, st.name, err, st.wantErr)
+			got, err = s.GetImportJob(ctx, job.ID)
+			noErr(t, "GetImportJob", err)
+		} else {
+			noErr(t, st.name, err)
+		}
+		if jobCounts(got) != st.want {
+			t.Fatalf("%s: counts %s, want %s", st.name, jobCounts(got), st.want)
+		}
+		stored, err := s.GetImportJob(ctx, job.ID)
+		noErr(t, "GetImportJob", err)
+		if !importJobsEqual(got, stored) {
+			t.Fatalf("%s: returned %+v, stored %+v", st.name, got, stored)
+		}
+		// updated_at moves only when something was recorded.
+		if changed := jobCounts(before) != jobCounts(stored); changed == stored.UpdatedAt.Equal(before.UpdatedAt) {
+			t.Fatalf("%s: counts changed %v, updated_at %v then %v", st.name, changed, before.UpdatedAt, stored.UpdatedAt)
+		}
+	}
+
+	// Each item keeps the first outcome recorded for it.
+	stored := allImportItems(t, s, job.ID, nil, 100)
+	for i, it := range stored {
+		want := outcome(i)
+		if i == 9 {
+			want = ImportItem{State: ItemSkipped, Code: "unsupported_format"}
+		}
+		want.JobID, want.Seq, want.Path, want.ExternalID, want.DisplayName = job.ID, i, items[i].Path, items[i].ExternalID, items[i].DisplayName
+		if !importItemsEqual(it, want) {
+			t.Errorf("item %d = %+v, want %+v", i, it, want)
+		}
+	}
+	_, err = s.FinishImportJob(ctx, job.ID, ImportDone, "")
+	noErr(t, "FinishImportJob", err)
+
+	t.Run("after cancellation", func(t *testing.T) {
+		// An enrollment in flight when its job was cancelled is recorded.
+		job := mustImportJob(t, s, "c", 3)
+		_, err := s.FinishImportJob(ctx, job.ID, ImportCancelled, "")
+		noErr(t, "FinishImportJob", err)
+		got, err := s.RecordImportItems(ctx, job.ID, outcomes(0))
+		noErr(t, "RecordImportItems", err)
+		if got.State != ImportCancelled || jobCounts(got) != "3 1 1 0 0" {
+			t.Errorf("cancelled job after a record: %s %s", got.State, jobCounts(got))
+		}
+	})
+	t.Run("unknown job", func(t *testing.T) {
+		_, err := s.RecordImportItems(ctx, "nope", outcomes(0))
+		wantErr(t, "RecordImportItems", err, ErrNotFound)
+	})
+}
+
+// testConcurrentRecordImportItems records the outcomes of one job's items
+// from several goroutines at once, as an import's workers and a runner
+// redoing items after a restart would: first disjoint items (contending
+// only for the job's counters), then every goroutine the same items in
+// different batches and orders. Each item is counted once.
+func testConcurrentRecordImportItems(t *testing.T, b backend) {
+	ctx := context.Background()
+	s := b.openTest(t)
+	mustCollection(t, s, "c")
+	const n, workers, batch = 600, 6, 8
+	job := mustImportJob(t, s, "c", n)
+
+	// record records seqs in batches from one goroutine per worker.
+	record := func(seqsOf func(w int) []int) {
+		var wg sync.WaitGroup
+		for w := range workers {
+			seqs := seqsOf(w)
+			wg.Go(func() {
+				for len(seqs) > 0 {
+					k := min(batch, len(seqs))
+					if _, err := s.RecordImportItems(ctx, job.ID, outcomes(seqs[:k]...)); err != nil {
+						t.Errorf("worker %d: RecordImportItems: %v", w, err)
+						return
+					}
+					seqs = seqs[k:]
+				}
+			})
+		}
+		wg.Wait()
+	}
+	// Disjoint: worker w has the items w, w+workers, ... of the first half.
+	record(func(w int) []int {
+		var seqs []int
+		for seq := w; seq < n/2; seq += workers {
+			seqs = append(seqs, seq)
+		}
+		return seqs
+	})
+	// Overlapping: every worker every item of the second half, each in its
+	// own order, plus some of the first half again.
+	record(func(w int) []int {
+		seqs := append(seqRange(n/2, n), seqRange(0, 20)...)
+		rand.New(rand.NewPCG(uint64(w), 1)).Shuffle(len(seqs), func(i, j int) { seqs[i], seqs[j] = seqs[j], seqs[i] })
+		return seqs
+	})
+
+	got, err := s.GetImportJob(ctx, job.ID)
+	noErr(t, "GetImportJob", err)
+	if want := fmt.Sprint(n, " ", n, " ", n/3, " ", n/3, " ", n/3); jobCounts(got) != want {
+		t.Fatalf("counts %s, want %s", jobCounts(got), want)
+	}
+	for _, it := range allImportItems(t, s, job.ID, nil, 1000) {
+		if want := outcome(it.Seq); it.State != want.State || it.Code != want.Code || it.FaceID != want.FaceID {
+			t.Fatalf("item %d = %+v, want outcome %+v", it.Seq, it, want)
+		}
+	}
+}
+
+func testImportItemsByState(t *testing.T, b backend) {
+	ctx := context.Background()
+	s := b.openTest(t)
+	mustCollection(t, s, "c")
+	const n = 60
+	items := importItems(n)
+	items[7].State, items[7].Code = ItemSkipped, "missing_file"
+	job, err := s.CreateImportJob(ctx, ImportJob{Collection: "c"}, items)
+	noErr(t, "CreateImportJob", err)
+	// Items below 45 get outcome(seq), except 7 (skipped at creation);
+	// the rest stay pending.
+	var recorded []int
+	for seq := range 45 {
+		if seq != 7 {
+			recorded = append(recorded, seq)
+		}
+	}
+	_, err = s.RecordImportItems(ctx, job.ID, outcomes(recorded...))
+	noErr(t, "RecordImportItems", err)
+	stateOf := func(seq int) ItemState {
+		switch {
+		case seq == 7:
+			return ItemSkipped
+		case seq >= 45:
+			return ItemPending
+		}
+		return outcome(seq).State
+	}
+	want := func(after int, states ...ItemState) []int {
+		var seqs []int
+		for seq := after + 1; seq < n; seq++ {
+			if len(states) == 0 || slices.Contains(states, stateOf(seq)) {
+				seqs = append(seqs, seq)
+			}
+		}
+		return seqs
+	}
+
+	for _, tt := range []struct {
+		name   string
+		states []ItemState
+		limit  int
+	}{
+		{"failures report", []ItemState{ItemFailed, ItemSkipped}, 4},
+		{"failed", []ItemState{ItemFailed}, 3},
+		{"skipped", []ItemState{ItemSkipped}, 100},
+		{"enrolled", []ItemState{ItemEnrolled}, 5},
+		{"pending", []ItemState{ItemPending}, 6},
+		{"enrolled and failed", []ItemState{ItemEnrolled, ItemFailed}, 7},
+		{"a state twice", []ItemState{ItemFailed, ItemFailed}, 7},
+		{"all", nil, 11},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got := allImportItems(t, s, job.ID, tt.states, tt.limit)
+			if !slices.Equal(itemSeqs(got), want(-1, tt.states...)) {
+				t.Fatalf("seqs %v, want %v", itemSeqs(got), want(-1, tt.states...))
+			}
+			for _, it := range got {
+				if it.State != stateOf(it.Seq) {
+					t.Fatalf("item %d in state %s, want %s", it.Seq, it.State, stateOf(it.Seq))
+				}
+			}
+			page, err := s.ImportItems(ctx, job.ID, tt.states, 30, tt.limit)
+			noErr(t, "ImportItems after 30", err)
+			if w := want(30, tt.states...); !slices.Equal(itemSeqs(page), w[:min(len(w), tt.limit)]) {
+				t.Fatalf("page after 30: %v, want the first %d of %v", itemSeqs(page), tt.limit, w)
+			}
+		})
+	}
+	failed, err := s.ImportItems(ctx, job.ID, []ItemState{ItemFailed}, -1, 1)
+	noErr(t, "ImportItems", err)
+	if len(failed) != 1 || failed[0].Code != "no_face" || failed[0].Reason != "no face in photo 2" || failed[0].Path != items[2].Path {
+		t.Errorf("first failure %+v", failed)
+	}
+	_, err = s.ImportItems(ctx, job.ID, []ItemState{"odd"}, -1, 10)
+	wantErr(t, "ImportItems of an unknown state", err, ErrInvalid)
+	_, err = s.ImportItems(ctx, "nope", nil, -1, 10)
+	wantErr(t, "ImportItems of an unknown job", err, ErrNotFound)
+}
+
+func testImportJobsCascade(t *testing.T, b backend) {
+	ctx := context.Background()
+	s := b.openTest(t)
+	setDeleteBatch(t, s, 3)
+	mustCollection(t, s, "doomed")
+	mustCollection(t, s, "kept")
+	for i := range 4 {
+		sub := mustSubject(t, s, "doomed", fmt.Sprint("d", i), "")
+		mustFace(t, s, sub, "x")
+	}
+	doomed := []ImportJob{mustImportJob(t, s, "doomed", 50), mustImportJob(t, s, "doomed", 7)}
+	kept := mustImportJob(t, s, "kept", 5)
+	_, err := s.RecordImportItems(ctx, doomed[0].ID, outcomes(1, 2, 3))
+	noErr(t, "RecordImportItems", err)
+
+	noErr(t, "MarkCollectionDeleting", s.MarkCollectionDeleting(ctx, "doomed"))
+	noErr(t, "DeleteCollection", s.DeleteCollection(ctx, "doomed"))
+	if n := countRows(t, s, "import_job", "collection = ?", "doomed"); n != 0 {
+		t.Errorf("%d jobs of the deleted collection left", n)
+	}
+	for _, j := range doomed {
+		if n := countRows(t, s, "import_item", "job_id = ?", j.ID); n != 0 {
+			t.Errorf("%d items of job %s left", n, j.ID)
+		}
+	}
+	if _, err := s.GetImportJob(ctx, kept.ID); err != nil {
+		t.Errorf("job of another collection: %v", err)
+	}
+	if n := countRows(t, s, "import_item", "job_id = ?", kept.ID); n != 5 {
+		t.Errorf("%d items of the kept job, want 5", n)
+	}
+	// The name is free again, with no jobs.
+	mustCollection(t, s, "doomed")
+	jobs, err := s.ListImportJobs(ctx, "doomed", 0)
+	noErr(t, "ListImportJobs", err)
+	if len(jobs) != 0 {
+		t.Errorf("new collection has jobs %+v", jobs)
+	}
+}
+
+// testImportJob100k creates a job of 100,000 items, some known to be
+// skipped at creation, and checks its counts and the queries a runner and
+// the failures report make at that size: the first, a middle and the last
+// page of the queue, a batch of outcomes, the report. No timing is
+// asserted (BenchmarkCreateImportJob100k measures), and the outcomes of
+// only a few pages are recorded: SQLite under the race detector runs
+// about twenty times slower, and the creation alone then takes some
+// twenty seconds.
+func testImportJob100k(t *testing.T, b backend) {
+	if testing.Short() {
+		t.Skip("100,000 items")
+	}
+	ctx := context.Background()
+	s := b.openTest(t)
+	mustCollection(t, s, "big")
+	const n, every = 100_000, 100
+	items := importItems(n)
+	for seq := 0; seq < n; seq += every {
+		items[seq].State, items[seq].Code = ItemSkipped, "missing_file"
+	}
+	const skippedAtCreation = n / every
+	job, err := s.CreateImportJob(ctx, ImportJob{Collection: "big"}, items)
+	noErr(t, "CreateImportJob", err)
+	if want := fmt.Sprint(n, " ", skippedAtCreation, " 0 ", skippedAtCreation, " 0"); jobCounts(job) != want {
+		t.Fatalf("counts %s, want %s", jobCounts(job), want)
+	}
+	if got := countRows(t, s, "import_item", "job_id = ?", job.ID); got != n {
+		t.Fatalf("%d items stored, want %d", got, n)
+	}
+	if got := countRows(t, s, "import_item", "job_id = ? AND state = 'pending'", job.ID); got != n-skippedAtCreation {
+		t.Fatalf("%d items pending, want %d", got, n-skippedAtCreation)
+	}
+	_, err = s.StartImportJob(ctx, job.ID)
+	noErr(t, "StartImportJob", err)
+
+	// pendingAfter is what the queue holds after seq: every seq not a
+	// multiple of every.
+	pendingAfter := func(after, limit int) []int {
+		var seqs []int
+		for seq := after + 1; seq < n && len(seqs) < limit; seq++ {
+			if seq%every != 0 {
+				seqs = append(seqs, seq)
+			}
+		}
+		return seqs
+	}
+	for _, after := range []int{-1, n / 2, n - 3*every/2} {
+		page, err := s.PendingImportItems(ctx, job.ID, after, 1000)
+		noErr(t, "PendingImportItems", err)
+		if got, want := itemSeqs(page), pendingAfter(after, 1000); !slices.Equal(got, want) {
+			t.Fatalf("page after %d: %d items from %v, want %d from %v", after, len(got), got[:min(len(got), 3)], len(want), want[:3])
+		}
+		if after < 0 {
+			if page[0].Path != items[page[0].Seq].Path {
+				t.Fatalf("first pending item %+v, want path %q", page[0], items[page[0].Seq].Path)
+			}
+			got, err := s.RecordImportItems(ctx, job.ID, outcomes(itemSeqs(page)...))
+			noErr(t, "RecordImportItems", err)
+			var c importCounts
+			for _, it := range outcomes(itemSeqs(page)...) {
+				c.add(it.State)
+			}
+			want := fmt.Sprint(n, " ", skippedAtCreation+c.done, " ", c.enrolled, " ", skippedAtCreation+c.skipped, " ", c.failed)
+			if jobCounts(got) != want {
+				t.Fatalf("counts %s, want %s", jobCounts(got), want)
+			}
+		}
+	}
+	report := allImportItems(t, s, job.ID, []ItemState{ItemFailed, ItemSkipped}, 700)
+	got, err := s.GetImportJob(ctx, job.ID)
+	noErr(t, "GetImportJob", err)
+	if len(report) != got.Skipped+got.Failed || !slices.IsSorted(itemSeqs(report)) {
+		t.Fatalf("%d items in the failures report, want %d in seq order", len(report), got.Skipped+got.Failed)
+	}
+	_, err = s.FinishImportJob(ctx, job.ID, ImportDone, "")
+	wantErr(t, "FinishImportJob(done) with items pending", err, ErrConflict)
+	got, err = s.FinishImportJob(ctx, job.ID, ImportCancelled, "")
+	noErr(t, "FinishImportJob(cancelled)", err)
+	if got.State != ImportCancelled || got.Total != n {
+		t.Fatalf("cancelled job %+v", got)
+	}
+}
+
+// testUpgradeFromVersion1 opens a database that a release before import
+// jobs migrated (version 1 only, with a collection in it): the store
+// applies the later migrations, keeps the data, and imports into the old
+// collection.
+func testUpgradeFromVersion1(t *testing.T, b backend) {
+	ctx := context.Background()
+	ms, err := readMigrations(b.migrations)
+	noErr(t, "readMigrations", err)
+	db := b.newDB(t)
+	const insert = `INSERT INTO collection (name, threshold, state, created_at) VALUES ('old', 0.5, 'active', 1)`
+	switch b.name {
+	case "sqlite":
+		raw, err := sql.Open("sqlite", "file:"+db+"?_txlock=immediate")
+		noErr(t, "open", err)
+		raw.SetMaxOpenConns(1)
+		noErr(t, "migrate to version 1", applySQLiteMigrations(ctx, raw, ms[:1], time.Now))
+		_, err = raw.ExecContext(ctx, insert)
+		noErr(t, "insert", err)
+		noErr(t, "close", raw.Close())
+	case "postgres":
+		raw, err := pgx.Connect(ctx, db)
+		noErr(t, "connect", err)
+		noErr(t, "migrate to version 1", applyPostgresMigrations(ctx, raw, ms[:1], time.Now))
+		_, err = raw.Exec(ctx, insert)
+		noErr(t, "insert", err)
+		noErr(t, "close", raw.Close(ctx))
+	default:
+		t.Fatalf("unknown backend %s", b.name)
+	}
+	s := b.openAt(t, db)
+	if got := appliedMigrations(t, s); len(got) != len(ms) {
+		t.Fatalf("migrations %v after the upgrade, want %d", got, len(ms))
+	}
+	c, err := s.GetCollection(ctx, "old")
+	noErr(t, "GetCollection", err)
+	if c.Threshold != 0.5 {
+		t.Errorf("collection after the upgrade %+v", c)
+	}
+	job := mustImportJob(t, s, "old", 3)
+	if jobCounts(job) != "3 0 0 0 0" {
+		t.Errorf("job counts %s", jobCounts(job))
+	}
 }

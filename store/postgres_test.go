@@ -195,6 +195,56 @@ func TestPostgresReconcilerQueriesUseTheirIndex(t *testing.T) {
 	}
 }
 
+// TestPostgresImportItemQueriesUseTheirIndex checks that the import
+// runner's queue and the failures listing seek into the partial index
+// import_item_open, one range per state in seq order, with nothing to
+// sort but the merge of those ranges. Sequential scans are disabled as in
+// TestPostgresReconcilerQueriesUseTheirIndex.
+func TestPostgresImportItemQueriesUseTheirIndex(t *testing.T) {
+	ctx := context.Background()
+	s := openTestPostgres(t)
+	failures, failuresArgs := pgImportItemsQuery("j", []ItemState{ItemFailed, ItemSkipped}, -1, 10)
+	failed, failedArgs := pgImportItemsQuery("j", []ItemState{ItemFailed}, -1, 10)
+	for _, tt := range []struct {
+		name   string
+		query  string
+		args   []any
+		ranges int
+	}{
+		{"pending", pgPendingImportItemsQuery, []any{"j", int32(-1), 10}, 1},
+		{"failed", failed, failedArgs, 1},
+		{"failed and skipped", failures, failuresArgs, 2},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var plan []string
+			err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+				if _, err := tx.Exec(ctx, `SET LOCAL enable_seqscan = off`); err != nil {
+					return err
+				}
+				rows, err := tx.Query(ctx, "EXPLAIN "+tt.query, tt.args...)
+				if err != nil {
+					return err
+				}
+				plan, err = pgx.CollectRows(rows, pgx.RowTo[string])
+				return err
+			})
+			noErr(t, "explain", err)
+			text := strings.Join(plan, "\n")
+			seeks := strings.Count(text, "Index Scan using import_item_open")
+			sorts := 0
+			for _, line := range plan {
+				// A sort node, not a Merge Append's "Sort Key".
+				if l := strings.TrimLeft(line, " ->"); strings.HasPrefix(l, "Sort  (") || strings.HasPrefix(l, "Incremental Sort  (") {
+					sorts++
+				}
+			}
+			if seeks != tt.ranges || sorts != 0 || !strings.Contains(text, "(seq >") {
+				t.Fatalf("plan:\n%s\nwant %d index scans of import_item_open bounded by seq, no sort", text, tt.ranges)
+			}
+		})
+	}
+}
+
 // TestPostgresSchemaCollations checks that the text the store orders,
 // compares to page cursors or keeps unique uses byte order, whatever the
 // database's default collation.
@@ -211,7 +261,8 @@ func TestPostgresSchemaCollations(t *testing.T) {
 	// Free text, never ordered or unique: the default collation is right.
 	want := []string{
 		"api_key.name", "api_key.role", "collection.state", "event.outcome",
-		"face.model_id", "face.state", "subject.display_name",
+		"face.model_id", "face.state", "import_item.display_name", "import_item.reason", "import_item.state",
+		"import_job.error", "import_job.state", "subject.display_name",
 	}
 	if !slices.Equal(got, want) {
 		t.Fatalf("text columns without COLLATE \"C\": %v, want only %v", got, want)

@@ -175,6 +175,50 @@ func TestReconcilerQueriesUseTheirIndex(t *testing.T) {
 	}
 }
 
+// TestImportItemQueriesUseTheirIndex checks that the import runner's
+// queue and the failures listing seek into the partial index
+// import_item_open, one range per state, rather than walk the job's items
+// through the primary key.
+func TestImportItemQueriesUseTheirIndex(t *testing.T) {
+	s := openTestStore(t)
+	failures, failuresArgs := importItemsQuery("j", []ItemState{ItemFailed, ItemSkipped}, -1, 10)
+	failed, failedArgs := importItemsQuery("j", []ItemState{ItemFailed}, -1, 10)
+	for _, tt := range []struct {
+		name   string
+		query  string
+		args   []any
+		ranges int
+	}{
+		{"pending", pendingImportItemsQuery, []any{"j", -1, 10}, 1},
+		{"failed", failed, failedArgs, 1},
+		{"failed and skipped", failures, failuresArgs, 2},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			rows, err := s.read.Query("EXPLAIN QUERY PLAN "+tt.query, tt.args...)
+			noErr(t, "explain", err)
+			defer func() { _ = rows.Close() }()
+			var plan []string
+			seeks := 0
+			for rows.Next() {
+				var id, parent, unused int
+				var detail string
+				noErr(t, "scan", rows.Scan(&id, &parent, &unused, &detail))
+				plan = append(plan, detail)
+				if strings.Contains(detail, "import_item") {
+					if !strings.Contains(detail, "SEARCH import_item USING INDEX import_item_open (job_id=? AND state=? AND seq>?)") {
+						t.Fatalf("plan %q: %q is not a seek into import_item_open", plan, detail)
+					}
+					seeks++
+				}
+			}
+			noErr(t, "rows", rows.Err())
+			if seeks != tt.ranges {
+				t.Fatalf("plan %q: %d seeks into import_item_open, want %d", plan, seeks, tt.ranges)
+			}
+		})
+	}
+}
+
 // bulkFaces adds nSubjects subjects with perSubject faces each to
 // collection (which must exist), in one transaction with prepared
 // statements, the way an import would, and returns the face keys. States
