@@ -231,6 +231,21 @@ func (s *Server) listSubjects(c *gin.Context) {
 		}
 		limit = n
 	}
+	if ext, ok := c.GetQuery("external_id"); ok {
+		// An exact lookup: clients that keep their own ids (importers)
+		// find their subject in one call.
+		subs := []store.Subject{}
+		sub, err := s.svc().Store().GetSubjectByExternalID(c.Request.Context(), c.Param("name"), ext)
+		switch {
+		case err == nil:
+			subs = append(subs, sub)
+		case !errors.Is(err, store.ErrNotFound):
+			s.failErr(c, err)
+			return
+		}
+		c.JSON(http.StatusOK, gin.H{"subjects": subs, "next": ""})
+		return
+	}
 	subs, next, err := s.svc().Store().ListSubjects(c.Request.Context(), store.SubjectQuery{
 		Collection: c.Param("name"), Search: c.Query("q"), After: c.Query("after"), Limit: limit,
 	})

@@ -64,6 +64,8 @@ type harness struct {
 	store keyStore
 	// qdrant is the vector store's server in the scale-out deployment.
 	qdrant *qdranttest.Server
+	// importRoot is the server's root for server-local imports.
+	importRoot string
 	router routers.Router
 	client *http.Client
 }
@@ -92,9 +94,11 @@ type keyStore interface {
 	RevokeKey(ctx context.Context, id string) error
 }
 
-// galleryStore is a store the service and the tests can use.
+// galleryStore is a store the service, its imports and the tests can use.
 type galleryStore interface {
 	gallery.Store
+	gallery.ImportStore
+	api.ImportJobs
 	keyStore
 }
 
@@ -146,6 +150,10 @@ func newHarness(t *testing.T, opts harnessOptions) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
+	im := gallery.NewImporter(svc, st, gallery.DefaultImportConfig(2), log)
+	t.Cleanup(im.Close)
+	importRoot := t.TempDir()
+	srv.ServeImports(im, st, api.ImportConfig{Dir: t.TempDir(), Root: importRoot})
 	srv.Ready(svc)
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)
@@ -163,7 +171,7 @@ func newHarness(t *testing.T, opts harnessOptions) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &harness{t: t, url: ts.URL, admin: token, store: st, qdrant: qs, router: router, client: ts.Client()}
+	return &harness{t: t, url: ts.URL, admin: token, store: st, qdrant: qs, importRoot: importRoot, router: router, client: ts.Client()}
 }
 
 // newKey creates a key with a role and optional collection scope.

@@ -55,6 +55,7 @@ type Server struct {
 	metrics *Metrics
 	engine  *gin.Engine
 	ready   atomic.Bool
+	imports atomic.Pointer[importService]
 
 	mu       sync.Mutex
 	limiters map[string]*rate.Limiter
@@ -145,6 +146,11 @@ func (s *Server) routes(e *gin.Engine) {
 	c.GET("/subjects/:id/faces", s.allow(permRead), s.listFaces)
 	c.GET("/faces/:face", s.allow(permRead), s.getFace)
 	c.DELETE("/faces/:face", s.allow(permEnroll), s.deleteFace)
+	c.POST("/imports", s.allow(permEnroll), s.startImport)
+	c.GET("/imports", s.allow(permRead), s.listImports)
+	c.GET("/imports/:job", s.allow(permRead), s.getImport)
+	c.DELETE("/imports/:job", s.allow(permEnroll), s.cancelImport)
+	c.GET("/imports/:job/failures", s.allow(permRead), s.importFailures)
 
 	a := v1.Group("/admin", s.allow(permAdmin))
 	a.GET("/events", s.listEvents)
@@ -189,11 +195,12 @@ func (s *Server) observe(c *gin.Context) {
 }
 
 func (s *Server) limitBody(c *gin.Context) {
-	if c.Request.ContentLength > s.cfg.MaxBodyBytes {
+	limit := s.bodyLimit(c.FullPath())
+	if c.Request.ContentLength > limit {
 		fail(c, problemFor(errBodyTooLarge))
 		return
 	}
-	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, s.cfg.MaxBodyBytes)
+	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, limit)
 	c.Next()
 }
 

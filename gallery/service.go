@@ -26,6 +26,7 @@ type Store interface {
 
 	CreateSubject(ctx context.Context, s store.Subject) (store.Subject, error)
 	GetSubject(ctx context.Context, collection, id string) (store.Subject, error)
+	GetSubjectByExternalID(ctx context.Context, collection, externalID string) (store.Subject, error)
 	ListSubjects(ctx context.Context, q store.SubjectQuery) ([]store.Subject, string, error)
 	UpdateSubject(ctx context.Context, collection, id string, p store.SubjectPatch) (store.Subject, error)
 	DeleteSubject(ctx context.Context, collection, id string) error

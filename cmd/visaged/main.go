@@ -4,6 +4,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -14,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -47,6 +49,9 @@ type settings struct {
 	reconcileRetry   time.Duration
 	shutdownTimeout  time.Duration
 	backend          backend.Config
+	importDir        string
+	importRoot       string
+	importMaxBytes   int64
 }
 
 func env(name, def string) string {
@@ -88,6 +93,9 @@ func parseSettings(args []string, stderr io.Writer) (settings, error) {
 	fs.IntVar(&s.workers, "workers", int(envInt("VISAGE_WORKERS", 2)), "engine workers: detectors and networks ($VISAGE_WORKERS)")
 	fs.StringVar(&s.index, "index", env("VISAGE_INDEX", "hnsw"), "embedded vector index: hnsw or flat ($VISAGE_INDEX)")
 	s.backend.RegisterFlags(fs)
+	fs.StringVar(&s.importDir, "import-dir", env("VISAGE_IMPORT_DIR", ""), "where uploaded imports are extracted until their job ends (default <data>/imports) ($VISAGE_IMPORT_DIR)")
+	fs.StringVar(&s.importRoot, "import-root", env("VISAGE_IMPORT_ROOT", ""), "directory under which admin keys may import server-local trees, manifests and archives; empty disables it ($VISAGE_IMPORT_ROOT)")
+	fs.Int64Var(&s.importMaxBytes, "import-max-bytes", envInt("VISAGE_IMPORT_MAX_BYTES", 16<<30), "largest uploaded import archive ($VISAGE_IMPORT_MAX_BYTES)")
 	fs.Int64Var(&s.maxBodyBytes, "max-body-bytes", envInt("VISAGE_MAX_BODY_BYTES", def.MaxBodyBytes), "largest request body ($VISAGE_MAX_BODY_BYTES)")
 	fs.Int64Var(&s.maxPixels, "max-pixels", envInt("VISAGE_MAX_PIXELS", imageio.DefaultMaxPixels), "largest decoded image in pixels ($VISAGE_MAX_PIXELS)")
 	fs.Float64Var(&s.rateLimit, "rate-limit", envFloat("VISAGE_RATE_LIMIT", def.RateLimit), "requests per second per key, 0 for none ($VISAGE_RATE_LIMIT)")
@@ -213,6 +221,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	eng := le.eng
 	svc := gallery.NewService(eng, st, idx, gallery.DefaultServiceConfig(), log)
+	importer := gallery.NewImporter(svc, st, gallery.DefaultImportConfig(cfg.Workers), log)
+	defer importer.Close()
+	srv.ServeImports(importer, st, api.ImportConfig{Dir: cmp.Or(s.importDir, filepath.Join(s.dataDir, "imports")),
+		Root: s.importRoot, MaxUploadBytes: s.importMaxBytes})
 	t1 := time.Now()
 	rep, err := svc.Reconcile(ctx)
 	if err != nil {
@@ -222,6 +234,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	log.Info("reconciled", "ms", time.Since(t1).Milliseconds())
 	srv.Ready(svc)
 	log.Info("ready", "ms", time.Since(t0).Milliseconds(), "model", eng.ModelID(), "reconciled", rep)
+	if n, err := importer.Resume(ctx); err != nil {
+		log.Error("resume import jobs", "err", err)
+	} else if n > 0 {
+		log.Info("resumed import jobs", "jobs", n)
+	}
 
 	bg, stopBG := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -242,6 +259,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer cancel()
 	shutErr := httpSrv.Shutdown(sctx)
 	srv.Unready()
+	// Running imports stop here; they resume at the next start.
+	importer.Close()
 	stopBG()
 	<-done
 	if err := idx.Save(context.Background()); err != nil {

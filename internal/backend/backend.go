@@ -85,6 +85,9 @@ func (c Config) EmbeddedIndex() bool { return c.Qdrant.Addr == "" }
 // Store is the metadata store as Visage's programs use it.
 type Store interface {
 	gallery.Store
+	gallery.ImportStore
+	ListImportJobs(ctx context.Context, collection string, limit int) ([]store.ImportJob, error)
+	ImportItems(ctx context.Context, jobID string, states []store.ItemState, afterSeq, limit int) ([]store.ImportItem, error)
 	GetKey(ctx context.Context, id string) (store.APIKey, error)
 	TouchKey(ctx context.Context, id string, at time.Time) error
 	CountKeys(ctx context.Context) (int, error)

@@ -1,0 +1,224 @@
+package gallery
+
+import (
+	"bytes"
+	"context"
+	"image"
+	"image/color"
+	"image/png"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/visage/visage/internal/archive"
+	"github.com/visage/visage/internal/testenv"
+	"github.com/visage/visage/store"
+)
+
+// importTree builds a tree of real photos in a temporary directory: the
+// bbt people's portraits 1 and 2 in <person>/ folders, plus a truncated
+// JPEG and a photo with no face under "broken/".
+func importTree(t *testing.T) (root string, good int) {
+	t.Helper()
+	root = t.TempDir()
+	for _, p := range bbtPeople {
+		dir := filepath.Join(root, p)
+		if err := os.Mkdir(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range []string{"1", "2"} {
+			data := testenv.ReadShared(t, "testdata/faces/bbt/"+p+"/"+p+n+".png")
+			if err := os.WriteFile(filepath.Join(dir, n+".png"), data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			good++
+		}
+	}
+	broken := filepath.Join(root, "broken")
+	if err := os.Mkdir(broken, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	whole := testenv.ReadShared(t, "testdata/faces/bbt/bbt1.jpg")
+	if err := os.WriteFile(filepath.Join(broken, "truncated.jpg"), whole[:len(whole)/3], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	img := image.NewRGBA(image.Rect(0, 0, 320, 240))
+	for i := range img.Pix {
+		img.Pix[i] = 0x80
+	}
+	img.Set(0, 0, color.White)
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, img); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(broken, "blank.png"), buf.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "README.txt"), []byte("not a photo"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return root, good
+}
+
+// waitJob waits until a job is finished.
+func waitJob(t *testing.T, st ImportStore, id string) store.ImportJob {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		j, err := st.GetImportJob(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if j.State.Finished() {
+			return j
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job %s still %s after 3 minutes: %+v", id, j.State, j)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+type importDeps interface {
+	backendStore
+	ImportStore
+	ImportItems(ctx context.Context, jobID string, states []store.ItemState, afterSeq, limit int) ([]store.ImportItem, error)
+}
+
+func TestImportJobs(t *testing.T) {
+	eng := openEngine(t, 2)
+	root, good := importTree(t)
+	for _, d := range backendPairs() {
+		t.Run(d.name, func(t *testing.T) {
+			ctx := context.Background()
+			bst, idx := d.open(t, eng.ModelID())
+			st := bst.(importDeps)
+			svc := NewService(eng, st, idx, DefaultServiceConfig(), quietLog())
+			if _, err := svc.CreateCollection(ctx, "staff", 0); err != nil {
+				t.Fatal(err)
+			}
+			src, err := OpenSource(ctx, root, archive.Limits{}, t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			im := NewImporter(svc, st, DefaultImportConfig(2), quietLog())
+			defer im.Close()
+			job, err := im.Start(ctx, "k1", "staff", src, map[string]any{"name": "bbt"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := waitJob(t, st, job.ID)
+			// Every file is accounted for: the portraits enrolled, the two
+			// broken photos failed with their codes, the text file skipped.
+			if got.State != store.ImportDone || got.Total != good+3 || got.Enrolled != good || got.Failed != 2 || got.Skipped != 1 || got.Done != got.Total {
+				t.Fatalf("first import: %+v, want done with %d enrolled, 2 failed, 1 skipped", got, good)
+			}
+			failed, err := st.ImportItems(ctx, job.ID, []store.ItemState{store.ItemFailed}, -1, 100)
+			if err != nil {
+				t.Fatal(err)
+			}
+			codes := map[string]string{}
+			for _, it := range failed {
+				codes[it.Path] = it.Code
+			}
+			if codes["broken/truncated.jpg"] != "corrupt_image" || codes["broken/blank.png"] != CodeNoFace {
+				t.Errorf("failure codes %v", codes)
+			}
+			for _, p := range bbtPeople {
+				sub, err := st.GetSubjectByExternalID(ctx, "staff", p)
+				if err != nil || sub.FaceCount != 2 {
+					t.Fatalf("subject %s: %+v, %v", p, sub, err)
+				}
+			}
+
+			t.Run("a second identical import enrolls nothing", func(t *testing.T) {
+				again, err := im.Start(ctx, "k1", "staff", src, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got := waitJob(t, st, again.ID)
+				if got.Enrolled != 0 || got.Skipped != good+1 || got.Failed != 2 {
+					t.Fatalf("second import: %+v, want 0 enrolled and %d skipped", got, good+1)
+				}
+				sub, err := st.GetSubjectByExternalID(ctx, "staff", "amy")
+				if err != nil || sub.FaceCount != 2 {
+					t.Fatalf("amy after the second import: %+v, %v", sub, err)
+				}
+			})
+
+			t.Run("a stopped job resumes with exact counts", func(t *testing.T) {
+				if _, err := svc.CreateCollection(ctx, "resumed", 0); err != nil {
+					t.Fatal(err)
+				}
+				first := NewImporter(svc, st, ImportConfig{Workers: 1, RecordEvery: 1}, quietLog())
+				job, err := first.Start(ctx, "k1", "resumed", src, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for {
+					j, err := st.GetImportJob(ctx, job.ID)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if j.Enrolled >= 3 {
+						break
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
+				first.Close() // as at a shutdown: the job stays running in the store
+				mid, err := st.GetImportJob(ctx, job.ID)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if mid.State != store.ImportRunning || mid.Done >= mid.Total {
+					t.Fatalf("after the stop: %+v, want a running job with work left", mid)
+				}
+				second := NewImporter(svc, st, DefaultImportConfig(2), quietLog())
+				defer second.Close()
+				n, err := second.Resume(ctx)
+				if err != nil || n != 1 {
+					t.Fatalf("Resume = %d, %v; want 1 job", n, err)
+				}
+				got := waitJob(t, st, job.ID)
+				if got.State != store.ImportDone || got.Enrolled != good || got.Failed != 2 || got.Skipped != 1 {
+					t.Fatalf("resumed job: %+v (stopped at %d done)", got, mid.Done)
+				}
+				for _, p := range bbtPeople {
+					sub, err := st.GetSubjectByExternalID(ctx, "resumed", p)
+					if err != nil || sub.FaceCount != 2 {
+						t.Fatalf("subject %s after the resumed import: %+v, %v", p, sub, err)
+					}
+				}
+			})
+
+			t.Run("cancel", func(t *testing.T) {
+				if _, err := svc.CreateCollection(ctx, "cancelled", 0); err != nil {
+					t.Fatal(err)
+				}
+				slow := NewImporter(svc, st, ImportConfig{Workers: 1, RecordEvery: 1}, quietLog())
+				defer slow.Close()
+				job, err := slow.Start(ctx, "k1", "cancelled", src, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				c, err := slow.Cancel(ctx, job.ID)
+				if err != nil || c.State != store.ImportCancelled {
+					t.Fatalf("Cancel = %+v, %v", c, err)
+				}
+				slow.Wait()
+				final, err := st.GetImportJob(ctx, job.ID)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if final.State != store.ImportCancelled || final.Enrolled >= good {
+					t.Fatalf("cancelled job: %+v", final)
+				}
+				if n, err := slow.Resume(ctx); err != nil || n != 0 {
+					t.Fatalf("Resume after cancel = %d, %v; want nothing to resume", n, err)
+				}
+			})
+		})
+	}
+}
