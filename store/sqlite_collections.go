@@ -114,7 +114,11 @@ func (s *SQLite) DeleteCollection(ctx context.Context, name string) error {
 	if err != nil {
 		return fmt.Errorf("delete collection %q: %w", name, notFound(err))
 	}
+	// Batches, so that other writers wait for one batch at a time, not
+	// for the whole collection (a million import items take seconds).
 	batched := []struct{ what, query string }{
+		{"import items", `DELETE FROM import_item WHERE (job_id, seq) IN (SELECT i.job_id, i.seq FROM import_item i
+			JOIN import_job j ON j.id = i.job_id WHERE j.collection = ? LIMIT ?)`},
 		{"faces", `DELETE FROM face WHERE key IN (SELECT key FROM face WHERE collection = ? LIMIT ?)`},
 		{"subjects", `DELETE FROM subject WHERE id IN (SELECT id FROM subject WHERE collection = ? LIMIT ?)`},
 	}
