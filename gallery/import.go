@@ -147,12 +147,17 @@ func (im *Importer) Start(ctx context.Context, actor, collection string, src Sou
 	return job, nil
 }
 
-// Resume restarts the jobs a stop interrupted and returns how many.
+// Resume restarts the jobs a stop interrupted and returns how many. A
+// job whose photos are not on this machine (another replica's upload) is
+// left to the replica that has them. Two replicas sharing the photos may
+// both run a job: the counts stay exact (an outcome is recorded once) and
+// enrollment is idempotent, so that costs work, not correctness.
 func (im *Importer) Resume(ctx context.Context) (int, error) {
 	jobs, err := im.st.UnfinishedImportJobs(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("resume imports: %w", err)
 	}
+	n := 0
 	for _, j := range jobs {
 		var src sourceRecord
 		if err := json.Unmarshal(j.Source, &src); err != nil || src.Root == "" {
@@ -161,9 +166,14 @@ func (im *Importer) Resume(ctx context.Context) (int, error) {
 			}
 			continue
 		}
+		if _, err := os.Stat(src.Root); err != nil {
+			im.log.Info("import job's photos are not here; leaving it to the replica that has them", "job", j.ID, "root", src.Root)
+			continue
+		}
 		im.launch(j, src)
+		n++
 	}
-	return len(jobs), nil
+	return n, nil
 }
 
 // Cancel stops a job; what it recorded stays.
