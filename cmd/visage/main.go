@@ -34,6 +34,7 @@ func commands() map[string]command {
 		"keys":    {"manage API keys (keys create|list|revoke)", runKeys},
 		"doctor":  {"report (--repair: fix) drift between the metadata store and the vector index", runDoctor},
 		"reindex": {"rebuild the vector index from the metadata store", runReindex},
+		"import":  {"enroll a local folder tree or manifest into a running visaged (import --dir DIR --collection NAME)", runImport},
 	}
 }
 
