@@ -52,6 +52,9 @@ type importConfig struct {
 	// dir or manifest names the source; root is the manifest's root
 	// (default: its folder).
 	dir, manifest, root string
+	// archive or serverPath hand the import to the server's import jobs
+	// (importRemote) instead of streaming photos from here.
+	archive, serverPath string
 	concurrency         int
 	statePath           string
 	failuresPath        string
@@ -66,6 +69,14 @@ type importConfig struct {
 }
 
 const importUsage = `usage: visage import --collection NAME (--dir DIR | --manifest FILE [--root DIR]) [flags]
+       visage import --collection NAME (--archive FILE | --server-path PATH) [flags]
+
+With --archive (a zip, tar or tar.gz of a tree or of a folder with a
+manifest) or --server-path (a tree, manifest or archive under the server's
+--import-root; admin keys), the server runs the import as a job: this
+command uploads or names the source, follows the job with a progress line
+and writes its failures file. Interrupting it leaves the job running.
+Otherwise:
 
 Enrolls a local folder tree (DIR/<subject external id>/<photos>) or a CSV
 or JSON Lines manifest (path, external_id[, display_name, metadata]) into
@@ -96,6 +107,17 @@ func runImport(ctx context.Context, env *cliEnv, args []string) error {
 	return importGallery(ctx, env, cfg)
 }
 
+// countSet counts the non-empty values.
+func countSet(vs ...string) int {
+	n := 0
+	for _, v := range vs {
+		if v != "" {
+			n++
+		}
+	}
+	return n
+}
+
 // parseImportFlags reads the command line and the environment.
 func parseImportFlags(env *cliEnv, args []string) (importConfig, error) {
 	fs := flag.NewFlagSet("import", flag.ContinueOnError)
@@ -110,6 +132,8 @@ func parseImportFlags(env *cliEnv, args []string) (importConfig, error) {
 	fs.StringVar(&cfg.dir, "dir", "", "folder tree DIR/<subject external id>/<photos>")
 	fs.StringVar(&cfg.manifest, "manifest", "", "CSV or JSON Lines manifest; its paths are relative to its folder")
 	fs.StringVar(&cfg.root, "root", "", "with --manifest: the folder the manifest's paths must stay in (default: the manifest's folder)")
+	fs.StringVar(&cfg.archive, "archive", "", "upload this zip, tar or tar.gz to the server's import jobs")
+	fs.StringVar(&cfg.serverPath, "server-path", "", "import this path under the server's --import-root as a job (admin keys)")
 	keyFile := fs.String("key-file", "", "file holding the API key (default: $VISAGE_API_KEY)")
 	fs.IntVar(&cfg.concurrency, "concurrency", 4, "requests in flight; about twice the server's engine workers keeps them busy")
 	fs.StringVar(&cfg.statePath, "state", "", "state file (default ./visage-import-<collection>.state)")
@@ -127,8 +151,8 @@ func parseImportFlags(env *cliEnv, args []string) (importConfig, error) {
 	case cfg.collection != filepath.Base(cfg.collection) || cfg.collection == "." || cfg.collection == "..":
 		// The name is part of default file names and of URLs.
 		return cfg, fmt.Errorf("--collection %q: not a collection name", cfg.collection)
-	case (cfg.dir == "") == (cfg.manifest == ""):
-		return cfg, errors.New("give exactly one of --dir and --manifest (see visage import -h)")
+	case countSet(cfg.dir, cfg.manifest, cfg.archive, cfg.serverPath) != 1:
+		return cfg, errors.New("give exactly one of --dir, --manifest, --archive and --server-path (see visage import -h)")
 	case cfg.root != "" && cfg.manifest == "":
 		return cfg, errors.New("--root goes with --manifest")
 	case cfg.concurrency < 1:
@@ -200,6 +224,9 @@ type importer struct {
 
 // importGallery runs one import: source, state, server, then the photos.
 func importGallery(ctx context.Context, env *cliEnv, cfg importConfig) error {
+	if cfg.archive != "" || cfg.serverPath != "" {
+		return importRemote(ctx, env, cfg)
+	}
 	if cfg.maxAttempts == 0 {
 		cfg.maxAttempts = 8
 	}
