@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"log/slog"
 	"os"
@@ -80,6 +81,19 @@ type Importer struct {
 	wg     sync.WaitGroup
 	mu     sync.Mutex
 	cancel map[string]context.CancelFunc // running jobs
+	// subjects serialise removing a subject made for a refused photo
+	// with enrollments into the same subject (see dropIfEmpty): striped
+	// by subject, read-locked by enrollments, write-locked by removals.
+	subjects [64]sync.RWMutex
+}
+
+// subjectLock is the lock stripe of a subject of a collection.
+func (im *Importer) subjectLock(collection, externalID string) *sync.RWMutex {
+	h := fnv.New32a()
+	h.Write([]byte(collection))
+	h.Write([]byte{0})
+	h.Write([]byte(externalID))
+	return &im.subjects[h.Sum32()%uint32(len(im.subjects))]
 }
 
 // NewImporter returns an importer enrolling through svc.
@@ -397,6 +411,21 @@ func (im *Importer) process(ctx context.Context, job store.ImportJob, root strin
 // enroll enrolls one photo for its subject, creating the subject first if
 // it is new.
 func (im *Importer) enroll(ctx context.Context, job store.ImportJob, it store.ImportItem, data []byte) (EnrollResult, error) {
+	lock := im.subjectLock(job.Collection, it.ExternalID)
+	lock.RLock()
+	r, sub, created, err := im.enrollLocked(ctx, job, it, data)
+	lock.RUnlock()
+	if err == nil && r.Status == StatusRejected && created {
+		// Enrollments into the subject that are under way finish first,
+		// and none starts until the check and the removal are done.
+		lock.Lock()
+		im.dropIfEmpty(ctx, job, sub)
+		lock.Unlock()
+	}
+	return r, err
+}
+
+func (im *Importer) enrollLocked(ctx context.Context, job store.ImportJob, it store.ImportItem, data []byte) (EnrollResult, store.Subject, bool, error) {
 	created := false
 	sub, err := im.st.GetSubjectByExternalID(ctx, job.Collection, it.ExternalID)
 	if errors.Is(err, store.ErrNotFound) {
@@ -409,23 +438,21 @@ func (im *Importer) enroll(ctx context.Context, job store.ImportJob, it store.Im
 		}
 	}
 	if err != nil {
-		return EnrollResult{}, fmt.Errorf("subject %q: %w", it.ExternalID, err)
+		return EnrollResult{}, sub, false, fmt.Errorf("subject %q: %w", it.ExternalID, err)
 	}
 	res, err := im.svc.Enroll(ctx, job.KeyID, job.Collection, sub.ID, [][]byte{data})
 	if err != nil {
-		return EnrollResult{}, err
+		return EnrollResult{}, sub, created, err
 	}
-	if res[0].Status == StatusRejected && created {
-		im.dropIfEmpty(ctx, job, sub)
-	}
-	return res[0], nil
+	return res[0], sub, created, nil
 }
 
 // dropIfEmpty deletes a subject this import created for a photo that was
 // refused, unless it has faces by now (another photo of the same person):
-// a failed photo leaves nothing behind. Should another worker be enrolling
-// into it at this moment, that enrollment fails with not found and is
-// retried, creating the subject again.
+// a failed photo leaves nothing behind. The caller holds the subject's
+// write lock, so no enrollment of this importer runs into it meanwhile
+// (a client of the API enrolling into it at that instant could still
+// lose its face: a store-side "delete if empty" would close that).
 func (im *Importer) dropIfEmpty(ctx context.Context, job store.ImportJob, sub store.Subject) {
 	cur, err := im.svc.store.GetSubject(ctx, job.Collection, sub.ID)
 	if err != nil || cur.FaceCount > 0 {
