@@ -66,8 +66,8 @@ type harness struct {
 	qdrant *qdranttest.Server
 	// importRoot is the server's root for server-local imports.
 	importRoot string
-	router routers.Router
-	client *http.Client
+	router     routers.Router
+	client     *http.Client
 }
 
 type harnessOptions struct {

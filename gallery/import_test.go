@@ -1,11 +1,7 @@
 package gallery
 
 import (
-	"bytes"
 	"context"
-	"image"
-	"image/color"
-	"image/png"
 	"os"
 	"path/filepath"
 	"testing"
@@ -43,16 +39,7 @@ func importTree(t *testing.T) (root string, good int) {
 	if err := os.WriteFile(filepath.Join(broken, "truncated.jpg"), whole[:len(whole)/3], 0o600); err != nil {
 		t.Fatal(err)
 	}
-	img := image.NewRGBA(image.Rect(0, 0, 320, 240))
-	for i := range img.Pix {
-		img.Pix[i] = 0x80
-	}
-	img.Set(0, 0, color.White)
-	var buf bytes.Buffer
-	if err := png.Encode(&buf, img); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(broken, "blank.png"), buf.Bytes(), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(broken, "blank.png"), testenv.BlankPNG(), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(root, "README.txt"), []byte("not a photo"), 0o600); err != nil {

@@ -7,8 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"image"
-	"image/png"
 	"io"
 	"mime/multipart"
 	"net"
@@ -197,20 +195,6 @@ func linkOrCopy(t *testing.T, src, dst string) {
 	}
 }
 
-// flatPNG is a photo with no face: one grey.
-func flatPNG(t *testing.T) []byte {
-	t.Helper()
-	img := image.NewGray(image.Rect(0, 0, 320, 240))
-	for i := range img.Pix {
-		img.Pix[i] = 128
-	}
-	var buf bytes.Buffer
-	if err := png.Encode(&buf, img); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
-}
-
 // treeFaces is how many faces each subject of the test tree has: every
 // one of its photos enrolls (checked against the engine when chosen).
 var treeFaces = map[string]int{"amy": 5, "penny": 5, "raj": 5, "Abel_Pacheco": 3, "Bernard_Law": 4}
@@ -256,7 +240,7 @@ func buildTree(t *testing.T) string {
 		}
 	}
 	write("penny/truncated.jpg", testenv.ReadShared(t, "testdata/faces/misc/obama.jpg")[:3000])
-	write("amy/blank.png", flatPNG(t))
+	write("amy/blank.png", testenv.BlankPNG())
 	write("amy/notes.txt", []byte("not a photo\n"))
 	write("penny/.DS_Store", []byte{0, 0, 0, 1})
 	return dir

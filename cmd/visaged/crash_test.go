@@ -752,21 +752,11 @@ func verify(t *testing.T, c *client, l *ledger, when string) {
 
 // ---- doctor
 
+// doctorOutput is what `visage doctor` prints.
 type doctorOutput struct {
-	Drift  int `json:"drift"`
-	Report struct {
-		Model               string   `json:"model"`
-		Collections         int      `json:"collections"`
-		Faces               int      `json:"faces"`
-		Vectors             int      `json:"vectors"`
-		MissingVectors      int      `json:"missing_vectors"`
-		OrphanVectors       int      `json:"orphan_vectors"`
-		OrphanSpaces        []string `json:"orphan_spaces"`
-		PendingFaces        int      `json:"pending_faces"`
-		DeletingFaces       int      `json:"deleting_faces"`
-		DeletingCollections int      `json:"deleting_collections"`
-	} `json:"report"`
-	Repaired json.RawMessage `json:"repaired"`
+	Drift    int                 `json:"drift"`
+	Report   gallery.DriftReport `json:"report"`
+	Repaired json.RawMessage     `json:"repaired"`
 }
 
 // buildDoctor compiles the visage tool, which has the doctor command.

@@ -14,9 +14,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"image"
-	"image/color"
-	"image/png"
 	"maps"
 	"net/http"
 	"net/url"
@@ -111,16 +108,7 @@ func buildImportTree(t *testing.T, dir string) []importTreeFile {
 	if truncatedIn == "" || len(files) < importPhotos {
 		t.Fatalf("the LFW development set gave %d photos and no folder of 3 for the truncated one", len(files))
 	}
-	img := image.NewRGBA(image.Rect(0, 0, 320, 240))
-	for i := range img.Pix {
-		img.Pix[i] = 0x80
-	}
-	img.Set(0, 0, color.White)
-	var buf bytes.Buffer
-	if err := png.Encode(&buf, img); err != nil {
-		t.Fatal(err)
-	}
-	write(blankPath, blankSubject, buf.Bytes())
+	write(blankPath, blankSubject, testenv.BlankPNG())
 	return files
 }
 

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/binary"
 	"hash/crc32"
+	"image"
+	"image/png"
 )
 
 // HugePNG is a tiny PNG whose header declares w×h pixels: an image bomb
@@ -24,5 +26,19 @@ func HugePNG(w, h uint32) []byte {
 	chunk("IHDR", ihdr)
 	chunk("IDAT", []byte{0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01})
 	chunk("IEND", nil)
+	return b.Bytes()
+}
+
+// BlankPNG is a flat grey 320×240 PNG: a readable image with no face in
+// it.
+func BlankPNG() []byte {
+	img := image.NewGray(image.Rect(0, 0, 320, 240))
+	for i := range img.Pix {
+		img.Pix[i] = 128
+	}
+	var b bytes.Buffer
+	if err := png.Encode(&b, img); err != nil {
+		panic(err) // encoding to memory does not fail
+	}
 	return b.Bytes()
 }
