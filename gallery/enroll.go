@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/visage/visage/align"
 	"github.com/visage/visage/index"
@@ -46,8 +47,9 @@ func (s *Service) Enroll(ctx context.Context, actor, collection, subjectID strin
 	results := make([]EnrollResult, len(images))
 	for i, data := range images {
 		r, err := s.enrollOne(ctx, collection, subjectID, data)
-		if err != nil && r.Code == "" {
-			// Not the image's fault: a store or index failure.
+		if err != nil {
+			// Not the image's fault (a refused image is a result): the
+			// engine, the store or the index failed.
 			return nil, err
 		}
 		results[i] = r
@@ -63,18 +65,73 @@ func (s *Service) Enroll(ctx context.Context, actor, collection, subjectID strin
 }
 
 func (s *Service) enrollOne(ctx context.Context, collection, subjectID string, data []byte) (EnrollResult, error) {
-	reject := func(err error) (EnrollResult, error) {
+	p, err := s.prepareFace(ctx, data)
+	if err != nil || p.rejected != nil {
+		return p.result, err
+	}
+	face := p.face
+	face.SubjectID, face.Collection = subjectID, collection
+	f, created, err := s.store.InsertFace(ctx, face)
+	if err != nil {
+		return EnrollResult{}, fmt.Errorf("enroll: store face: %w", err)
+	}
+	r := p.result
+	r.Status, r.Face = StatusEnrolled, f
+	if !created {
+		r.Status = StatusExists
+	}
+	// A face the subject already had may still be pending if a previous
+	// attempt failed between the two steps; finishing it is harmless.
+	if f.State != store.FaceIndexed {
+		vec := f.Descriptor
+		if len(vec) == 0 {
+			vec = face.Descriptor // the same image gives the same descriptor
+		}
+		if err := s.index.Upsert(ctx, space(collection), []index.Item{{Key: f.Key, Vector: vec}}); err != nil {
+			if created {
+				s.unstore(ctx, f)
+			}
+			return EnrollResult{}, fmt.Errorf("enroll: index face: %w", err)
+		}
+		gone, err := s.settleIndexed(ctx, collection, []uint64{f.Key})
+		if err != nil {
+			return EnrollResult{}, fmt.Errorf("enroll: %w", err)
+		}
+		if len(gone) > 0 {
+			return EnrollResult{}, fmt.Errorf("enroll: subject %q was deleted during the enrollment: %w", f.SubjectID, store.ErrNotFound)
+		}
+		r.Face.State = store.FaceIndexed
+	}
+	return r, nil
+}
+
+// prepared is an image made ready for enrollment: the face to store
+// (without its subject), or why the image is refused.
+type prepared struct {
+	face store.Face
+	// result carries the quality and timings, and for a refused image its
+	// status, code and reasons.
+	result   EnrollResult
+	rejected error
+}
+
+// prepareFace runs the engine on an image and picks the face to enroll:
+// the largest, refused when another is about as large or when it fails
+// the quality gates. An error is not the image's fault (the engine
+// failed); a refusal is in rejected.
+func (s *Service) prepareFace(ctx context.Context, data []byte) (prepared, error) {
+	reject := func(err error) (prepared, error) {
 		r := EnrollResult{Status: StatusRejected, Err: err, Code: ErrorCode(err)}
 		var q *QualityError
 		if errors.As(err, &q) {
 			r.Reasons = q.Reasons
 		}
-		return r, err
+		return prepared{result: r, rejected: err}, nil
 	}
 	res, err := s.engine.Faces(ctx, data)
 	if err != nil {
 		if ErrorCode(err) == "internal" {
-			return EnrollResult{}, fmt.Errorf("enroll: %w", err)
+			return prepared{}, fmt.Errorf("enroll: %w", err)
 		}
 		return reject(err)
 	}
@@ -87,10 +144,10 @@ func (s *Service) enrollOne(ctx context.Context, collection, subjectID string, d
 	}
 	face := top[0]
 	if reasons := s.cfg.Gates.Check(face.Quality); len(reasons) > 0 {
-		r, err := reject(&QualityError{Reasons: reasons})
-		r.Quality = &face.Quality
-		r.Timings = res.Timings
-		return r, err
+		p, _ := reject(&QualityError{Reasons: reasons})
+		p.result.Quality = &face.Quality
+		p.result.Timings = res.Timings
+		return p, nil
 	}
 	sum := sha256.Sum256(data)
 	pts := make([][2]int, len(face.Landmarks))
@@ -99,65 +156,69 @@ func (s *Service) enrollOne(ctx context.Context, collection, subjectID string, d
 	}
 	lm, _ := json.Marshal(pts)
 	q, _ := json.Marshal(face.Quality)
-	f, created, err := s.store.InsertFace(ctx, store.Face{
-		SubjectID:   subjectID,
-		Collection:  collection,
-		Descriptor:  face.Descriptor[:],
-		ModelID:     s.engine.ModelID(),
-		Box:         [4]int{face.Box.Min.X, face.Box.Min.Y, face.Box.Max.X, face.Box.Max.Y},
-		Landmarks:   lm,
-		Quality:     q,
-		ImageSHA256: hex.EncodeToString(sum[:]),
-	})
-	if err != nil {
-		return EnrollResult{}, fmt.Errorf("enroll: store face: %w", err)
-	}
-	r := EnrollResult{Status: StatusEnrolled, Face: f, Quality: &face.Quality, Timings: res.Timings}
-	if !created {
-		r.Status = StatusExists
-	}
-	// A face the subject already had may still be pending if a previous
-	// attempt failed between the two steps; finishing it is harmless.
-	if f.State != store.FaceIndexed {
-		vec := f.Descriptor
-		if len(vec) == 0 {
-			vec = face.Descriptor[:] // the same image gives the same descriptor
-		}
-		if err := s.index.Upsert(ctx, space(collection), []index.Item{{Key: f.Key, Vector: vec}}); err != nil {
-			if created {
-				s.unstore(ctx, f)
-			}
-			return EnrollResult{}, fmt.Errorf("enroll: index face: %w", err)
-		}
-		if err := s.store.MarkFacesIndexed(ctx, []uint64{f.Key}); err != nil {
-			return EnrollResult{}, fmt.Errorf("enroll: mark face indexed: %w", err)
-		}
-		if err := s.checkNotDeleted(ctx, collection, f); err != nil {
-			return EnrollResult{}, err
-		}
-		r.Face.State = store.FaceIndexed
-	}
-	return r, nil
+	return prepared{
+		face: store.Face{
+			Descriptor:  face.Descriptor[:],
+			ModelID:     s.engine.ModelID(),
+			Box:         [4]int{face.Box.Min.X, face.Box.Min.Y, face.Box.Max.X, face.Box.Max.Y},
+			Landmarks:   lm,
+			Quality:     q,
+			ImageSHA256: hex.EncodeToString(sum[:]),
+		},
+		result: EnrollResult{Quality: &face.Quality, Timings: res.Timings},
+	}, nil
 }
 
-// checkNotDeleted makes sure a face just marked indexed was not deleted
-// (with its subject, say) while its vector was being written: that
-// deletion may have removed the vector before it was written, and then
-// nothing else would. Its vector is removed again, and the enrollment
-// fails as if the subject had been deleted first.
-func (s *Service) checkNotDeleted(ctx context.Context, collection string, f store.Face) error {
-	states, err := s.store.FaceStates(ctx, []uint64{f.Key})
-	if err != nil {
-		return fmt.Errorf("enroll: %w", err)
+// indexFaces writes the vectors of stored faces of a collection that are
+// still pending and marks them indexed (see settleIndexed).
+func (s *Service) indexFaces(ctx context.Context, collection string, faces []store.Face) error {
+	items := make([]index.Item, 0, len(faces))
+	keys := make([]uint64, 0, len(faces))
+	for _, f := range faces {
+		// A face may come twice (two photos of one image in a batch).
+		if f.State == store.FacePending && len(f.Descriptor) > 0 && !slices.Contains(keys, f.Key) {
+			items = append(items, index.Item{Key: f.Key, Vector: f.Descriptor})
+			keys = append(keys, f.Key)
+		}
 	}
-	if states[f.Key] == store.FaceIndexed {
+	if len(items) == 0 {
 		return nil
 	}
-	if err := s.index.Delete(context.WithoutCancel(ctx), space(collection), []uint64{f.Key}); err != nil {
-		s.rec.deferWork()
-		s.log.Warn("remove the vector of a face deleted during its enrollment; the reconciler will", "face", f.ID, "err", err)
+	if err := s.index.Upsert(ctx, space(collection), items); err != nil {
+		return fmt.Errorf("index faces: %w", err)
 	}
-	return fmt.Errorf("enroll: subject %q was deleted during the enrollment: %w", f.SubjectID, store.ErrNotFound)
+	if _, err := s.settleIndexed(ctx, collection, keys); err != nil {
+		return fmt.Errorf("index faces: %w", err)
+	}
+	return nil
+}
+
+// settleIndexed marks faces whose vectors were just written indexed, and
+// returns the keys of those deleted meanwhile (with their subject, say):
+// that deletion may have removed their vectors before they were written,
+// and then nothing else would, so they are removed again here.
+func (s *Service) settleIndexed(ctx context.Context, collection string, keys []uint64) ([]uint64, error) {
+	if err := s.store.MarkFacesIndexed(ctx, keys); err != nil {
+		return nil, fmt.Errorf("mark faces indexed: %w", err)
+	}
+	states, err := s.store.FaceStates(ctx, keys)
+	if err != nil {
+		return nil, err
+	}
+	var gone []uint64
+	for _, k := range keys {
+		if states[k] != store.FaceIndexed {
+			gone = append(gone, k)
+		}
+	}
+	if len(gone) == 0 {
+		return nil, nil
+	}
+	if err := s.index.Delete(context.WithoutCancel(ctx), space(collection), gone); err != nil {
+		s.rec.deferWork()
+		s.log.Warn("remove the vectors of faces deleted during their enrollment; the reconciler will", "faces", len(gone), "err", err)
+	}
+	return gone, nil
 }
 
 // unstore deletes the row of a face whose vector could not be written, so

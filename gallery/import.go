@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"io"
 	"log/slog"
 	"os"
@@ -18,16 +17,16 @@ import (
 
 // ImportStore is what import jobs need of the metadata store: jobs and
 // their items, persisted so that a job survives a restart and its counts
-// stay exact.
+// stay exact, and the write of a batch of results (faces, subjects and
+// item outcomes in one transaction).
 type ImportStore interface {
 	CreateImportJob(ctx context.Context, job store.ImportJob, items []store.ImportItem) (store.ImportJob, error)
 	GetImportJob(ctx context.Context, id string) (store.ImportJob, error)
 	StartImportJob(ctx context.Context, id string) (store.ImportJob, error)
 	FinishImportJob(ctx context.Context, id string, state store.ImportState, errText string) (store.ImportJob, error)
 	PendingImportItems(ctx context.Context, jobID string, afterSeq, limit int) ([]store.ImportItem, error)
-	RecordImportItems(ctx context.Context, jobID string, items []store.ImportItem) (store.ImportJob, error)
 	UnfinishedImportJobs(ctx context.Context) ([]store.ImportJob, error)
-	GetSubjectByExternalID(ctx context.Context, collection, externalID string) (store.Subject, error)
+	EnrollImportBatch(ctx context.Context, jobID string, outcomes []store.ImportOutcome) (store.ImportBatch, error)
 }
 
 // ImportConfig tunes import jobs.
@@ -37,21 +36,23 @@ type ImportConfig struct {
 	// read, decode and write.
 	Workers int
 	// RecordEvery is the most results written to the store in one
-	// transaction, and RecordAfter the longest a result waits for it.
+	// transaction (faces, subjects and outcomes), and RecordAfter the
+	// longest a result waits for it.
 	RecordEvery int
 	RecordAfter time.Duration
 	// MaxPhotoBytes is the largest photo read (the engine refuses larger
 	// ones as image_too_large anyway; this bounds the memory first).
 	MaxPhotoBytes int64
-	// RetryMax caps the wait between retries of a photo whose enrollment
-	// failed for a reason not its own (the vector store unreachable, say):
-	// the job waits for the service to recover rather than fail photos.
+	// RetryMax caps the wait between retries of a batch whose write
+	// failed for a reason not its own (the database or the vector store
+	// unreachable, say): the job waits for the service to recover rather
+	// than fail photos.
 	RetryMax time.Duration
 }
 
 // DefaultImportConfig suits an engine with engineWorkers workers.
 func DefaultImportConfig(engineWorkers int) ImportConfig {
-	return ImportConfig{Workers: 2 * max(engineWorkers, 1), RecordEvery: 64, RecordAfter: 500 * time.Millisecond,
+	return ImportConfig{Workers: 2 * max(engineWorkers, 1), RecordEvery: 32, RecordAfter: 250 * time.Millisecond,
 		MaxPhotoBytes: 64 << 20, RetryMax: 30 * time.Second}
 }
 
@@ -59,17 +60,26 @@ func DefaultImportConfig(engineWorkers int) ImportConfig {
 const (
 	// ImportExists: the subject already has this photo (re-running an
 	// import changes nothing).
-	ImportExists = "exists"
+	ImportExists = store.ItemExists
+	// ImportBeingDeleted: the subject's face from this photo is being
+	// deleted; importing the photo again later enrolls it.
+	ImportBeingDeleted = store.ItemBeingDeleted
 	// ImportUnreadable: the photo could not be read from the source.
 	ImportUnreadable = "unreadable"
 )
 
-// Importer runs import jobs in the background: each photo of a job is
-// enrolled for its subject (created on first use), with a bounded number
-// in flight, and its outcome recorded. Jobs resume after a restart from
-// their first unrecorded photo; a photo enrolled but not recorded before
-// a crash is enrolled again, which enrollment's idempotency turns into
-// the same face.
+// Importer runs import jobs in the background. Workers, a bounded number
+// per job, read each photo and run the engine on it; one writer per job
+// then stores the results in batches: each batch's faces, the subjects
+// they are the first of, and the outcomes of its photos go in one
+// transaction, then the faces' vectors into the index. Writing in
+// batches keeps the store's cost per photo small beside the engine's, so
+// an import runs at the engine's speed; a refused photo creates nothing.
+//
+// Jobs resume after a restart from their first unrecorded photo. A photo
+// is either recorded with its face or not at all, so a resumed job's
+// counts are exact; faces recorded but not yet indexed when the process
+// died are indexed by the reconciler at start-up.
 type Importer struct {
 	svc *Service
 	st  ImportStore
@@ -81,19 +91,6 @@ type Importer struct {
 	wg     sync.WaitGroup
 	mu     sync.Mutex
 	cancel map[string]context.CancelFunc // running jobs
-	// subjects serialise removing a subject made for a refused photo
-	// with enrollments into the same subject (see dropIfEmpty): striped
-	// by subject, read-locked by enrollments, write-locked by removals.
-	subjects [64]sync.RWMutex
-}
-
-// subjectLock is the lock stripe of a subject of a collection.
-func (im *Importer) subjectLock(collection, externalID string) *sync.RWMutex {
-	h := fnv.New32a()
-	h.Write([]byte(collection))
-	h.Write([]byte{0})
-	h.Write([]byte(externalID))
-	return &im.subjects[h.Sum32()%uint32(len(im.subjects))]
 }
 
 // NewImporter returns an importer enrolling through svc.
@@ -251,21 +248,25 @@ func (im *Importer) run(ctx context.Context, job store.ImportJob, root string) e
 		return err
 	}
 	im.log.Info("import job running", "job", job.ID, "collection", job.Collection, "total", job.Total, "done", job.Done)
+	// The readers and workers stop with the job, or when its results can
+	// no longer be written.
+	work, stopWork := context.WithCancel(ctx)
+	defer stopWork()
 	todo := make(chan store.ImportItem)
-	done := make(chan store.ImportItem)
+	done := make(chan store.ImportOutcome)
 	var workers sync.WaitGroup
 	for range im.cfg.Workers {
 		workers.Add(1)
 		go func() {
 			defer workers.Done()
 			for it := range todo {
-				r, ok := im.process(ctx, job, root, it)
+				o, ok := im.examine(work, root, it)
 				if !ok {
 					continue // stopped: the photo stays pending
 				}
 				select {
-				case done <- r:
-				case <-ctx.Done():
+				case done <- o:
+				case <-work.Done():
 				}
 			}
 		}()
@@ -273,13 +274,18 @@ func (im *Importer) run(ctx context.Context, job store.ImportJob, root string) e
 	feedErr := make(chan error, 1)
 	go func() {
 		defer close(todo)
-		feedErr <- im.feed(ctx, job.ID, todo)
+		feedErr <- im.feed(work, job.ID, todo)
 	}()
 	go func() {
 		workers.Wait()
 		close(done)
 	}()
-	recErr := im.record(ctx, job.ID, done)
+	recErr := im.record(ctx, job, done)
+	if recErr != nil {
+		stopWork()
+		for range done {
+		}
+	}
 	if err := errors.Join(<-feedErr, recErr); err != nil {
 		return err
 	}
@@ -326,30 +332,26 @@ func (im *Importer) feed(ctx context.Context, jobID string, todo chan<- store.Im
 	}
 }
 
-// record writes outcomes in batches until done closes.
-func (im *Importer) record(ctx context.Context, jobID string, done <-chan store.ImportItem) error {
-	var batch []store.ImportItem
+// record writes results in batches until done closes.
+func (im *Importer) record(ctx context.Context, job store.ImportJob, done <-chan store.ImportOutcome) error {
+	var batch []store.ImportOutcome
 	flush := func() error {
 		if len(batch) == 0 {
 			return nil
 		}
-		// Outcomes already obtained are written even when the job is
-		// stopping: the work is done, and recording it spares a redo.
-		if _, err := im.st.RecordImportItems(context.WithoutCancel(ctx), jobID, batch); err != nil {
-			return fmt.Errorf("record import results: %w", err)
-		}
+		err := im.write(ctx, job, batch)
 		batch = batch[:0]
-		return nil
+		return err
 	}
 	tick := time.NewTicker(im.cfg.RecordAfter)
 	defer tick.Stop()
 	for {
 		select {
-		case it, ok := <-done:
+		case o, ok := <-done:
 			if !ok {
 				return flush()
 			}
-			batch = append(batch, it)
+			batch = append(batch, o)
 			if len(batch) >= im.cfg.RecordEvery {
 				if err := flush(); err != nil {
 					return err
@@ -363,104 +365,78 @@ func (im *Importer) record(ctx context.Context, jobID string, done <-chan store.
 	}
 }
 
-// process enrolls one photo. ok is false when the job stopped before the
-// photo's outcome was known.
-func (im *Importer) process(ctx context.Context, job store.ImportJob, root string, it store.ImportItem) (store.ImportItem, bool) {
-	fail := func(code string, err error) (store.ImportItem, bool) {
-		it.State, it.Code, it.Reason = store.ItemFailed, code, err.Error()
-		return it, true
+// write stores a batch of results, then indexes its new faces. Results
+// already obtained are written even when the job is stopping (the work is
+// done, and recording it spares a redo), but failures are retried only
+// while it runs: a batch not written is redone when the job resumes, and
+// faces written but not indexed are the reconciler's.
+func (im *Importer) write(ctx context.Context, job store.ImportJob, batch []store.ImportOutcome) error {
+	var written store.ImportBatch
+	err := im.retry(ctx, job, "write import results", func(ctx context.Context) error {
+		var err error
+		written, err = im.st.EnrollImportBatch(ctx, job.ID, batch)
+		return err
+	})
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid) {
+			return fmt.Errorf("record import results: %w", err)
+		}
+		return nil // stopping: redone on resume
+	}
+	err = im.retry(ctx, job, "index imported faces", func(ctx context.Context) error {
+		return im.svc.indexFaces(ctx, job.Collection, written.Faces)
+	})
+	if err != nil {
+		im.svc.rec.deferWork()
+	}
+	return nil
+}
+
+// retry runs fn until it succeeds, fails for a reason retrying cannot
+// change (ErrNotFound, ErrInvalid), or the job stops, waiting longer after
+// each failure up to RetryMax. The first try ignores the job's stopping.
+func (im *Importer) retry(ctx context.Context, job store.ImportJob, what string, fn func(context.Context) error) error {
+	err := fn(context.WithoutCancel(ctx))
+	for wait := time.Second; err != nil; wait = min(2*wait, im.cfg.RetryMax) {
+		if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid) || ctx.Err() != nil {
+			return err
+		}
+		im.log.Warn("import: "+what+" failed; retrying", "job", job.ID, "in", wait, "err", err)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		err = fn(ctx)
+	}
+	return nil
+}
+
+// examine reads one photo and runs the engine on it. ok is false when the
+// job stopped before the photo's outcome was known.
+func (im *Importer) examine(ctx context.Context, root string, it store.ImportItem) (store.ImportOutcome, bool) {
+	fail := func(code string, err error) (store.ImportOutcome, bool) {
+		return store.ImportOutcome{Seq: it.Seq, State: store.ItemFailed, Code: code, Reason: err.Error()}, true
+	}
+	if it.ExternalID == "" {
+		return fail(SkipBadLine, errors.New("no subject"))
 	}
 	data, err := readPhoto(root, it.Path, im.cfg.MaxPhotoBytes)
 	if err != nil {
 		return fail(ImportUnreadable, err)
 	}
-	wait := time.Second
-	for {
-		r, err := im.enroll(ctx, job, it, data)
-		if err == nil {
-			switch r.Status {
-			case StatusEnrolled:
-				it.State = store.ItemEnrolled
-			case StatusExists:
-				it.State, it.Code = store.ItemSkipped, ImportExists
-			default:
-				return fail(r.Code, r.Err)
-			}
-			it.SubjectID, it.FaceID = r.Face.SubjectID, r.Face.ID
-			return it, true
-		}
-		var inv *InvalidError
-		if errors.As(err, &inv) || errors.Is(err, store.ErrInvalid) {
-			return fail(SkipBadLine, err)
-		}
-		if ctx.Err() != nil {
-			return it, false
-		}
-		// Not the photo's fault (the vector store or database away):
-		// wait for the service to recover rather than fail the photo.
-		im.log.Warn("import: enrollment failed; retrying", "job", job.ID, "path", it.Path, "in", wait, "err", err)
-		select {
-		case <-ctx.Done():
-			return it, false
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, im.cfg.RetryMax)
+	p, err := im.svc.prepareFace(ctx, data)
+	switch {
+	case ctx.Err() != nil:
+		return store.ImportOutcome{}, false
+	case err != nil:
+		// The engine failed on this photo for no reason of the photo's
+		// that it can name; the job goes on.
+		return fail(ErrorCode(err), err)
+	case p.rejected != nil:
+		return fail(p.result.Code, p.rejected)
 	}
-}
-
-// enroll enrolls one photo for its subject, creating the subject first if
-// it is new.
-func (im *Importer) enroll(ctx context.Context, job store.ImportJob, it store.ImportItem, data []byte) (EnrollResult, error) {
-	lock := im.subjectLock(job.Collection, it.ExternalID)
-	lock.RLock()
-	r, sub, created, err := im.enrollLocked(ctx, job, it, data)
-	lock.RUnlock()
-	if err == nil && r.Status == StatusRejected && created {
-		// Enrollments into the subject that are under way finish first,
-		// and none starts until the check and the removal are done.
-		lock.Lock()
-		im.dropIfEmpty(ctx, job, sub)
-		lock.Unlock()
-	}
-	return r, err
-}
-
-func (im *Importer) enrollLocked(ctx context.Context, job store.ImportJob, it store.ImportItem, data []byte) (EnrollResult, store.Subject, bool, error) {
-	created := false
-	sub, err := im.st.GetSubjectByExternalID(ctx, job.Collection, it.ExternalID)
-	if errors.Is(err, store.ErrNotFound) {
-		sub, err = im.svc.store.CreateSubject(ctx, store.Subject{Collection: job.Collection, ExternalID: it.ExternalID,
-			DisplayName: it.DisplayName, Metadata: it.Metadata})
-		created = err == nil
-		if errors.Is(err, store.ErrConflict) {
-			// Another worker created it meanwhile.
-			sub, err = im.st.GetSubjectByExternalID(ctx, job.Collection, it.ExternalID)
-		}
-	}
-	if err != nil {
-		return EnrollResult{}, sub, false, fmt.Errorf("subject %q: %w", it.ExternalID, err)
-	}
-	res, err := im.svc.Enroll(ctx, job.KeyID, job.Collection, sub.ID, [][]byte{data})
-	if err != nil {
-		return EnrollResult{}, sub, created, err
-	}
-	return res[0], sub, created, nil
-}
-
-// dropIfEmpty deletes a subject this import created for a photo that was
-// refused, unless it has faces by now (another photo of the same person):
-// a failed photo leaves nothing behind. The caller holds the subject's
-// write lock, so no enrollment of this importer runs into it meanwhile
-// (a client of the API enrolling into it at that instant could still
-// lose its face: a store-side "delete if empty" would close that).
-func (im *Importer) dropIfEmpty(ctx context.Context, job store.ImportJob, sub store.Subject) {
-	cur, err := im.svc.store.GetSubject(ctx, job.Collection, sub.ID)
-	if err != nil || cur.FaceCount > 0 {
-		return
-	}
-	if err := im.svc.DeleteSubject(ctx, job.KeyID, job.Collection, sub.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
-		im.log.Warn("import: delete a subject whose only photo was refused", "subject", sub.ID, "err", err)
-	}
+	return store.ImportOutcome{Seq: it.Seq, Face: &p.face}, true
 }
 
 // readPhoto reads a photo of a source, refusing paths that leave root and

@@ -2,10 +2,18 @@ package gallery
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc/codes"
+
+	"github.com/visage/visage/embed"
+	"github.com/visage/visage/index"
+	"github.com/visage/visage/index/qdranttest"
 
 	"github.com/visage/visage/internal/archive"
 	"github.com/visage/visage/internal/testenv"
@@ -119,6 +127,26 @@ func TestImportJobs(t *testing.T) {
 					t.Fatalf("subject %s: %+v, %v", p, sub, err)
 				}
 			}
+			// A refused photo creates nothing, not even its subject.
+			if sub, err := st.GetSubjectByExternalID(ctx, "staff", "broken"); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("subject of the refused photos: %+v, %v; want none", sub, err)
+			}
+			// Every imported face is audited like an enrollment by the
+			// job's key, and is in the index.
+			events, err := st.ListEvents(ctx, store.EventQuery{Kind: store.EventEnroll, Collection: "staff", Limit: 1000})
+			if err != nil {
+				t.Fatal(err)
+			}
+			enrolled := 0
+			for _, e := range events {
+				if e.Outcome == store.OutcomeEnrolled && e.KeyID == "k1" && e.FaceID != "" {
+					enrolled++
+				}
+			}
+			if enrolled != good {
+				t.Errorf("%d enroll events by the job's key, want %d", enrolled, good)
+			}
+			assertAllIndexed(t, st, idx, "staff", good)
 
 			t.Run("a second identical import enrolls nothing", func(t *testing.T) {
 				again, err := im.Start(ctx, "k1", "staff", src, nil)
@@ -208,4 +236,79 @@ func TestImportJobs(t *testing.T) {
 			})
 		})
 	}
+}
+
+// assertAllIndexed checks that a collection has n faces, all indexed, and
+// that the index holds exactly their vectors.
+func assertAllIndexed(t *testing.T, st Store, idx Index, collection string, n int) {
+	t.Helper()
+	ctx := context.Background()
+	stats, err := st.CollectionStats(ctx, collection)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stats.Faces != int64(n) || stats.PendingFaces != 0 {
+		t.Errorf("collection %s: %d faces, %d pending; want %d, none pending", collection, stats.Faces, stats.PendingFaces, n)
+	}
+	keys, err := st.IndexedKeys(ctx, collection)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vectors, err := idx.Keys(ctx, space(collection))
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(keys)
+	slices.Sort(vectors)
+	if len(keys) != n || !slices.Equal(keys, vectors) {
+		t.Errorf("collection %s: indexed faces %v, vectors %v", collection, keys, vectors)
+	}
+}
+
+// An index outage during an import holds the job up; it goes on when the
+// index is back, and ends with every face indexed and nothing failed.
+func TestImportWaitsOutAnIndexOutage(t *testing.T) {
+	eng := openEngine(t, 2)
+	root, good := importTree(t)
+	ctx := context.Background()
+	st, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "visage.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	srv := qdranttest.Start(t, qdranttest.Options{})
+	// The index gives up after two quick tries, so that the outage is
+	// the importer's to wait out.
+	idx, err := index.OpenQdrant(ctx, index.QdrantConfig{Addr: srv.Addr(), Dim: embed.Dim, Model: eng.ModelID(),
+		Retry: index.QdrantRetry{Attempts: 2, Initial: 10 * time.Millisecond, Max: 20 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = idx.Close() })
+	svc := NewService(eng, st, idx, DefaultServiceConfig(), quietLog())
+	if _, err := svc.CreateCollection(ctx, "staff", 0); err != nil {
+		t.Fatal(err)
+	}
+	src, err := OpenSource(ctx, root, archive.Limits{}, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultImportConfig(2)
+	cfg.RetryMax = 500 * time.Millisecond
+	im := NewImporter(svc, st, cfg, quietLog())
+	defer im.Close()
+
+	srv.Inject(qdranttest.Fault{Code: codes.Unavailable, For: 3 * time.Second})
+	job, err := im.Start(ctx, "k1", "staff", src, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := waitJob(t, st, job.ID)
+	if got.State != store.ImportDone || got.Enrolled != good || got.Failed != 2 || got.Skipped != 1 {
+		t.Fatalf("job after the outage: %+v, want done with %d enrolled", got, good)
+	}
+	if srv.Calls("Points/Upsert") < 2 {
+		t.Errorf("%d upserts: the outage was not met", srv.Calls("Points/Upsert"))
+	}
+	assertAllIndexed(t, st, idx, "staff", good)
 }

@@ -229,7 +229,7 @@ func (s *Service) DeleteSubject(ctx context.Context, actor, collection, id strin
 		keys[i] = f.Key
 	}
 	// Faces enrolled since ListFaces went with the subject; their
-	// enrollments remove their own vectors (checkNotDeleted).
+	// enrollments remove their own vectors (settleIndexed).
 	if err := s.index.Delete(ctx, space(collection), keys); err != nil {
 		s.rec.deferWork()
 		s.log.Warn("delete the vectors of a deleted subject; the reconciler will", "collection", collection, "faces", len(keys), "err", err)

@@ -96,6 +96,7 @@ type storeUnderTest interface {
 	FinishImportJob(ctx context.Context, id string, state ImportState, errText string) (ImportJob, error)
 	PendingImportItems(ctx context.Context, jobID string, afterSeq, limit int) ([]ImportItem, error)
 	RecordImportItems(ctx context.Context, jobID string, items []ImportItem) (ImportJob, error)
+	EnrollImportBatch(ctx context.Context, jobID string, outcomes []ImportOutcome) (ImportBatch, error)
 	ImportItems(ctx context.Context, jobID string, states []ItemState, afterSeq, limit int) ([]ImportItem, error)
 }
 
@@ -209,6 +210,8 @@ func runConformance(t *testing.T, b backend) {
 		{"PendingImportItems", testPendingImportItems},
 		{"RecordImportItems", testRecordImportItems},
 		{"ConcurrentRecordImportItems", testConcurrentRecordImportItems},
+		{"EnrollImportBatch", testEnrollImportBatch},
+		{"ConcurrentEnrollImportBatch", testConcurrentEnrollImportBatch},
 		{"ImportItemsByState", testImportItemsByState},
 		{"ImportJobsCascade", testImportJobsCascade},
 		{"ImportJob100k", testImportJob100k},

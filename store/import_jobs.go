@@ -243,3 +243,82 @@ func distinctStates(states []ItemState) []ItemState {
 func openStatesOnly(states []ItemState) bool {
 	return len(states) > 0 && !slices.Contains(states, ItemEnrolled)
 }
+
+// ItemExists is the code of an import item skipped because its subject
+// has a face from the same image already (re-running an import changes
+// nothing).
+const ItemExists = "exists"
+
+// ItemBeingDeleted is the code of an import item that failed because its
+// subject's face from the same image is being deleted: importing it again
+// once the deletion is finished enrolls it.
+const ItemBeingDeleted = "being_deleted"
+
+// ImportOutcome is what became of one photo of an import job, as given to
+// EnrollImportBatch: either the face found in it (Face set), to be
+// enrolled for the item's subject, or, for a photo without one, its
+// outcome (State skipped or failed, Code, Reason).
+type ImportOutcome struct {
+	Seq int
+	// Face is the face to enroll: Descriptor, ModelID, Box, Landmarks,
+	// Quality, ImageSHA256. Its subject and collection come from the item
+	// and the job; the other fields are set by the store.
+	Face   *Face
+	State  ItemState
+	Code   string
+	Reason string
+}
+
+// ImportBatch is what EnrollImportBatch wrote.
+type ImportBatch struct {
+	// Job is the job with its updated counts.
+	Job ImportJob
+	// Items are the items this call recorded, in seq order, with their
+	// subject and face; items recorded before (by a run that was redone)
+	// are not among them.
+	Items []ImportItem
+	// Faces are the faces of Items, new or found; those still pending
+	// are for the caller to index, then mark indexed.
+	Faces []Face
+}
+
+// importOutcomes validates a batch of outcomes and returns them in seq
+// order, the first of several with one seq kept (see importResults).
+func importOutcomes(outcomes []ImportOutcome) ([]ImportOutcome, error) {
+	out := slices.Clone(outcomes)
+	for _, o := range out {
+		if o.Face != nil {
+			if err := checkNewFace(*o.Face); err != nil {
+				return nil, fmt.Errorf("item %d: %w", o.Seq, err)
+			}
+			continue
+		}
+		switch o.State {
+		case ItemSkipped, ItemFailed:
+		default:
+			return nil, fmt.Errorf("item %d: %w: outcome %q without a face", o.Seq, ErrInvalid, o.State)
+		}
+	}
+	slices.SortStableFunc(out, func(a, b ImportOutcome) int { return cmp.Compare(a.Seq, b.Seq) })
+	return slices.CompactFunc(out, func(a, b ImportOutcome) bool { return a.Seq == b.Seq }), nil
+}
+
+// checkNewFace validates a face to be inserted, the same for every store.
+func checkNewFace(f Face) error {
+	if len(f.Descriptor) == 0 {
+		return fmt.Errorf("%w: empty descriptor", ErrInvalid)
+	}
+	// Stored JSON is served as is; invalid JSON would break every
+	// response that includes the face.
+	if (len(f.Landmarks) > 0 && !json.Valid(f.Landmarks)) || (len(f.Quality) > 0 && !json.Valid(f.Quality)) {
+		return fmt.Errorf("%w: landmarks or quality not JSON", ErrInvalid)
+	}
+	return nil
+}
+
+// importEnrollDetail is the detail of the audit event of a face enrolled
+// (or found) by an import job.
+func importEnrollDetail(status, jobID string, seq int) json.RawMessage {
+	b, _ := json.Marshal(map[string]any{"status": status, "import": jobID, "seq": seq})
+	return b
+}

@@ -104,19 +104,12 @@ func pgQueryFace(ctx context.Context, q pgQuerier, query string, args ...any) (F
 // The subject must exist in an active collection (ErrNotFound otherwise);
 // f.Collection, if set, must be the subject's.
 func (p *Postgres) InsertFace(ctx context.Context, f Face) (Face, bool, error) {
-	if len(f.Descriptor) == 0 {
-		return Face{}, false, fmt.Errorf("insert face: %w: empty descriptor", ErrInvalid)
+	if err := checkNewFace(f); err != nil {
+		return Face{}, false, fmt.Errorf("insert face: %w", err)
 	}
-	// Stored JSON is served as is; invalid JSON would break every
-	// response that includes the face.
-	if (len(f.Landmarks) > 0 && !json.Valid(f.Landmarks)) || (len(f.Quality) > 0 && !json.Valid(f.Quality)) {
-		return Face{}, false, fmt.Errorf("insert face: %w: landmarks or quality not JSON", ErrInvalid)
-	}
-	descriptor := encodeDescriptor(f.Descriptor)
 	var out Face
 	var inserted bool
 	err := p.inTx(ctx, func(tx pgx.Tx) error {
-		out, inserted = Face{}, false
 		var collection string
 		err := tx.QueryRow(ctx,
 			`SELECT s.collection FROM subject s JOIN collection c ON c.name = s.collection
@@ -127,65 +120,69 @@ func (p *Postgres) InsertFace(ctx context.Context, f Face) (Face, bool, error) {
 		if f.Collection != "" && f.Collection != collection {
 			return fmt.Errorf("subject %q in collection %q: %w", f.SubjectID, f.Collection, ErrNotFound)
 		}
-		existing := func() (bool, error) {
-			if f.ImageSHA256 == "" {
-				return false, nil
-			}
-			got, err := pgQueryFace(ctx, tx, `SELECT `+pgFaceColumns+`, f.descriptor FROM face f
-				WHERE f.subject_id = $1 AND f.image_sha256 = $2`, f.SubjectID, f.ImageSHA256)
-			if errors.Is(err, ErrNotFound) {
-				return false, nil
-			}
-			if err != nil {
-				return false, err
-			}
-			if got.State == FaceDeleting {
-				return false, fmt.Errorf("image %s of subject %q is being deleted: %w", f.ImageSHA256, f.SubjectID, ErrConflict)
-			}
-			out = got
-			return true, nil
-		}
-		if found, err := existing(); found || err != nil {
-			return err
-		}
-		g := f
-		g.ID = uuid.NewString()
-		g.Collection = collection
-		g.State = FacePending
-		g.CreatedAt = p.timestamp()
-		// ON CONFLICT covers an enrollment of the same image that commits
-		// between the look-up above and this insert: the insert then does
-		// nothing, and the face it wrote is looked up again (a statement at
-		// READ COMMITTED sees what committed before it started).
-		var key int64
-		err = tx.QueryRow(ctx,
-			`INSERT INTO face (id, subject_id, collection, descriptor, model_id,
-				box_x0, box_y0, box_x1, box_y1, landmarks, quality, image_sha256, state, created_at)
-			 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
-			 ON CONFLICT (subject_id, image_sha256) DO NOTHING
-			 RETURNING key`,
-			g.ID, g.SubjectID, g.Collection, descriptor, g.ModelID,
-			g.Box[0], g.Box[1], g.Box[2], g.Box[3], pgJSON(g.Landmarks), pgJSON(g.Quality),
-			pgText(g.ImageSHA256), string(g.State), toNanos(g.CreatedAt)).Scan(&key)
-		if errors.Is(err, pgx.ErrNoRows) {
-			if found, err := existing(); found || err != nil {
-				return err
-			}
-			// The conflicting face was deleted again meanwhile: as after a
-			// serialization failure, the whole transaction is run again.
-			return &retryableError{errors.New("face of the same image came and went")}
-		}
-		if err != nil {
-			return pgError(err)
-		}
-		g.Key = uint64(key)
-		out, inserted = g, true
-		return nil
+		f.Collection = collection
+		out, inserted, err = p.insertFace(ctx, tx, f)
+		return err
 	})
 	if err != nil {
 		return Face{}, false, fmt.Errorf("insert face: %w", pgError(err))
 	}
 	return out, inserted, nil
+}
+
+// insertFace is InsertFace within tx, for a subject known to exist in
+// the active collection f.Collection.
+func (p *Postgres) insertFace(ctx context.Context, tx pgx.Tx, f Face) (Face, bool, error) {
+	existing := func() (Face, bool, error) {
+		if f.ImageSHA256 == "" {
+			return Face{}, false, nil
+		}
+		got, err := pgQueryFace(ctx, tx, `SELECT `+pgFaceColumns+`, f.descriptor FROM face f
+			WHERE f.subject_id = $1 AND f.image_sha256 = $2`, f.SubjectID, f.ImageSHA256)
+		if errors.Is(err, ErrNotFound) {
+			return Face{}, false, nil
+		}
+		if err != nil {
+			return Face{}, false, err
+		}
+		if got.State == FaceDeleting {
+			return got, true, fmt.Errorf("image %s of subject %q is being deleted: %w", f.ImageSHA256, f.SubjectID, ErrConflict)
+		}
+		return got, true, nil
+	}
+	if got, found, err := existing(); found || err != nil {
+		return got, false, err
+	}
+	f.ID = uuid.NewString()
+	f.State = FacePending
+	f.CreatedAt = p.timestamp()
+	// ON CONFLICT covers an enrollment of the same image that commits
+	// between the look-up above and this insert: the insert then does
+	// nothing, and the face it wrote is looked up again (a statement at
+	// READ COMMITTED sees what committed before it started).
+	var key int64
+	err := tx.QueryRow(ctx,
+		`INSERT INTO face (id, subject_id, collection, descriptor, model_id,
+			box_x0, box_y0, box_x1, box_y1, landmarks, quality, image_sha256, state, created_at)
+		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+		 ON CONFLICT (subject_id, image_sha256) DO NOTHING
+		 RETURNING key`,
+		f.ID, f.SubjectID, f.Collection, encodeDescriptor(f.Descriptor), f.ModelID,
+		f.Box[0], f.Box[1], f.Box[2], f.Box[3], pgJSON(f.Landmarks), pgJSON(f.Quality),
+		pgText(f.ImageSHA256), string(f.State), toNanos(f.CreatedAt)).Scan(&key)
+	if errors.Is(err, pgx.ErrNoRows) {
+		if got, found, err := existing(); found || err != nil {
+			return got, false, err
+		}
+		// The conflicting face was deleted again meanwhile: as after a
+		// serialization failure, the whole transaction is run again.
+		return Face{}, false, &retryableError{errors.New("face of the same image came and went")}
+	}
+	if err != nil {
+		return Face{}, false, pgError(err)
+	}
+	f.Key = uint64(key)
+	return f, true, nil
 }
 
 // MarkFacesIndexed records that the vector index holds the faces with

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -395,55 +396,224 @@ func (p *Postgres) RecordImportItems(ctx context.Context, jobID string, items []
 		if err := pgJobExists(ctx, tx, jobID); err != nil {
 			return err
 		}
-		var c importCounts
-		err := tx.QueryRow(ctx, `WITH result AS (
-				SELECT * FROM unnest($2::integer[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
-					AS r (seq, state, code, reason, subject_id, face_id)
-				ORDER BY seq
-			), recorded AS (
-				UPDATE import_item i
-				SET state = r.state, code = r.code, reason = r.reason, subject_id = r.subject_id, face_id = r.face_id
-				FROM result r
-				WHERE i.job_id = $1 AND i.seq = r.seq AND i.state = 'pending'
-				RETURNING i.state
-			)
-			SELECT count(*),
-				count(*) FILTER (WHERE state = 'enrolled'),
-				count(*) FILTER (WHERE state = 'skipped'),
-				count(*) FILTER (WHERE state = 'failed')
-			FROM recorded`,
-			jobID, seqs, states, codes, reasons, subjects, faces).Scan(&c.done, &c.enrolled, &c.skipped, &c.failed)
+		c, err := pgRecordItems(ctx, tx, jobID, items)
 		if err != nil {
 			return err
 		}
-		if c.done < len(items) {
-			// Recorded already, or no such item: only the second is an
-			// error, and this count happens only when items were redone.
-			var known int
-			err := tx.QueryRow(ctx, `SELECT count(*) FROM import_item WHERE job_id = $1 AND seq = ANY($2)`,
-				jobID, seqs).Scan(&known)
-			if err != nil {
-				return err
-			}
-			if known < len(items) {
-				return fmt.Errorf("%d of %d items: %w", len(items)-known, len(items), ErrNotFound)
-			}
-		}
-		if c.done == 0 {
-			// Nothing changed: the job's updated_at stays.
-			job, err = pgOneImportJob(tx.Query(ctx, `SELECT `+importJobColumns+` FROM import_job WHERE id = $1`, jobID))
-			return err
-		}
-		job, err = pgOneImportJob(tx.Query(ctx, `UPDATE import_job
-			SET done = done + $1, enrolled = enrolled + $2, skipped = skipped + $3, failed = failed + $4, updated_at = $5
-			WHERE id = $6 RETURNING `+importJobColumns,
-			c.done, c.enrolled, c.skipped, c.failed, toNanos(p.timestamp()), jobID))
+		job, err = p.addImportCounts(ctx, tx, jobID, c)
 		return err
 	})
 	if err != nil {
 		return ImportJob{}, fmt.Errorf("record import items of %q: %w", jobID, pgError(err))
 	}
 	return job, nil
+}
+
+// pgRecordItems writes the outcomes of items still pending (see
+// RecordImportItems), given in seq order, and returns what they add to
+// the job's counts.
+func pgRecordItems(ctx context.Context, tx pgx.Tx, jobID string, items []ImportItem) (importCounts, error) {
+	var c importCounts
+	if len(items) == 0 {
+		return c, nil
+	}
+	seqs := make([]int32, len(items))
+	states := make([]string, len(items))
+	codes, reasons, subjects, faces := make([]*string, len(items)), make([]*string, len(items)),
+		make([]*string, len(items)), make([]*string, len(items))
+	for i, it := range items {
+		seqs[i], states[i] = pgSeq(it.Seq), string(it.State)
+		codes[i], reasons[i], subjects[i], faces[i] = pgText(it.Code), pgText(it.Reason), pgText(it.SubjectID), pgText(it.FaceID)
+	}
+	err := tx.QueryRow(ctx, `WITH result AS (
+			SELECT * FROM unnest($2::integer[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
+				AS r (seq, state, code, reason, subject_id, face_id)
+			ORDER BY seq
+		), recorded AS (
+			UPDATE import_item i
+			SET state = r.state, code = r.code, reason = r.reason, subject_id = r.subject_id, face_id = r.face_id
+			FROM result r
+			WHERE i.job_id = $1 AND i.seq = r.seq AND i.state = 'pending'
+			RETURNING i.state
+		)
+		SELECT count(*),
+			count(*) FILTER (WHERE state = 'enrolled'),
+			count(*) FILTER (WHERE state = 'skipped'),
+			count(*) FILTER (WHERE state = 'failed')
+		FROM recorded`,
+		jobID, seqs, states, codes, reasons, subjects, faces).Scan(&c.done, &c.enrolled, &c.skipped, &c.failed)
+	if err != nil {
+		return c, err
+	}
+	if c.done < len(items) {
+		// Recorded already, or no such item: only the second is an
+		// error, and this count happens only when items were redone.
+		var known int
+		err := tx.QueryRow(ctx, `SELECT count(*) FROM import_item WHERE job_id = $1 AND seq = ANY($2)`,
+			jobID, seqs).Scan(&known)
+		if err != nil {
+			return c, err
+		}
+		if known < len(items) {
+			return c, fmt.Errorf("%d of %d items: %w", len(items)-known, len(items), ErrNotFound)
+		}
+	}
+	return c, nil
+}
+
+// addImportCounts adds c to the job's counts and returns the job.
+func (p *Postgres) addImportCounts(ctx context.Context, tx pgx.Tx, jobID string, c importCounts) (ImportJob, error) {
+	if c.done == 0 {
+		// Nothing changed: the job's updated_at stays.
+		return pgOneImportJob(tx.Query(ctx, `SELECT `+importJobColumns+` FROM import_job WHERE id = $1`, jobID))
+	}
+	return pgOneImportJob(tx.Query(ctx, `UPDATE import_job
+		SET done = done + $1, enrolled = enrolled + $2, skipped = skipped + $3, failed = failed + $4, updated_at = $5
+		WHERE id = $6 RETURNING `+importJobColumns,
+		c.done, c.enrolled, c.skipped, c.failed, toNanos(p.timestamp()), jobID))
+}
+
+// EnrollImportBatch writes a batch of an import job's results in one
+// transaction: for each outcome with a face, the face is enrolled for the
+// item's subject, which is created (with the item's display name and
+// metadata) if the collection has no subject of that external id; the
+// face is stored pending, or, if the subject has a face from the same
+// image already, that face is kept and the item skipped as ItemExists (or
+// failed as ItemBeingDeleted if that face is being deleted). Every item's
+// outcome is recorded as RecordImportItems does, and each face gets an
+// audit event (EventEnroll, outcome "enrolled" or "exists").
+//
+// Items recorded already (by a run that was redone, or by another replica
+// running the same job: batches of one job are serialised) are left as
+// they are, and nothing is enrolled for them: a batch written once is
+// never written twice, so the counts of a resumed job stay exact. An
+// unknown job or item is ErrNotFound, an outcome with a face whose item
+// has no external id ErrInvalid, and then nothing of the batch is written.
+func (p *Postgres) EnrollImportBatch(ctx context.Context, jobID string, outcomes []ImportOutcome) (ImportBatch, error) {
+	outcomes, err := importOutcomes(outcomes)
+	if err != nil {
+		return ImportBatch{}, fmt.Errorf("enroll import batch of %q: %w", jobID, err)
+	}
+	var out ImportBatch
+	err = p.inTx(ctx, func(tx pgx.Tx) error {
+		out = ImportBatch{}
+		var collection string
+		var keyID *string
+		// The job's row is locked first: batches of one job (two replicas
+		// running it) then run one after the other. Items alone, locked in
+		// seq order, would not do: each transaction also creates subjects
+		// and faces the other may need next, and they would deadlock.
+		err := tx.QueryRow(ctx, `SELECT collection, key_id FROM import_job WHERE id = $1 AND `+jobOfActiveCollection+`
+			FOR UPDATE`, jobID).Scan(&collection, &keyID)
+		if err != nil {
+			return fmt.Errorf("job %q: %w", jobID, pgNotFound(err))
+		}
+		for _, o := range outcomes {
+			// pgSeq: a seq beyond the integer column is no item, as in
+			// SQLite, rather than an argument PostgreSQL refuses.
+			items, err := pgImportItems(tx.Query(ctx, `SELECT `+importItemColumns+` FROM import_item
+				WHERE job_id = $1 AND seq = $2 FOR UPDATE`, jobID, pgSeq(o.Seq)))
+			if err != nil {
+				return fmt.Errorf("item %d: %w", o.Seq, err)
+			}
+			if len(items) == 0 {
+				return fmt.Errorf("item %d: %w", o.Seq, ErrNotFound)
+			}
+			it := items[0]
+			if it.State != ItemPending {
+				continue
+			}
+			if o.Face == nil {
+				it.State, it.Code, it.Reason = o.State, o.Code, o.Reason
+				out.Items = append(out.Items, it)
+				continue
+			}
+			if it.ExternalID == "" {
+				return fmt.Errorf("item %d: %w: a face for an item without a subject", o.Seq, ErrInvalid)
+			}
+			sub, err := p.importSubject(ctx, tx, collection, it)
+			if err != nil {
+				return fmt.Errorf("item %d: %w", o.Seq, err)
+			}
+			f := *o.Face
+			f.SubjectID, f.Collection = sub, collection
+			face, created, err := p.insertFace(ctx, tx, f)
+			it.SubjectID, it.FaceID = sub, face.ID
+			status := OutcomeEnrolled
+			switch {
+			case errors.Is(err, ErrConflict) && face.ID != "":
+				it.State, it.Code, it.Reason = ItemFailed, ItemBeingDeleted, err.Error()
+				out.Items = append(out.Items, it)
+				continue
+			case err != nil:
+				return fmt.Errorf("item %d: %w", o.Seq, err)
+			case created:
+				it.State, it.Code, it.Reason = ItemEnrolled, "", ""
+			default:
+				it.State, it.Code, it.Reason = ItemSkipped, ItemExists, "the subject has a face from this image already"
+				status = ItemExists
+			}
+			_, err = tx.Exec(ctx,
+				`INSERT INTO event (at, kind, key_id, collection, subject_id, face_id, outcome, detail)
+				 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+				toNanos(p.timestamp()), EventEnroll, keyID, collection, sub, face.ID, status,
+				string(importEnrollDetail(status, jobID, o.Seq)))
+			if err != nil {
+				return fmt.Errorf("item %d: audit: %w", o.Seq, err)
+			}
+			out.Items = append(out.Items, it)
+			out.Faces = append(out.Faces, face)
+		}
+		c, err := pgRecordItems(ctx, tx, jobID, out.Items)
+		if err != nil {
+			return err
+		}
+		out.Job, err = p.addImportCounts(ctx, tx, jobID, c)
+		return err
+	})
+	if err != nil {
+		return ImportBatch{}, fmt.Errorf("enroll import batch of %q: %w", jobID, pgError(err))
+	}
+	return out, nil
+}
+
+// importSubject returns the id of the subject of an import item, creating
+// it if the collection has none of that external id.
+func (p *Postgres) importSubject(ctx context.Context, tx pgx.Tx, collection string, it ImportItem) (string, error) {
+	find := func() (string, error) {
+		var id string
+		err := tx.QueryRow(ctx, `SELECT id FROM subject WHERE collection = $1 AND external_id = $2`,
+			collection, it.ExternalID).Scan(&id)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return "", nil
+		}
+		return id, err
+	}
+	if id, err := find(); id != "" || err != nil {
+		return id, err
+	}
+	meta, err := metadataText(it.Metadata)
+	if err != nil {
+		return "", fmt.Errorf("subject %q: %w", it.ExternalID, err)
+	}
+	id, now := uuid.NewString(), toNanos(p.timestamp())
+	// ON CONFLICT: another transaction created the subject meanwhile; at
+	// READ COMMITTED the look-up after it sees that subject.
+	tag, err := tx.Exec(ctx,
+		`INSERT INTO subject (id, collection, external_id, display_name, name_fold, metadata, created_at, updated_at)
+		 VALUES ($1, $2, $3, $4, $5, $6::json, $7, $8)
+		 ON CONFLICT (collection, external_id) DO NOTHING`,
+		id, collection, it.ExternalID, it.DisplayName, foldName(it.DisplayName), meta, now, now)
+	if err != nil {
+		return "", fmt.Errorf("create subject %q: %w", it.ExternalID, err)
+	}
+	if tag.RowsAffected() == 1 {
+		return id, nil
+	}
+	if id, err := find(); id != "" || err != nil {
+		return id, err
+	}
+	return "", &retryableError{fmt.Errorf("subject %q came and went", it.ExternalID)}
 }
 
 // pgJobExists returns ErrNotFound unless the job exists in an active

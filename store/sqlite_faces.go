@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -43,13 +42,8 @@ const faceColumns = `f.key, f.id, f.subject_id, f.collection, f.model_id,
 // The subject must exist in an active collection (ErrNotFound otherwise);
 // f.Collection, if set, must be the subject's.
 func (s *SQLite) InsertFace(ctx context.Context, f Face) (Face, bool, error) {
-	if len(f.Descriptor) == 0 {
-		return Face{}, false, fmt.Errorf("insert face: %w: empty descriptor", ErrInvalid)
-	}
-	// Stored JSON is served as is; invalid JSON would break every
-	// response that includes the face.
-	if (len(f.Landmarks) > 0 && !json.Valid(f.Landmarks)) || (len(f.Quality) > 0 && !json.Valid(f.Quality)) {
-		return Face{}, false, fmt.Errorf("insert face: %w: landmarks or quality not JSON", ErrInvalid)
+	if err := checkNewFace(f); err != nil {
+		return Face{}, false, fmt.Errorf("insert face: %w", err)
 	}
 	var out Face
 	inserted := false
@@ -64,48 +58,52 @@ func (s *SQLite) InsertFace(ctx context.Context, f Face) (Face, bool, error) {
 		if f.Collection != "" && f.Collection != collection {
 			return fmt.Errorf("subject %q in collection %q: %w", f.SubjectID, f.Collection, ErrNotFound)
 		}
-		if f.ImageSHA256 != "" {
-			existing, err := scanFace(tx.QueryRowContext(ctx,
-				`SELECT `+faceColumns+`, f.descriptor FROM face f WHERE f.subject_id = ? AND f.image_sha256 = ?`,
-				f.SubjectID, f.ImageSHA256))
-			if err == nil {
-				if existing.State == FaceDeleting {
-					return fmt.Errorf("image %s of subject %q is being deleted: %w", f.ImageSHA256, f.SubjectID, ErrConflict)
-				}
-				out = existing
-				return nil
-			}
-			if !errors.Is(err, sql.ErrNoRows) {
-				return err
-			}
-		}
-		f.ID = uuid.NewString()
 		f.Collection = collection
-		f.State = FacePending
-		f.CreatedAt = s.timestamp()
-		var key int64
-		err = tx.QueryRowContext(ctx,
-			`INSERT INTO face (id, subject_id, collection, descriptor, model_id,
-				box_x0, box_y0, box_x1, box_y1, landmarks, quality, image_sha256, state, created_at)
-			 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING key`,
-			f.ID, f.SubjectID, f.Collection, encodeDescriptor(f.Descriptor), f.ModelID,
-			f.Box[0], f.Box[1], f.Box[2], f.Box[3], nullJSON(f.Landmarks), nullJSON(f.Quality),
-			nullString(f.ImageSHA256), string(f.State), toNanos(f.CreatedAt)).Scan(&key)
-		if isUniqueViolation(err) {
-			return ErrConflict
-		}
-		if err != nil {
-			return err
-		}
-		f.Key = uint64(key)
-		out = f
-		inserted = true
-		return nil
+		out, inserted, err = s.insertFace(ctx, tx, f)
+		return err
 	})
 	if err != nil {
 		return Face{}, false, fmt.Errorf("insert face: %w", err)
 	}
 	return out, inserted, nil
+}
+
+// insertFace is InsertFace within tx, for a subject known to exist in
+// the active collection f.Collection.
+func (s *SQLite) insertFace(ctx context.Context, tx *sql.Tx, f Face) (Face, bool, error) {
+	if f.ImageSHA256 != "" {
+		existing, err := scanFace(tx.QueryRowContext(ctx,
+			`SELECT `+faceColumns+`, f.descriptor FROM face f WHERE f.subject_id = ? AND f.image_sha256 = ?`,
+			f.SubjectID, f.ImageSHA256))
+		if err == nil {
+			if existing.State == FaceDeleting {
+				return existing, false, fmt.Errorf("image %s of subject %q is being deleted: %w", f.ImageSHA256, f.SubjectID, ErrConflict)
+			}
+			return existing, false, nil
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return Face{}, false, err
+		}
+	}
+	f.ID = uuid.NewString()
+	f.State = FacePending
+	f.CreatedAt = s.timestamp()
+	var key int64
+	err := tx.QueryRowContext(ctx,
+		`INSERT INTO face (id, subject_id, collection, descriptor, model_id,
+			box_x0, box_y0, box_x1, box_y1, landmarks, quality, image_sha256, state, created_at)
+		 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING key`,
+		f.ID, f.SubjectID, f.Collection, encodeDescriptor(f.Descriptor), f.ModelID,
+		f.Box[0], f.Box[1], f.Box[2], f.Box[3], nullJSON(f.Landmarks), nullJSON(f.Quality),
+		nullString(f.ImageSHA256), string(f.State), toNanos(f.CreatedAt)).Scan(&key)
+	if isUniqueViolation(err) {
+		return Face{}, false, ErrConflict
+	}
+	if err != nil {
+		return Face{}, false, err
+	}
+	f.Key = uint64(key)
+	return f, true, nil
 }
 
 // MarkFacesIndexed records that the vector index holds the faces with

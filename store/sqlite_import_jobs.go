@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/google/uuid"
 )
 
 // importJobColumns selects an import job in the order scanImportJob reads.
@@ -333,51 +335,191 @@ func (s *SQLite) RecordImportItems(ctx context.Context, jobID string, items []Im
 		if err := sqliteJobExists(ctx, tx, jobID); err != nil {
 			return err
 		}
-		stmt, err := tx.PrepareContext(ctx, `UPDATE import_item
-			SET state = ?, code = ?, reason = ?, subject_id = ?, face_id = ?
-			WHERE job_id = ? AND seq = ? AND state = 'pending'`)
+		c, err := recordItems(ctx, tx, jobID, items)
 		if err != nil {
 			return err
 		}
-		defer func() { _ = stmt.Close() }()
-		var c importCounts
-		for _, it := range items {
-			res, err := stmt.ExecContext(ctx, string(it.State), nullString(it.Code), nullString(it.Reason),
-				nullString(it.SubjectID), nullString(it.FaceID), jobID, it.Seq)
-			if err != nil {
-				return fmt.Errorf("item %d: %w", it.Seq, err)
-			}
-			n, err := res.RowsAffected()
-			if err != nil {
-				return fmt.Errorf("item %d: %w", it.Seq, err)
-			}
-			if n == 1 {
-				c.add(it.State)
-				continue
-			}
-			// Recorded already, or no such item: only the second is an
-			// error, and this lookup happens only for redone items.
-			var one int
-			err = tx.QueryRowContext(ctx, `SELECT 1 FROM import_item WHERE job_id = ? AND seq = ?`, jobID, it.Seq).Scan(&one)
-			if err != nil {
-				return fmt.Errorf("item %d: %w", it.Seq, notFound(err))
-			}
-		}
-		if c.done == 0 {
-			// Nothing changed: the job's updated_at stays.
-			job, err = scanImportJob(tx.QueryRowContext(ctx, `SELECT `+importJobColumns+` FROM import_job WHERE id = ?`, jobID))
-			return err
-		}
-		job, err = scanImportJob(tx.QueryRowContext(ctx, `UPDATE import_job
-			SET done = done + ?, enrolled = enrolled + ?, skipped = skipped + ?, failed = failed + ?, updated_at = ?
-			WHERE id = ? RETURNING `+importJobColumns,
-			c.done, c.enrolled, c.skipped, c.failed, toNanos(s.timestamp()), jobID))
+		job, err = s.addImportCounts(ctx, tx, jobID, c)
 		return err
 	})
 	if err != nil {
 		return ImportJob{}, fmt.Errorf("record import items of %q: %w", jobID, err)
 	}
 	return job, nil
+}
+
+// recordItems writes the outcomes of items still pending (see
+// RecordImportItems) and returns what they add to the job's counts.
+func recordItems(ctx context.Context, tx *sql.Tx, jobID string, items []ImportItem) (importCounts, error) {
+	var c importCounts
+	if len(items) == 0 {
+		return c, nil
+	}
+	stmt, err := tx.PrepareContext(ctx, `UPDATE import_item
+		SET state = ?, code = ?, reason = ?, subject_id = ?, face_id = ?
+		WHERE job_id = ? AND seq = ? AND state = 'pending'`)
+	if err != nil {
+		return c, err
+	}
+	defer func() { _ = stmt.Close() }()
+	for _, it := range items {
+		res, err := stmt.ExecContext(ctx, string(it.State), nullString(it.Code), nullString(it.Reason),
+			nullString(it.SubjectID), nullString(it.FaceID), jobID, it.Seq)
+		if err != nil {
+			return c, fmt.Errorf("item %d: %w", it.Seq, err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return c, fmt.Errorf("item %d: %w", it.Seq, err)
+		}
+		if n == 1 {
+			c.add(it.State)
+			continue
+		}
+		// Recorded already, or no such item: only the second is an
+		// error, and this lookup happens only for redone items.
+		var one int
+		err = tx.QueryRowContext(ctx, `SELECT 1 FROM import_item WHERE job_id = ? AND seq = ?`, jobID, it.Seq).Scan(&one)
+		if err != nil {
+			return c, fmt.Errorf("item %d: %w", it.Seq, notFound(err))
+		}
+	}
+	return c, nil
+}
+
+// addImportCounts adds c to the job's counts and returns the job.
+func (s *SQLite) addImportCounts(ctx context.Context, tx *sql.Tx, jobID string, c importCounts) (ImportJob, error) {
+	if c.done == 0 {
+		// Nothing changed: the job's updated_at stays.
+		return scanImportJob(tx.QueryRowContext(ctx, `SELECT `+importJobColumns+` FROM import_job WHERE id = ?`, jobID))
+	}
+	return scanImportJob(tx.QueryRowContext(ctx, `UPDATE import_job
+		SET done = done + ?, enrolled = enrolled + ?, skipped = skipped + ?, failed = failed + ?, updated_at = ?
+		WHERE id = ? RETURNING `+importJobColumns,
+		c.done, c.enrolled, c.skipped, c.failed, toNanos(s.timestamp()), jobID))
+}
+
+// EnrollImportBatch writes a batch of an import job's results in one
+// transaction: for each outcome with a face, the face is enrolled for the
+// item's subject, which is created (with the item's display name and
+// metadata) if the collection has no subject of that external id; the
+// face is stored pending, or, if the subject has a face from the same
+// image already, that face is kept and the item skipped as ItemExists (or
+// failed as ItemBeingDeleted if that face is being deleted). Every item's
+// outcome is recorded as RecordImportItems does, and each face gets an
+// audit event (EventEnroll, outcome "enrolled" or "exists").
+//
+// Items recorded already (by a run that was redone) are left as they are,
+// and nothing is enrolled for them: a batch written once is never
+// written twice, so the counts of a resumed job stay exact. An unknown
+// job or item is ErrNotFound, an outcome with a face whose item has no
+// external id ErrInvalid, and then nothing of the batch is written.
+func (s *SQLite) EnrollImportBatch(ctx context.Context, jobID string, outcomes []ImportOutcome) (ImportBatch, error) {
+	outcomes, err := importOutcomes(outcomes)
+	if err != nil {
+		return ImportBatch{}, fmt.Errorf("enroll import batch of %q: %w", jobID, err)
+	}
+	var out ImportBatch
+	err = s.inTx(ctx, func(tx *sql.Tx) error {
+		out = ImportBatch{}
+		var collection, keyID sql.NullString
+		err := tx.QueryRowContext(ctx, `SELECT collection, key_id FROM import_job WHERE id = ? AND `+jobOfActiveCollection,
+			jobID).Scan(&collection, &keyID)
+		if err != nil {
+			return fmt.Errorf("job %q: %w", jobID, notFound(err))
+		}
+		getItem, err := tx.PrepareContext(ctx, `SELECT `+importItemColumns+` FROM import_item WHERE job_id = ? AND seq = ?`)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = getItem.Close() }()
+		for _, o := range outcomes {
+			it, err := scanImportItem(getItem.QueryRowContext(ctx, jobID, o.Seq))
+			if err != nil {
+				return fmt.Errorf("item %d: %w", o.Seq, notFound(err))
+			}
+			if it.State != ItemPending {
+				continue
+			}
+			if o.Face == nil {
+				it.State, it.Code, it.Reason = o.State, o.Code, o.Reason
+				out.Items = append(out.Items, it)
+				continue
+			}
+			if it.ExternalID == "" {
+				return fmt.Errorf("item %d: %w: a face for an item without a subject", o.Seq, ErrInvalid)
+			}
+			sub, err := s.importSubject(ctx, tx, collection.String, it)
+			if err != nil {
+				return fmt.Errorf("item %d: %w", o.Seq, err)
+			}
+			f := *o.Face
+			f.SubjectID, f.Collection = sub, collection.String
+			face, created, err := s.insertFace(ctx, tx, f)
+			it.SubjectID, it.FaceID = sub, face.ID
+			status := OutcomeEnrolled
+			switch {
+			case errors.Is(err, ErrConflict) && face.ID != "":
+				it.State, it.Code, it.Reason = ItemFailed, ItemBeingDeleted, err.Error()
+				out.Items = append(out.Items, it)
+				continue
+			case err != nil:
+				return fmt.Errorf("item %d: %w", o.Seq, err)
+			case created:
+				it.State, it.Code, it.Reason = ItemEnrolled, "", ""
+			default:
+				it.State, it.Code, it.Reason = ItemSkipped, ItemExists, "the subject has a face from this image already"
+				status = ItemExists
+			}
+			_, err = tx.ExecContext(ctx,
+				`INSERT INTO event (at, kind, key_id, collection, subject_id, face_id, outcome, detail)
+				 VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+				toNanos(s.timestamp()), EventEnroll, keyID, collection.String, sub, face.ID, status,
+				string(importEnrollDetail(status, jobID, o.Seq)))
+			if err != nil {
+				return fmt.Errorf("item %d: audit: %w", o.Seq, err)
+			}
+			out.Items = append(out.Items, it)
+			out.Faces = append(out.Faces, face)
+		}
+		c, err := recordItems(ctx, tx, jobID, out.Items)
+		if err != nil {
+			return err
+		}
+		out.Job, err = s.addImportCounts(ctx, tx, jobID, c)
+		return err
+	})
+	if err != nil {
+		return ImportBatch{}, fmt.Errorf("enroll import batch of %q: %w", jobID, err)
+	}
+	return out, nil
+}
+
+// importSubject returns the id of the subject of an import item, creating
+// it if the collection has none of that external id.
+func (s *SQLite) importSubject(ctx context.Context, tx *sql.Tx, collection string, it ImportItem) (string, error) {
+	var id string
+	err := tx.QueryRowContext(ctx, `SELECT id FROM subject WHERE collection = ? AND external_id = ?`,
+		collection, it.ExternalID).Scan(&id)
+	if err == nil {
+		return id, nil
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return "", fmt.Errorf("subject %q: %w", it.ExternalID, err)
+	}
+	meta, err := metadataText(it.Metadata)
+	if err != nil {
+		return "", fmt.Errorf("subject %q: %w", it.ExternalID, err)
+	}
+	id, now := uuid.NewString(), toNanos(s.timestamp())
+	_, err = tx.ExecContext(ctx,
+		`INSERT INTO subject (id, collection, external_id, display_name, name_fold, metadata, created_at, updated_at)
+		 VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		id, collection, it.ExternalID, it.DisplayName, foldName(it.DisplayName), meta, now, now)
+	if err != nil {
+		return "", fmt.Errorf("create subject %q: %w", it.ExternalID, err)
+	}
+	return id, nil
 }
 
 // sqliteJobExists returns ErrNotFound unless the job exists in an active
@@ -423,18 +565,27 @@ func queryImportItems(ctx context.Context, q sqlQuerier, query string, args ...a
 	defer func() { _ = rows.Close() }()
 	var items []ImportItem
 	for rows.Next() {
-		var it ImportItem
-		var externalID, metadata, code, reason, subjectID, faceID sql.NullString
-		var state string
-		if err := rows.Scan(&it.JobID, &it.Seq, &it.Path, &externalID, &it.DisplayName, &metadata, &state,
-			&code, &reason, &subjectID, &faceID); err != nil {
+		it, err := scanImportItem(rows)
+		if err != nil {
 			return nil, err
 		}
-		it.ExternalID, it.Metadata, it.State = externalID.String, json.RawMessage(rawJSON(metadata)), ItemState(state)
-		it.Code, it.Reason, it.SubjectID, it.FaceID = code.String, reason.String, subjectID.String, faceID.String
 		items = append(items, it)
 	}
 	return items, rows.Err()
+}
+
+// scanImportItem reads a row of importItemColumns.
+func scanImportItem(r rowScanner) (ImportItem, error) {
+	var it ImportItem
+	var externalID, metadata, code, reason, subjectID, faceID sql.NullString
+	var state string
+	if err := r.Scan(&it.JobID, &it.Seq, &it.Path, &externalID, &it.DisplayName, &metadata, &state,
+		&code, &reason, &subjectID, &faceID); err != nil {
+		return ImportItem{}, err
+	}
+	it.ExternalID, it.Metadata, it.State = externalID.String, json.RawMessage(rawJSON(metadata)), ItemState(state)
+	it.Code, it.Reason, it.SubjectID, it.FaceID = code.String, reason.String, subjectID.String, faceID.String
+	return it, nil
 }
 
 // scanImportJob reads a row of importJobColumns.

@@ -42,7 +42,8 @@ func runBenchImport(ctx context.Context, env *cliEnv, args []string) error {
 	var ef engineFlags
 	ef.register(fs, 2)
 	dir := fs.String("dir", "", "folder tree to import, <subject external id>/<images> (the LFW development images: ../shared/testdata/lfw-dev/images)")
-	repeat := fs.Int("repeat", 1, "import the tree this many times, each into a new collection (10: ten times the photos)")
+	repeat := fs.Int("repeat", 1, "import the tree this many times (10: ten times the photos)")
+	into := fs.String("into", "many", "many: each repetition into a new collection; one: all into one collection, the subjects of repetition N named rN-<folder>, so that it grows by the tree each time")
 	data := fs.String("data", "", "data directory for the store and index (default: a temporary one, removed)")
 	importWorkers := fs.Int("import-workers", 0, "photos in flight per import job (0: gallery.DefaultImportConfig's, twice the engine workers)")
 	concurrency := fs.String("engine-concurrency", "", "concurrent engine calls tried for the engine's own throughput, comma-separated (default: workers and twice workers); the best counts")
@@ -52,8 +53,8 @@ func runBenchImport(ctx context.Context, env *cliEnv, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *dir == "" || fs.NArg() > 0 || *repeat < 1 {
-		return fmt.Errorf("usage: visage bench import --dir DIR [--repeat N] [--workers N] [--data DIR] [--import-workers N] [--engine-concurrency LIST] [--engine-after=false] [--cpuprofile FILE] [--engine-cpuprofile FILE]")
+	if *dir == "" || fs.NArg() > 0 || *repeat < 1 || (*into != "many" && *into != "one") {
+		return fmt.Errorf("usage: visage bench import --dir DIR [--repeat N] [--into many|one] [--workers N] [--data DIR] [--import-workers N] [--engine-concurrency LIST] [--engine-after=false] [--cpuprofile FILE] [--engine-cpuprofile FILE]")
 	}
 	levels, err := concurrencyLevels(*concurrency, max(ef.workers, 1))
 	if err != nil {
@@ -121,8 +122,8 @@ func runBenchImport(ctx context.Context, env *cliEnv, args []string) error {
 	im := gallery.NewImporter(svc, st, icfg, log)
 	defer im.Close()
 
-	fmt.Fprintf(env.stdout, "bench-import dir=%s photos=%d subjects=%d skipped_files=%d workers=%d import_workers=%d repeat=%d nproc=%d gomaxprocs=%d load1=%s\n",
-		*dir, len(photos), len(subjects), len(src.Skipped), cfg.Workers, icfg.Workers, *repeat, runtime.NumCPU(), runtime.GOMAXPROCS(0), load1())
+	fmt.Fprintf(env.stdout, "bench-import dir=%s photos=%d subjects=%d skipped_files=%d workers=%d import_workers=%d repeat=%d into=%s nproc=%d gomaxprocs=%d load1=%s\n",
+		*dir, len(photos), len(subjects), len(src.Skipped), cfg.Workers, icfg.Workers, *repeat, *into, runtime.NumCPU(), runtime.GOMAXPROCS(0), load1())
 
 	// Warm-up: the first calls of each worker allocate its buffers.
 	warm := min(len(photos), 4*cfg.Workers)
@@ -164,8 +165,13 @@ func runBenchImport(ctx context.Context, env *cliEnv, args []string) error {
 	var totalSeconds, totalCPU float64
 	for rep := 1; rep <= *repeat; rep++ {
 		coll := fmt.Sprintf("%s-%d", prefix, rep)
-		if _, err := svc.CreateCollection(ctx, coll, 0); err != nil {
-			return err
+		if *into == "one" {
+			coll = prefix
+		}
+		if rep == 1 || *into == "many" {
+			if _, err := svc.CreateCollection(ctx, coll, 0); err != nil {
+				return err
+			}
 		}
 		cpu0, sys0, busy0, warn0 := cpuSeconds(), sysSeconds(), machineBusySeconds(), warnings.n.Load()
 		t0 := time.Now()
@@ -173,6 +179,11 @@ func runBenchImport(ctx context.Context, env *cliEnv, args []string) error {
 		s, err := gallery.OpenSource(ctx, *dir, archive.Limits{}, "")
 		if err != nil {
 			return err
+		}
+		if *into == "one" {
+			for i := range s.Entries {
+				s.Entries[i].ExternalID = fmt.Sprintf("r%d-%s", rep, s.Entries[i].ExternalID)
+			}
 		}
 		job, err := im.Start(ctx, "bench", coll, s, map[string]any{"name": "bench import"})
 		if err != nil {

@@ -90,7 +90,7 @@ func TestBenchImport(t *testing.T) {
 	t.Log("\n" + out)
 	num := `\d+(\.\d+)?`
 	formats := map[string]*regexp.Regexp{
-		"bench-import": regexp.MustCompile(`^bench-import dir=\S+ photos=11 subjects=\d+ skipped_files=1 workers=2 import_workers=4 repeat=2 nproc=\d+ gomaxprocs=\d+ load1=\S+$`),
+		"bench-import": regexp.MustCompile(`^bench-import dir=\S+ photos=11 subjects=\d+ skipped_files=1 workers=2 import_workers=4 repeat=2 into=many nproc=\d+ gomaxprocs=\d+ load1=\S+$`),
 		"engine phase": regexp.MustCompile(`^engine phase=(before|after) concurrency=(2|4) photos=11 faces=\d+ with_face=\d+ faces_found=\d+ seconds=` + num +
 			` photos_per_second=` + num + ` faces_per_second=` + num + ` cpu_ms_per_photo=` + num + ` others_cpu_seconds=` + num + ` load1=\S+$`),
 		"engine peer": regexp.MustCompile(`^engine peer concurrency=(2|4) photos=11 faces=\d+ faces_per_second=` + num + `$`),
