@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -48,13 +49,14 @@ func runBenchImport(ctx context.Context, env *cliEnv, args []string) error {
 	importWorkers := fs.Int("import-workers", 0, "photos in flight per import job (0: gallery.DefaultImportConfig's, twice the engine workers)")
 	concurrency := fs.String("engine-concurrency", "", "concurrent engine calls tried for the engine's own throughput, comma-separated (default: workers and twice workers); the best counts")
 	engineAfter := fs.Bool("engine-after", true, "measure the engine again after the imports (the peer is the mean of before and after)")
+	interleave := fs.Bool("interleave", false, "also run the engine alone after each import job, at the best concurrency before the imports, and compare each job with the engine passes on either side of it: the machine's speed drifts over minutes, and this puts both sides under the same drift")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the import phase to this file")
 	engineProfile := fs.String("engine-cpuprofile", "", "write a CPU profile of the engine's runs before the imports to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *dir == "" || fs.NArg() > 0 || *repeat < 1 || (*into != "many" && *into != "one") {
-		return fmt.Errorf("usage: visage bench import --dir DIR [--repeat N] [--into many|one] [--workers N] [--data DIR] [--import-workers N] [--engine-concurrency LIST] [--engine-after=false] [--cpuprofile FILE] [--engine-cpuprofile FILE]")
+		return fmt.Errorf("usage: visage bench import --dir DIR [--repeat N] [--into many|one] [--workers N] [--data DIR] [--import-workers N] [--engine-concurrency LIST] [--engine-after=false] [--interleave] [--cpuprofile FILE] [--engine-cpuprofile FILE]")
 	}
 	levels, err := concurrencyLevels(*concurrency, max(ef.workers, 1))
 	if err != nil {
@@ -161,6 +163,12 @@ func runBenchImport(ctx context.Context, env *cliEnv, args []string) error {
 		rssKB, hwmKB    int64
 	}
 	var reps []repResult
+	// With --interleave: the engine passes between the jobs, the first
+	// being the best of before's.
+	var between []engineRunResult
+	if *interleave {
+		between = append(between, bestRun(before))
+	}
 	var totalEnrolled, totalPhotos, totalFailed, totalSkipped int
 	var totalSeconds, totalCPU float64
 	for rep := 1; rep <= *repeat; rep++ {
@@ -215,6 +223,18 @@ func runBenchImport(ctx context.Context, env *cliEnv, args []string) error {
 			rep, job.Total, job.Enrolled, job.Skipped, job.Failed, el, float64(job.Total)/el, float64(job.Enrolled)/el,
 			cpu, 1000*cpu/float64(job.Total), 1000*sys/float64(job.Total), others, warnings.n.Load()-warn0, mb(rss), mb(hwm),
 			mb(mem["RssAnon"]), mb(mem["RssFile"]), float64(ms.HeapInuse)/(1<<20), float64(ms.Sys-ms.HeapReleased)/(1<<20), dbMB(*data), load1())
+		if *interleave {
+			r, err := engineRun(ctx, eng, svc.Config(), photos, between[0].concurrency)
+			if err != nil {
+				return err
+			}
+			between = append(between, r)
+			printEngineRun(env, fmt.Sprintf("between-%d", rep), r)
+			// This job against the engine just before and just after it.
+			side := (between[rep-1].facesPerSecond() + r.facesPerSecond()) / 2
+			fmt.Fprintf(env.stdout, "interleaved rep=%d import_faces_per_second=%.1f engine_faces_per_second=%.1f ratio=%.3f\n",
+				rep, float64(job.Enrolled)/el, side, float64(job.Enrolled)/el/side)
+		}
 	}
 	if err := stopProfile(); err != nil {
 		return err
@@ -248,6 +268,21 @@ func runBenchImport(ctx context.Context, env *cliEnv, args []string) error {
 		b.concurrency, b.photos, b.faces, bestRate)
 
 	rate := float64(totalEnrolled) / totalSeconds
+	if *interleave {
+		// Time-weighted as the imports' rate is: faces over seconds.
+		var faces, seconds float64
+		for _, r := range between {
+			faces += float64(r.faces)
+			seconds += r.seconds
+		}
+		ratios := make([]float64, len(reps))
+		for i, r := range reps {
+			ratios[i] = float64(r.enrolled) / r.seconds / ((between[i].facesPerSecond() + between[i+1].facesPerSecond()) / 2)
+		}
+		slices.Sort(ratios)
+		fmt.Fprintf(env.stdout, "interleaved total engine_passes=%d engine_faces_per_second=%.1f import_faces_per_second=%.1f ratio=%.3f rep_ratio_min=%.3f rep_ratio_median=%.3f rep_ratio_max=%.3f\n",
+			len(between), faces/seconds, rate, rate/(faces/seconds), ratios[0], ratios[len(ratios)/2], ratios[len(ratios)-1])
+	}
 	first, last := reps[0], reps[len(reps)-1]
 	fmt.Fprintf(env.stdout, "import total reps=%d photos=%d enrolled=%d skipped=%d failed=%d seconds=%.1f faces_per_second=%.1f cpu_ms_per_photo=%.1f ratio_to_engine=%.2f first_rep_ratio=%.2f last_rep_ratio=%.2f rss_mb_after_%d=%.0f rss_mb_after_%d=%.0f rss_peak_mb_after_%d=%.0f rss_peak_mb_after_%d=%.0f\n",
 		len(reps), totalPhotos, totalEnrolled, totalSkipped, totalFailed, totalSeconds, rate, 1000*totalCPU/float64(totalPhotos),
@@ -300,6 +335,17 @@ type engineRunResult struct {
 }
 
 func (r engineRunResult) facesPerSecond() float64 { return float64(r.faces) / r.seconds }
+
+// bestRun is the run of the highest rate.
+func bestRun(runs []engineRunResult) engineRunResult {
+	best := runs[0]
+	for _, r := range runs[1:] {
+		if r.facesPerSecond() > best.facesPerSecond() {
+			best = r
+		}
+	}
+	return best
+}
 
 func printEngineRun(env *cliEnv, phase string, r engineRunResult) {
 	fmt.Fprintf(env.stdout, "engine phase=%s concurrency=%d photos=%d faces=%d with_face=%d faces_found=%d seconds=%.2f photos_per_second=%.1f faces_per_second=%.1f cpu_ms_per_photo=%.1f others_cpu_seconds=%.1f load1=%s\n",

@@ -83,7 +83,7 @@ func fields(line string) map[string]string {
 func TestBenchImport(t *testing.T) {
 	models := testenv.ModelDir(t)
 	root := benchImportTree(t, 10)
-	code, out, errOut := runCLI(t, "bench", "import", "--models", models, "--dir", root, "--repeat", "2")
+	code, out, errOut := runCLI(t, "bench", "import", "--models", models, "--dir", root, "--repeat", "2", "--interleave")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
@@ -91,12 +91,15 @@ func TestBenchImport(t *testing.T) {
 	num := `\d+(\.\d+)?`
 	formats := map[string]*regexp.Regexp{
 		"bench-import": regexp.MustCompile(`^bench-import dir=\S+ photos=11 subjects=\d+ skipped_files=1 workers=2 import_workers=4 repeat=2 into=many nproc=\d+ gomaxprocs=\d+ load1=\S+$`),
-		"engine phase": regexp.MustCompile(`^engine phase=(before|after) concurrency=(2|4) photos=11 faces=\d+ with_face=\d+ faces_found=\d+ seconds=` + num +
+		"engine phase": regexp.MustCompile(`^engine phase=(before|after|between-[12]) concurrency=(2|4) photos=11 faces=\d+ with_face=\d+ faces_found=\d+ seconds=` + num +
 			` photos_per_second=` + num + ` faces_per_second=` + num + ` cpu_ms_per_photo=` + num + ` others_cpu_seconds=` + num + ` load1=\S+$`),
 		"engine peer": regexp.MustCompile(`^engine peer concurrency=(2|4) photos=11 faces=\d+ faces_per_second=` + num + `$`),
 		"import rep": regexp.MustCompile(`^import rep=[12] total=12 enrolled=\d+ skipped=1 failed=\d+ seconds=` + num + ` photos_per_second=` + num +
 			` faces_per_second=` + num + ` cpu_seconds=` + num + ` cpu_ms_per_photo=` + num + ` sys_ms_per_photo=` + num +
 			` others_cpu_seconds=` + num + ` warnings=\d+ rss_mb=\d+ rss_peak_mb=\d+ rss_anon_mb=\d+ rss_file_mb=\d+ go_heap_mb=\d+ go_sys_mb=\d+ db_mb=\d+ load1=\S+$`),
+		"interleaved rep": regexp.MustCompile(`^interleaved rep=[12] import_faces_per_second=` + num + ` engine_faces_per_second=` + num + ` ratio=\d+\.\d{3}$`),
+		"interleaved total": regexp.MustCompile(`^interleaved total engine_passes=3 engine_faces_per_second=` + num + ` import_faces_per_second=` + num +
+			` ratio=\d+\.\d{3} rep_ratio_min=\d+\.\d{3} rep_ratio_median=\d+\.\d{3} rep_ratio_max=\d+\.\d{3}$`),
 		"import total": regexp.MustCompile(`^import total reps=2 photos=24 enrolled=\d+ skipped=2 failed=\d+ seconds=` + num + ` faces_per_second=` + num +
 			` cpu_ms_per_photo=` + num + ` ratio_to_engine=\d\.\d\d first_rep_ratio=\d\.\d\d last_rep_ratio=\d\.\d\d rss_mb_after_12=\d+ rss_mb_after_24=\d+ rss_peak_mb_after_12=\d+ rss_peak_mb_after_24=\d+$`),
 	}
@@ -132,7 +135,8 @@ func TestBenchImport(t *testing.T) {
 			total = f
 		}
 	}
-	want := map[string]int{"bench-import": 1, "engine phase": 4, "engine peer": 1, "import rep": 2, "import total": 1}
+	want := map[string]int{"bench-import": 1, "engine phase": 6, "engine peer": 1, "import rep": 2, "import total": 1,
+		"interleaved rep": 2, "interleaved total": 1}
 	for k, n := range want {
 		if count[k] != n {
 			t.Errorf("%d %q lines, want %d", count[k], k, n)

@@ -200,6 +200,9 @@ type itemResult struct {
 	FaceID     string `json:"face_id,omitempty"`
 	Reason     string `json:"reason,omitempty"`
 	Detail     string `json:"detail,omitempty"`
+	// SubjectCreated: this photo's request created its subject, which the
+	// import removes at its end if none of its photos was enrolled.
+	SubjectCreated bool `json:"subject_created,omitempty"`
 
 	// final results are written to the state file, so no later run sends
 	// the photo again. Failures that may pass on a later try (the server
@@ -220,6 +223,8 @@ type importer struct {
 	// enrolled is then never reported "exists" by the resumed run).
 	stopped <-chan struct{}
 	abort   context.CancelCauseFunc
+	// made is written by the collector only.
+	made *madeSubjects
 }
 
 // importGallery runs one import: source, state, server, then the photos.
@@ -285,9 +290,12 @@ func importGallery(ctx context.Context, env *cliEnv, cfg importConfig) error {
 	for _, s := range skipped {
 		tally.addSkippedFile(s)
 	}
+	made := newMadeSubjects()
+	imp.made = made
 	var todo []gallery.ImportEntry
 	for _, e := range entries {
 		if r, ok := done[stateKey(e.Path, e.ExternalID)]; ok {
+			made.note(r)
 			tally.add(r, true)
 			if r.SubjectID != "" {
 				imp.subjects.remember(e.ExternalID, r.SubjectID)
@@ -324,6 +332,9 @@ func importGallery(ctx context.Context, env *cliEnv, cfg importConfig) error {
 	if left := tally.total - tally.doneLocked(); left > 0 {
 		return fmt.Errorf("interrupted with %d photos left; run the same command again to continue (state in %s): %w",
 			left, cfg.statePath, context.Cause(stop))
+	}
+	if n := imp.removeEmptySubjects(reqCtx, env, made); n > 0 {
+		fmt.Fprintf(env.stderr, "import: removed %d subjects this import created whose photos all failed\n", n)
 	}
 	return nil
 }
@@ -404,6 +415,7 @@ func (imp *importer) run(ctx context.Context, todo []gallery.ImportEntry, st *im
 				continue
 			}
 		}
+		imp.made.note(r)
 		tally.add(r, false)
 		done++
 		if imp.cfg.afterItem != nil {
@@ -435,11 +447,16 @@ func (imp *importer) importOne(ctx context.Context, e gallery.ImportEntry) (item
 	// the enrollment's 404 then clears it and the subject is made again,
 	// once.
 	for attempt := 0; ; attempt++ {
-		sid, err := imp.subjects.get(ctx, e.ExternalID, func() (string, error) { return imp.ensureSubject(ctx, e) })
+		created := false
+		sid, err := imp.subjects.get(ctx, e.ExternalID, func() (string, error) {
+			id, made, err := imp.ensureSubject(ctx, e)
+			created = made
+			return id, err
+		})
 		if err != nil {
 			return imp.failed(ctx, r, err)
 		}
-		r.SubjectID = sid
+		r.SubjectID, r.SubjectCreated = sid, created
 		res, err := imp.enroll(ctx, sid, e.Path)
 		var ae *apiError
 		if errors.As(err, &ae) && ae.status == http.StatusNotFound && attempt == 0 {
@@ -509,9 +526,9 @@ func (imp *importer) checkCollection(ctx context.Context) error {
 	return fmt.Errorf("collection %q on %s: %w", imp.cfg.collection, imp.cfg.server, err)
 }
 
-// ensureSubject creates the entry's subject, or finds it by external id
-// when it exists (409).
-func (imp *importer) ensureSubject(ctx context.Context, e gallery.ImportEntry) (string, error) {
+// ensureSubject creates the entry's subject (created is true), or finds
+// it by external id when it exists (409).
+func (imp *importer) ensureSubject(ctx context.Context, e gallery.ImportEntry) (id string, created bool, err error) {
 	req := map[string]any{"external_id": e.ExternalID}
 	if e.DisplayName != "" {
 		req["display_name"] = e.DisplayName
@@ -521,24 +538,84 @@ func (imp *importer) ensureSubject(ctx context.Context, e gallery.ImportEntry) (
 	}
 	body, err := json.Marshal(req)
 	if err != nil {
-		return "", fmt.Errorf("subject %q: %w", e.ExternalID, err)
+		return "", false, fmt.Errorf("subject %q: %w", e.ExternalID, err)
 	}
 	subjects := "/v1/collections/" + url.PathEscape(imp.cfg.collection) + "/subjects"
 	resp, err := imp.client.do(ctx, http.MethodPost, subjects, jsonBody(body))
 	var ae *apiError
 	if errors.As(err, &ae) && ae.status == http.StatusConflict {
-		return imp.findSubject(ctx, e.ExternalID)
+		id, err := imp.findSubject(ctx, e.ExternalID)
+		return id, false, err
 	}
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	var sub struct {
 		ID string `json:"id"`
 	}
 	if err := json.Unmarshal(resp, &sub); err != nil || sub.ID == "" {
-		return "", fmt.Errorf("create subject %q: unexpected answer %.200q: %w", e.ExternalID, resp, err)
+		return "", false, fmt.Errorf("create subject %q: unexpected answer %.200q: %w", e.ExternalID, resp, err)
 	}
-	return sub.ID, nil
+	return sub.ID, true, nil
+}
+
+// madeSubjects follows the subjects an import created and whether any of
+// their photos was enrolled: one whose photos all failed would be left
+// empty, and the import removes it at its end.
+type madeSubjects struct {
+	created map[string]string // external id -> id of the subject the import created
+	faced   map[string]bool   // external ids with a photo enrolled (or there already)
+}
+
+func newMadeSubjects() *madeSubjects {
+	return &madeSubjects{created: map[string]string{}, faced: map[string]bool{}}
+}
+
+// note takes one photo's result into account.
+func (m *madeSubjects) note(r itemResult) {
+	if r.SubjectCreated && r.SubjectID != "" {
+		m.created[r.ExternalID] = r.SubjectID
+	}
+	if r.Outcome == outcomeEnrolled || r.Outcome == outcomeExists {
+		m.faced[r.ExternalID] = true
+	}
+}
+
+// removeEmptySubjects deletes the subjects this import created of which
+// no photo was enrolled, if they still have no face (another client may
+// have enrolled one meanwhile), and returns how many it deleted. A
+// subject it cannot check or delete stays, with a warning.
+func (imp *importer) removeEmptySubjects(ctx context.Context, env *cliEnv, m *madeSubjects) int {
+	removed := 0
+	base := "/v1/collections/" + url.PathEscape(imp.cfg.collection) + "/subjects/"
+	for ext, id := range m.created {
+		if m.faced[ext] {
+			continue
+		}
+		resp, err := imp.client.do(ctx, http.MethodGet, base+url.PathEscape(id), nil)
+		var ae *apiError
+		if errors.As(err, &ae) && ae.status == http.StatusNotFound {
+			continue // deleted already
+		}
+		var sub struct {
+			FaceCount int `json:"face_count"`
+		}
+		if err == nil {
+			err = json.Unmarshal(resp, &sub)
+		}
+		if err == nil && sub.FaceCount > 0 {
+			continue
+		}
+		if err == nil {
+			_, err = imp.client.do(ctx, http.MethodDelete, base+url.PathEscape(id), nil)
+		}
+		if err != nil && !(errors.As(err, &ae) && ae.status == http.StatusNotFound) {
+			fmt.Fprintf(env.stderr, "import: warning: subject %q (%s), whose photos all failed, was left: %v\n", ext, id, err)
+			continue
+		}
+		removed++
+	}
+	return removed
 }
 
 // findSubject looks a subject up by external id: the API's exact

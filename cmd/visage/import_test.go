@@ -436,6 +436,37 @@ func TestImport(t *testing.T) {
 		}
 	})
 
+	t.Run("subjects whose photos all fail are not left", func(t *testing.T) {
+		// ghost: created by the import, every photo refused: removed at
+		// the end. keeper: there before the import, with no face: kept.
+		dir := t.TempDir()
+		linkOrCopy(t, testenv.Shared(t, "testdata/faces/bbt/amy/amy1.png"), filepath.Join(dir, "amy", "amy1.png"))
+		linkOrCopy(t, testenv.Shared(t, "testdata/faces/bbt/bbt1.jpg"), filepath.Join(dir, "ghost", "group.jpg"))
+		for _, rel := range []string{"ghost/blank.png", "keeper/blank.png"} {
+			if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, rel)), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, rel), testenv.BlankPNG(), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		srv.call(201, "POST", "/v1/collections", strings.NewReader(`{"name":"ghosts"}`), "application/json")
+		srv.call(201, "POST", "/v1/collections/ghosts/subjects", strings.NewReader(`{"external_id":"keeper"}`), "application/json")
+		cfg := importCfg(t, srv, "--collection", "ghosts", "--dir", dir, "--state", filepath.Join(work, "ghosts.state"))
+		sum, stderr, err := importRun(t, context.Background(), cfg)
+		if err != nil {
+			t.Fatalf("import: %v\n%s", err, stderr)
+		}
+		checkCounts(t, sum, map[string]int{"total": 4, "enrolled": 1, "failed": 3})
+		subs := srv.subjects("ghosts")
+		if _, ok := subs["ghost"]; ok || len(subs) != 2 || subs["amy"].FaceCount != 1 || subs["keeper"].FaceCount != 0 {
+			t.Errorf("subjects after the import: %+v; want amy (1 face) and keeper (none), no ghost", subs)
+		}
+		if !strings.Contains(stderr, "removed 1 subjects this import created whose photos all failed") {
+			t.Errorf("stderr does not report the removal: %s", stderr)
+		}
+	})
+
 	t.Run("completed state file sends nothing", func(t *testing.T) {
 		cfg := importCfg(t, srv, "--collection", "tree", "--dir", tree, "--state", filepath.Join(work, "tree.state"))
 		sum, stderr, err := importRun(t, context.Background(), cfg)
