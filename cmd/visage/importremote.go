@@ -38,6 +38,11 @@ func importRemote(ctx context.Context, env *cliEnv, cfg importConfig) error {
 		cfg.progressEvery = 5 * time.Second
 	}
 	c := newAPIClient(cfg, make(chan struct{}))
+	// As the local import does: --create-collection creates it, and a
+	// missing collection is named before anything is uploaded.
+	if err := (&importer{cfg: cfg, client: c}).checkCollection(ctx); err != nil {
+		return err
+	}
 	base := "/v1/collections/" + url.PathEscape(cfg.collection) + "/imports"
 	var body *requestBody
 	path := base

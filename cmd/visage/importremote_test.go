@@ -57,15 +57,23 @@ func TestImportRemote(t *testing.T) {
 	if err := os.CopyFS(filepath.Join(root, "tree"), os.DirFS(tree)); err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range []struct{ name, flag, value string }{
-		{"archive", "--archive", archive},
-		{"server-path", "--server-path", "tree"},
+	for _, c := range []struct {
+		name, flag, value string
+		create            bool // by --create-collection rather than beforehand
+	}{
+		{"archive", "--archive", archive, false},
+		{"server-path", "--server-path", "tree", true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			coll := "remote-" + c.name
-			srv.call(201, "POST", "/v1/collections", strings.NewReader(`{"name":"`+coll+`"}`), "application/json")
+			args := []string{"--collection", coll, c.flag, c.value, "--failures", filepath.Join(work, coll+"-failures.csv")}
+			if c.create {
+				args = append(args, "--create-collection")
+			} else {
+				srv.call(201, "POST", "/v1/collections", strings.NewReader(`{"name":"`+coll+`"}`), "application/json")
+			}
 			failures := filepath.Join(work, coll+"-failures.csv")
-			cfg := importCfg(t, srv, "--collection", coll, c.flag, c.value, "--failures", failures)
+			cfg := importCfg(t, srv, args...)
 			sum, stderr, err := importRun(t, context.Background(), cfg)
 			if err != nil {
 				t.Fatalf("import: %v\n%s", err, stderr)
@@ -87,6 +95,15 @@ func TestImportRemote(t *testing.T) {
 			}
 		})
 	}
+	t.Run("missing collection", func(t *testing.T) {
+		cfg := importCfg(t, srv, "--collection", "remote-nowhere", "--server-path", "tree")
+		var out, errOut strings.Builder
+		err := importRemote(context.Background(), &cliEnv{stdout: &out, stderr: &errOut}, cfg)
+		if err == nil || !strings.Contains(err.Error(), "--create-collection") {
+			t.Fatalf("import into a missing collection: %v, want a hint at --create-collection", err)
+		}
+		srv.call(404, "GET", "/v1/collections/remote-nowhere", nil, "")
+	})
 	t.Run("refused archive", func(t *testing.T) {
 		bad := filepath.Join(work, "bad.zip")
 		if err := os.WriteFile(bad, []byte("not a zip"), 0o644); err != nil {
