@@ -20,6 +20,7 @@ APT_PACKAGES=(
                                   # their own throwaway cluster (internal/pgtest), not this service
   docker-compose                  # validates docker-compose.yml in the tests; no engine is needed
   pkg-config bzip2 ca-certificates
+  curl                            # the README's examples and scripts/lfw-import.sh
 )
 FACEAPI_VERSION=1.7.15
 CACHE_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/visage"
