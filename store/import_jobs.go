@@ -3,6 +3,7 @@ package store
 import (
 	"cmp"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -314,6 +315,28 @@ func checkNewFace(f Face) error {
 		return fmt.Errorf("%w: landmarks or quality not JSON", ErrInvalid)
 	}
 	return nil
+}
+
+// importedItem sets the outcome of an import item from the insertion of
+// its face for subject sub (insertFace's results) and returns the outcome
+// of its audit event: OutcomeEnrolled for a new face, ItemExists for one
+// the subject had, "" (no event) for a face being deleted, which fails
+// the item. Any other error is the batch's.
+func importedItem(it ImportItem, sub string, face Face, created bool, err error) (ImportItem, string, error) {
+	it.SubjectID, it.FaceID = sub, face.ID
+	switch {
+	case errors.Is(err, ErrConflict) && face.ID != "":
+		it.State, it.Code, it.Reason = ItemFailed, ItemBeingDeleted, err.Error()
+		return it, "", nil
+	case err != nil:
+		return it, "", err
+	case created:
+		it.State, it.Code, it.Reason = ItemEnrolled, "", ""
+		return it, OutcomeEnrolled, nil
+	default:
+		it.State, it.Code, it.Reason = ItemSkipped, ItemExists, "the subject has a face from this image already"
+		return it, ItemExists, nil
+	}
 }
 
 // importEnrollDetail is the detail of the audit event of a face enrolled

@@ -383,14 +383,6 @@ func (p *Postgres) RecordImportItems(ctx context.Context, jobID string, items []
 	if err != nil {
 		return ImportJob{}, fmt.Errorf("record import items of %q: %w", jobID, err)
 	}
-	seqs := make([]int32, len(items))
-	states := make([]string, len(items))
-	codes, reasons, subjects, faces := make([]*string, len(items)), make([]*string, len(items)),
-		make([]*string, len(items)), make([]*string, len(items))
-	for i, it := range items {
-		seqs[i], states[i] = pgSeq(it.Seq), string(it.State)
-		codes[i], reasons[i], subjects[i], faces[i] = pgText(it.Code), pgText(it.Reason), pgText(it.SubjectID), pgText(it.FaceID)
-	}
 	var job ImportJob
 	err = p.inTx(ctx, func(tx pgx.Tx) error {
 		if err := pgJobExists(ctx, tx, jobID); err != nil {
@@ -538,20 +530,13 @@ func (p *Postgres) EnrollImportBatch(ctx context.Context, jobID string, outcomes
 			f := *o.Face
 			f.SubjectID, f.Collection = sub, collection
 			face, created, err := p.insertFace(ctx, tx, f)
-			it.SubjectID, it.FaceID = sub, face.ID
-			status := OutcomeEnrolled
-			switch {
-			case errors.Is(err, ErrConflict) && face.ID != "":
-				it.State, it.Code, it.Reason = ItemFailed, ItemBeingDeleted, err.Error()
-				out.Items = append(out.Items, it)
-				continue
-			case err != nil:
+			it, status, err := importedItem(it, sub, face, created, err)
+			if err != nil {
 				return fmt.Errorf("item %d: %w", o.Seq, err)
-			case created:
-				it.State, it.Code, it.Reason = ItemEnrolled, "", ""
-			default:
-				it.State, it.Code, it.Reason = ItemSkipped, ItemExists, "the subject has a face from this image already"
-				status = ItemExists
+			}
+			out.Items = append(out.Items, it)
+			if status == "" {
+				continue
 			}
 			_, err = tx.Exec(ctx,
 				`INSERT INTO event (at, kind, key_id, collection, subject_id, face_id, outcome, detail)
@@ -561,7 +546,6 @@ func (p *Postgres) EnrollImportBatch(ctx context.Context, jobID string, outcomes
 			if err != nil {
 				return fmt.Errorf("item %d: audit: %w", o.Seq, err)
 			}
-			out.Items = append(out.Items, it)
 			out.Faces = append(out.Faces, face)
 		}
 		c, err := pgRecordItems(ctx, tx, jobID, out.Items)

@@ -456,20 +456,13 @@ func (s *SQLite) EnrollImportBatch(ctx context.Context, jobID string, outcomes [
 			f := *o.Face
 			f.SubjectID, f.Collection = sub, collection.String
 			face, created, err := s.insertFace(ctx, tx, f)
-			it.SubjectID, it.FaceID = sub, face.ID
-			status := OutcomeEnrolled
-			switch {
-			case errors.Is(err, ErrConflict) && face.ID != "":
-				it.State, it.Code, it.Reason = ItemFailed, ItemBeingDeleted, err.Error()
-				out.Items = append(out.Items, it)
-				continue
-			case err != nil:
+			it, status, err := importedItem(it, sub, face, created, err)
+			if err != nil {
 				return fmt.Errorf("item %d: %w", o.Seq, err)
-			case created:
-				it.State, it.Code, it.Reason = ItemEnrolled, "", ""
-			default:
-				it.State, it.Code, it.Reason = ItemSkipped, ItemExists, "the subject has a face from this image already"
-				status = ItemExists
+			}
+			out.Items = append(out.Items, it)
+			if status == "" {
+				continue
 			}
 			_, err = tx.ExecContext(ctx,
 				`INSERT INTO event (at, kind, key_id, collection, subject_id, face_id, outcome, detail)
@@ -479,7 +472,6 @@ func (s *SQLite) EnrollImportBatch(ctx context.Context, jobID string, outcomes [
 			if err != nil {
 				return fmt.Errorf("item %d: audit: %w", o.Seq, err)
 			}
-			out.Items = append(out.Items, it)
 			out.Faces = append(out.Faces, face)
 		}
 		c, err := recordItems(ctx, tx, jobID, out.Items)
