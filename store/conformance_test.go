@@ -82,6 +82,10 @@ type storeUnderTest interface {
 	TouchKey(ctx context.Context, id string, at time.Time) error
 	CountKeys(ctx context.Context) (int, error)
 
+	CreateSession(ctx context.Context, sess Session) (Session, error)
+	GetSession(ctx context.Context, idHash []byte) (SessionKey, error)
+	DeleteSession(ctx context.Context, idHash []byte) error
+
 	AppendEvent(ctx context.Context, e Event) (Event, error)
 	ListEvents(ctx context.Context, q EventQuery) ([]Event, error)
 	CollectionStats(ctx context.Context, name string) (CollectionStats, error)
@@ -197,6 +201,7 @@ func runConformance(t *testing.T, b backend) {
 		{"SubjectDeletion", testSubjectDeletion},
 		{"ImportSubjects", testImportSubjects},
 		{"APIKeys", testAPIKeys},
+		{"Sessions", testSessions},
 		{"Events", testEvents},
 		{"CollectionStatsAndTopSubjects", testCollectionStatsAndTopSubjects},
 		{"EnrollmentsPerDay", testEnrollmentsPerDay},
