@@ -24,6 +24,9 @@ import (
 type KeyStore interface {
 	GetKey(ctx context.Context, id string) (store.APIKey, error)
 	TouchKey(ctx context.Context, id string, at time.Time) error
+	CreateSession(ctx context.Context, sess store.Session) (store.Session, error)
+	GetSession(ctx context.Context, idHash []byte) (store.SessionKey, error)
+	DeleteSession(ctx context.Context, idHash []byte) error
 }
 
 // Config is the HTTP policy.
@@ -124,6 +127,8 @@ func (s *Server) routes(e *gin.Engine) {
 		e.GET("/metrics", gin.WrapH(s.metrics.Handler()))
 	}
 
+	s.dashboardRoutes(e)
+
 	v1 := e.Group("/v1", s.limitBody, s.authenticate, s.rateLimit, s.requireReady)
 	v1.POST("/detect", s.allow(permDetect), s.detect)
 	v1.POST("/verify", s.allow(permIdentify), s.verify)
@@ -214,9 +219,21 @@ func (s *Server) requireReady(c *gin.Context) {
 
 const ctxKey = "visage.key"
 
-// authenticate checks the bearer token and remembers the key.
+// authenticate checks the bearer token, or else the dashboard's session
+// cookie (with its CSRF token for changes), and remembers the key.
 func (s *Server) authenticate(c *gin.Context) {
 	h := c.GetHeader("Authorization")
+	if _, err := c.Cookie(sessionCookie); h == "" && err == nil {
+		sk, ok := s.cookieSession(c)
+		if !ok || !checkCSRF(c, sk) {
+			return
+		}
+		c.Set(ctxKey, sk.Key)
+		c.Set(ctxSession, true)
+		s.touch(c.Request.Context(), sk.Key.ID)
+		c.Next()
+		return
+	}
 	token, ok := strings.CutPrefix(h, "Bearer ")
 	if !ok || token == "" {
 		c.Header("WWW-Authenticate", `Bearer realm="visage"`)

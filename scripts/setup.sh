@@ -21,6 +21,7 @@ APT_PACKAGES=(
   docker-compose                  # validates docker-compose.yml in the tests; no engine is needed
   pkg-config bzip2 ca-certificates
   curl                            # the README's examples and scripts/lfw-import.sh
+  chromium                        # headless browser for the dashboard's tests (chromedp)
 )
 FACEAPI_VERSION=1.7.15
 CACHE_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/visage"

@@ -94,6 +94,9 @@ type Store interface {
 	CreateKey(ctx context.Context, k store.APIKey) (store.APIKey, error)
 	ListKeys(ctx context.Context) ([]store.APIKey, error)
 	RevokeKey(ctx context.Context, id string) error
+	CreateSession(ctx context.Context, sess store.Session) (store.Session, error)
+	GetSession(ctx context.Context, idHash []byte) (store.SessionKey, error)
+	DeleteSession(ctx context.Context, idHash []byte) error
 	Close() error
 }
 

@@ -1,0 +1,220 @@
+package api_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/visage/visage/store"
+)
+
+// screenshotDir is where the browser tests leave a screenshot of each
+// page they visit (git ignores /artifacts/; CI keeps it).
+const screenshotDir = "../artifacts/dashboard"
+
+// newChromium starts a headless Chromium (Debian's, installed by the set-up
+// script) at a window width, and returns its context.
+func newChromium(t *testing.T, width, height int) context.Context {
+	t.Helper()
+	path, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Fatalf("chromium is not installed (./scripts/setup.sh installs it): %v", err)
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(path),
+		chromedp.NoSandbox, // CI runs as root
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.WindowSize(width, height),
+	)
+	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelCtx := chromedp.NewContext(alloc)
+	ctx, cancelTimeout := context.WithTimeout(ctx, 3*time.Minute)
+	t.Cleanup(func() {
+		cancelTimeout()
+		cancelCtx()
+		cancelAlloc()
+	})
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	return ctx
+}
+
+// run runs browser actions, failing the test with what was being done.
+func run(t *testing.T, ctx context.Context, what string, actions ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+// get runs one browser action that returns a value.
+func get[T any](t *testing.T, ctx context.Context, what string, a chromedp.Action[T]) T {
+	t.Helper()
+	v, err := chromedp.Run(ctx, a)
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	return v
+}
+
+// screenshot saves the page as artifacts/dashboard/<name>.png.
+func screenshot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	png := get(t, ctx, "screenshot "+name, chromedp.FullScreenshot(100))
+	if err := os.MkdirAll(screenshotDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(screenshotDir, name+".png"), png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// count returns how many elements match a CSS selector.
+func count(t *testing.T, ctx context.Context, selector string) int {
+	t.Helper()
+	return get(t, ctx, "count "+selector, chromedp.Evaluate[int](fmt.Sprintf(`document.querySelectorAll(%q).length`, selector)))
+}
+
+// number reads an element's text as a number ("1,234" → 1234).
+func number(t *testing.T, ctx context.Context, selector string) int {
+	t.Helper()
+	s := get(t, ctx, "read "+selector, chromedp.Text(chromedp.CSS(selector)))
+	n, err := strconv.Atoi(strings.Map(func(r rune) rune {
+		if r >= '0' && r <= '9' {
+			return r
+		}
+		return -1
+	}, s))
+	if err != nil {
+		t.Fatalf("%s: %q is not a number", selector, s)
+	}
+	return n
+}
+
+// signInPage opens the dashboard and signs in with key.
+func signInPage(t *testing.T, ctx context.Context, h *harness, key string) {
+	t.Helper()
+	run(t, ctx, "sign in",
+		chromedp.Navigate(h.url+"/admin/"),
+		chromedp.WaitVisible(chromedp.CSS("#login-key")),
+		chromedp.SendKeys(chromedp.CSS("#login-key"), key),
+		chromedp.Click(chromedp.CSS("#login-submit")),
+		chromedp.WaitVisible(chromedp.CSS("#whoami")),
+	)
+}
+
+func TestDashboardInBrowser(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	ids := h.enrolledGallery()
+	ctx := newChromium(t, 1280, 900)
+
+	t.Run("a wrong key is refused", func(t *testing.T) {
+		run(t, ctx, "sign in with a wrong key",
+			chromedp.Navigate(h.url+"/admin/"),
+			chromedp.WaitVisible(chromedp.CSS("#login-key")),
+			chromedp.SendKeys(chromedp.CSS("#login-key"), "vsk_aaaaaaaaaaaa_"+strings.Repeat("b", 52)),
+			chromedp.Click(chromedp.CSS("#login-submit")),
+			chromedp.WaitVisible(chromedp.CSS("#login-error")),
+		)
+		msg := get(t, ctx, "read the error", chromedp.Text(chromedp.CSS("#login-error")))
+		if !strings.Contains(msg, "unknown or revoked key") {
+			t.Errorf("sign-in error %q", msg)
+		}
+		shown := get(t, ctx, "is the app shown?", chromedp.Evaluate[bool](`!!document.querySelector("#whoami") && document.querySelector("#whoami").offsetParent !== null`))
+		if shown {
+			t.Error("the app is shown after a refused sign-in")
+		}
+		screenshot(t, ctx, "signin-refused")
+	})
+
+	t.Run("overview shows what the API reports", func(t *testing.T) {
+		signInPage(t, ctx, h, h.admin)
+		card := `.collection-card[data-collection="bbt"]`
+		run(t, ctx, "overview", chromedp.WaitVisible(chromedp.CSS(card+" .stat-faces")),
+			chromedp.WaitVisible(chromedp.CSS("#chart-enrollments rect.bar")))
+		var stats store.CollectionStats
+		h.must(http.StatusOK, http.MethodGet, "/v1/collections/bbt/stats", h.admin, nil).decode(t, &stats)
+		if got := number(t, ctx, card+" .stat-subjects"); got != int(stats.Subjects) {
+			t.Errorf("subjects shown %d, API %d", got, stats.Subjects)
+		}
+		if got := number(t, ctx, card+" .stat-faces"); got != int(stats.Faces) {
+			t.Errorf("faces shown %d, API %d", got, stats.Faces)
+		}
+		screenshot(t, ctx, "overview")
+	})
+
+	t.Run("search a subject, delete it", func(t *testing.T) {
+		row := `tr.subject-row[data-external-id="ext-penny"]`
+		run(t, ctx, "search penny",
+			chromedp.Navigate(h.url+"/admin/#/subjects?c=bbt"),
+			chromedp.WaitVisible(chromedp.CSS("#subject-search")),
+			chromedp.SendKeys(chromedp.CSS("#subject-search"), "penny\n"),
+			chromedp.WaitVisible(chromedp.CSS(row)),
+		)
+		if n := count(t, ctx, "tr.subject-row"); n != 1 {
+			t.Errorf("%d rows for penny, want 1", n)
+		}
+		screenshot(t, ctx, "subjects")
+		run(t, ctx, "open penny", chromedp.Click(chromedp.CSS(row+" a")), chromedp.WaitVisible(chromedp.CSS("tr.face-row")))
+		if n := count(t, ctx, "tr.face-row"); n != 4 {
+			t.Errorf("%d faces shown for penny, want 4", n)
+		}
+		screenshot(t, ctx, "subject")
+		run(t, ctx, "delete penny",
+			chromedp.Click(chromedp.CSS("#delete-subject")),
+			chromedp.WaitVisible(chromedp.CSS("#confirm-yes")),
+			chromedp.Click(chromedp.CSS("#confirm-yes")),
+			chromedp.WaitVisible(chromedp.CSS("#subject-search")),
+		)
+		run(t, ctx, "search penny again",
+			chromedp.Navigate(h.url+"/admin/#/subjects?c=bbt&q=penny"),
+			chromedp.WaitVisible(chromedp.CSS("p.empty")),
+		)
+		if n := count(t, ctx, "tr.subject-row"); n != 0 {
+			t.Errorf("%d rows for penny after the deletion, want 0", n)
+		}
+		id := h.identify("bbt", portrait(t, "penny", 5))
+		for _, f := range id.Faces {
+			if f.Match != nil && f.Match.SubjectID == ids["penny"] {
+				t.Errorf("identification still names penny: %+v", f.Match)
+			}
+		}
+	})
+
+	t.Run("a read key sees no write controls", func(t *testing.T) {
+		run(t, ctx, "sign out", chromedp.Click(chromedp.CSS("#signout")), chromedp.WaitVisible(chromedp.CSS("#login-key")))
+		signInPage(t, ctx, h, h.newKey(store.RoleRead, ""))
+		row := `tr.subject-row[data-external-id="ext-amy"]`
+		run(t, ctx, "open amy",
+			chromedp.Navigate(h.url+"/admin/#/subjects?c=bbt&q=amy"),
+			chromedp.WaitVisible(chromedp.CSS(row)),
+			chromedp.Click(chromedp.CSS(row+" a")),
+			chromedp.WaitVisible(chromedp.CSS("tr.face-row")),
+		)
+		if n := count(t, ctx, "#delete-subject, .delete-face"); n != 0 {
+			t.Errorf("a read key's page has %d delete controls", n)
+		}
+		screenshot(t, ctx, "subject-read-key")
+	})
+
+	t.Run("narrow screen", func(t *testing.T) {
+		narrow := newChromium(t, 390, 844)
+		signInPage(t, narrow, h, h.admin)
+		run(t, narrow, "overview", chromedp.WaitVisible(chromedp.CSS(`.collection-card[data-collection="bbt"]`)))
+		overflow := get(t, narrow, "measure", chromedp.Evaluate[bool](`document.documentElement.scrollWidth > window.innerWidth + 1`))
+		if overflow {
+			t.Error("the overview is wider than a 390 px screen")
+		}
+		screenshot(t, narrow, "overview-390px")
+	})
+}
