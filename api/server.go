@@ -24,6 +24,9 @@ import (
 type KeyStore interface {
 	GetKey(ctx context.Context, id string) (store.APIKey, error)
 	TouchKey(ctx context.Context, id string, at time.Time) error
+	ListKeys(ctx context.Context) ([]store.APIKey, error)
+	CreateKey(ctx context.Context, k store.APIKey) (store.APIKey, error)
+	RevokeKey(ctx context.Context, id string) error
 	CreateSession(ctx context.Context, sess store.Session) (store.Session, error)
 	GetSession(ctx context.Context, idHash []byte) (store.SessionKey, error)
 	DeleteSession(ctx context.Context, idHash []byte) error
@@ -161,6 +164,9 @@ func (s *Server) routes(e *gin.Engine) {
 	a.GET("/events", s.listEvents)
 	a.GET("/collections/:name/top-subjects", s.scoped, s.topSubjects)
 	a.GET("/collections/:name/enrollments", s.scoped, s.enrollmentsPerDay)
+	a.GET("/keys", keyAdmin, s.listKeys)
+	a.POST("/keys", keyAdmin, s.createKey)
+	a.DELETE("/keys/:id", keyAdmin, s.revokeKey)
 }
 
 // recoverer turns a panic into a 500 problem instead of a dropped

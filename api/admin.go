@@ -1,0 +1,100 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/visage/visage/store"
+)
+
+// maxKeyNameLen caps a key's name, in characters.
+const maxKeyNameLen = 200
+
+// keyAdmin refuses key management to a collection-scoped admin key: it
+// could otherwise create an unscoped admin key and leave its scope.
+func keyAdmin(c *gin.Context) {
+	if key(c).Collection != "" {
+		fail(c, newProblem(TypeForbidden, "a collection-scoped key may not manage keys"))
+		return
+	}
+	c.Next()
+}
+
+func (s *Server) listKeys(c *gin.Context) {
+	keys, err := s.keys.ListKeys(c.Request.Context())
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	if keys == nil {
+		keys = []store.APIKey{}
+	}
+	c.JSON(http.StatusOK, gin.H{"keys": keys})
+}
+
+// createKey makes a key and answers its token, the only time it is shown:
+// the store keeps its hash.
+func (s *Server) createKey(c *gin.Context) {
+	var req struct {
+		Name       string     `json:"name"`
+		Role       store.Role `json:"role"`
+		Collection string     `json:"collection"`
+	}
+	if err := c.ShouldBindJSON(&req); err != nil {
+		s.failErr(c, invalid("body", `a JSON object {"name", "role", "collection"}`))
+		return
+	}
+	req.Name = strings.TrimSpace(req.Name)
+	switch {
+	case req.Name == "" || utf8.RuneCountInString(req.Name) > maxKeyNameLen:
+		s.failErr(c, invalid("name", "1 to 200 characters"))
+		return
+	case req.Role != store.RoleAdmin && req.Role != store.RoleEnroll && req.Role != store.RoleIdentify && req.Role != store.RoleRead:
+		s.failErr(c, invalid("role", "admin, enroll, identify or read"))
+		return
+	}
+	ctx := c.Request.Context()
+	if req.Collection != "" {
+		if _, err := s.svc().Store().GetCollection(ctx, req.Collection); err != nil {
+			s.failErr(c, err)
+			return
+		}
+	}
+	id, token := NewKeyToken()
+	k, err := s.keys.CreateKey(ctx, store.APIKey{ID: id, Name: req.Name, Hash: HashToken(token), Role: req.Role, Collection: req.Collection})
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	s.auditKey(ctx, c, "created", k)
+	c.JSON(http.StatusCreated, gin.H{"key": k, "token": token})
+}
+
+func (s *Server) revokeKey(c *gin.Context) {
+	ctx := c.Request.Context()
+	k, err := s.keys.GetKey(ctx, c.Param("id"))
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	if err := s.keys.RevokeKey(ctx, k.ID); err != nil {
+		s.failErr(c, err)
+		return
+	}
+	s.auditKey(ctx, c, "revoked", k)
+	c.Status(http.StatusNoContent)
+}
+
+// auditKey records a change of keys in the audit trail.
+func (s *Server) auditKey(ctx context.Context, c *gin.Context, outcome string, k store.APIKey) {
+	detail, _ := json.Marshal(map[string]any{"key": k.ID, "name": k.Name, "role": k.Role, "collection": k.Collection})
+	if _, err := s.svc().Store().AppendEvent(context.WithoutCancel(ctx), store.Event{Kind: "key", KeyID: key(c).ID,
+		Collection: k.Collection, Outcome: outcome, Detail: detail}); err != nil {
+		s.log.ErrorContext(ctx, "append audit event", "kind", "key", "err", err)
+	}
+}
