@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
@@ -97,4 +99,45 @@ func (s *Server) auditKey(ctx context.Context, c *gin.Context, outcome string, k
 		Collection: k.Collection, Outcome: outcome, Detail: detail}); err != nil {
 		s.log.ErrorContext(ctx, "append audit event", "kind", "key", "err", err)
 	}
+}
+
+// distanceBinWidth is the width of the identification distance histogram:
+// 0.05 puts the calibrated thresholds (docs/benchmarks.md, "Matching")
+// about eight bins from 0.
+const distanceBinWidth = 0.05
+
+// identifications answers a collection's identifications per UTC hour over
+// the last hours (the current one included) and the distribution of the
+// best candidate's distance, with the collection's threshold, from the
+// audit trail.
+func (s *Server) identifications(c *gin.Context) {
+	hours := 48
+	if v := c.Query("hours"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 24*366 {
+			s.failErr(c, invalid("hours", "an integer in [1, 8784]"))
+			return
+		}
+		hours = n
+	}
+	ctx := c.Request.Context()
+	coll, err := s.svc().Store().GetCollection(ctx, c.Param("name"))
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	since := time.Now().UTC().Truncate(time.Hour).Add(-time.Duration(hours-1) * time.Hour)
+	st, err := s.svc().Store().IdentificationStats(ctx, coll.Name, since, distanceBinWidth)
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	if st.Hours == nil {
+		st.Hours = []store.HourCount{}
+	}
+	if st.Distances == nil {
+		st.Distances = []store.DistanceBin{}
+	}
+	c.JSON(http.StatusOK, gin.H{"since": since, "hours": st.Hours, "threshold": coll.Threshold, "bin_width": distanceBinWidth,
+		"distances": st.Distances, "identifications": st.Identifications, "faces": st.Faces})
 }

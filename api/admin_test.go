@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/visage/visage/internal/testenv"
 	"github.com/visage/visage/store"
 )
 
@@ -87,4 +88,56 @@ func TestKeysAPI(t *testing.T) {
 			t.Errorf("audit events of the key: %v, want created and revoked", outcomes)
 		}
 	})
+}
+
+func TestIdentificationStatsAPI(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	h.enrolledGallery()
+	// Two identifications: penny alone (one face, a match) and the group
+	// photo (several faces).
+	single := h.identify("bbt", portrait(t, "penny", 5))
+	group := h.identify("bbt", testenv.ReadShared(t, "testdata/faces/bbt/bbt1.jpg"))
+	faces := len(single.Faces) + len(group.Faces)
+
+	var st struct {
+		Hours []struct {
+			Count int64 `json:"count"`
+			Faces int64 `json:"faces"`
+		} `json:"hours"`
+		Threshold float64 `json:"threshold"`
+		BinWidth  float64 `json:"bin_width"`
+		Distances []struct {
+			From  float64 `json:"from"`
+			Count int64   `json:"count"`
+		} `json:"distances"`
+		Identifications int64 `json:"identifications"`
+		Faces           int64 `json:"faces"`
+	}
+	h.must(http.StatusOK, http.MethodGet, "/v1/admin/collections/bbt/identifications?hours=2", h.admin, nil).decode(t, &st)
+	if st.Identifications != 2 || st.Faces != int64(faces) || len(st.Hours) == 0 {
+		t.Fatalf("stats %+v, want 2 identifications of %d faces", st, faces)
+	}
+	var binned int64
+	for _, b := range st.Distances {
+		binned += b.Count
+	}
+	if binned != int64(faces) || st.BinWidth != 0.05 || st.Threshold <= 0 {
+		t.Errorf("%d distances binned (width %v, threshold %v), want one per face: %d", binned, st.BinWidth, st.Threshold, faces)
+	}
+	// Penny's photo matched, so a distance under the threshold is counted.
+	if len(single.Faces) != 1 || single.Faces[0].Match == nil {
+		t.Fatalf("penny5.png: %+v, want one matched face", single.Faces)
+	}
+	var under int64
+	for _, b := range st.Distances {
+		if b.From < st.Threshold {
+			under += b.Count
+		}
+	}
+	if under == 0 {
+		t.Errorf("no distance under the threshold %v: %+v", st.Threshold, st.Distances)
+	}
+	h.must(http.StatusForbidden, http.MethodGet, "/v1/admin/collections/bbt/identifications", h.newKey(store.RoleRead, ""), nil)
+	h.must(http.StatusNotFound, http.MethodGet, "/v1/admin/collections/nowhere/identifications", h.admin, nil)
+	h.must(http.StatusBadRequest, http.MethodGet, "/v1/admin/collections/bbt/identifications?hours=0", h.admin, nil)
 }

@@ -164,6 +164,7 @@ func (s *Server) routes(e *gin.Engine) {
 	a.GET("/events", s.listEvents)
 	a.GET("/collections/:name/top-subjects", s.scoped, s.topSubjects)
 	a.GET("/collections/:name/enrollments", s.scoped, s.enrollmentsPerDay)
+	a.GET("/collections/:name/identifications", s.scoped, s.identifications)
 	a.GET("/keys", keyAdmin, s.listKeys)
 	a.POST("/keys", keyAdmin, s.createKey)
 	a.DELETE("/keys/:id", keyAdmin, s.revokeKey)

@@ -91,6 +91,7 @@ type storeUnderTest interface {
 	CollectionStats(ctx context.Context, name string) (CollectionStats, error)
 	TopSubjects(ctx context.Context, collection string, limit int) ([]SubjectCount, error)
 	EnrollmentsPerDay(ctx context.Context, collection string, since time.Time) ([]DayCount, error)
+	IdentificationStats(ctx context.Context, collection string, since time.Time, binWidth float64) (IdentificationStats, error)
 
 	CreateImportJob(ctx context.Context, job ImportJob, items []ImportItem) (ImportJob, error)
 	GetImportJob(ctx context.Context, id string) (ImportJob, error)
@@ -205,6 +206,7 @@ func runConformance(t *testing.T, b backend) {
 		{"Events", testEvents},
 		{"CollectionStatsAndTopSubjects", testCollectionStatsAndTopSubjects},
 		{"EnrollmentsPerDay", testEnrollmentsPerDay},
+		{"IdentificationStats", testIdentificationStats},
 		{"ConcurrentWritersAndReaders", testConcurrentWritersAndReaders},
 		{"TwoStoresOneDatabase", testTwoStoresOneDatabase},
 		{"CancelledContext", testCancelledContext},

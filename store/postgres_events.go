@@ -205,3 +205,52 @@ func (p *Postgres) EnrollmentsPerDay(ctx context.Context, collection string, sin
 	}
 	return days, nil
 }
+
+// IdentificationStats describes a collection's identifications since a
+// time (see IdentificationStats), with distance bins of width binWidth.
+func (p *Postgres) IdentificationStats(ctx context.Context, collection string, since time.Time, binWidth float64) (IdentificationStats, error) {
+	if err := checkBinWidth(binWidth); err != nil {
+		return IdentificationStats{}, fmt.Errorf("identification stats: %w", err)
+	}
+	var out IdentificationStats
+	err := p.inReadTx(ctx, func(tx pgx.Tx) error {
+		out = IdentificationStats{}
+		rows, err := tx.Query(ctx, `SELECT at / 3600000000000 AS h, count(*), coalesce(sum((detail->>'faces')::bigint), 0)
+			FROM event WHERE kind = 'identify' AND collection = $1 AND at >= $2 GROUP BY h ORDER BY h`, collection, toNanos(since))
+		if err != nil {
+			return err
+		}
+		var h, n, faces int64
+		_, err = pgx.ForEachRow(rows, []any{&h, &n, &faces}, func() error {
+			out.Hours = append(out.Hours, HourCount{Hour: hourOf(h), Count: n, Faces: faces})
+			out.Identifications += n
+			out.Faces += faces
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		// json_typeof guards the expansion: an event whose detail has no
+		// array there contributes nothing instead of failing the query.
+		rows, err = tx.Query(ctx, `SELECT floor(d::float8 / $3)::bigint AS b, count(*)
+			FROM event e CROSS JOIN LATERAL json_array_elements_text(
+				CASE WHEN json_typeof(e.detail->'best_distances') = 'array' THEN e.detail->'best_distances' ELSE '[]'::json END) d
+			WHERE e.kind = 'identify' AND e.collection = $1 AND e.at >= $2 AND d ~ '^[0-9.eE+-]+$'
+			GROUP BY b`, collection, toNanos(since), binWidth)
+		if err != nil {
+			return err
+		}
+		counts := map[int64]int64{}
+		var b int64
+		_, err = pgx.ForEachRow(rows, []any{&b, &n}, func() error {
+			counts[b] += n
+			return nil
+		})
+		out.Distances = distanceBins(counts, binWidth)
+		return err
+	})
+	if err != nil {
+		return IdentificationStats{}, fmt.Errorf("identification stats: %w", pgError(err))
+	}
+	return out, nil
+}

@@ -215,3 +215,55 @@ func (s *SQLite) EnrollmentsPerDay(ctx context.Context, collection string, since
 	}
 	return days, nil
 }
+
+// IdentificationStats describes a collection's identifications since a
+// time (see IdentificationStats), with distance bins of width binWidth.
+func (s *SQLite) IdentificationStats(ctx context.Context, collection string, since time.Time, binWidth float64) (IdentificationStats, error) {
+	if err := checkBinWidth(binWidth); err != nil {
+		return IdentificationStats{}, fmt.Errorf("identification stats: %w", err)
+	}
+	var out IdentificationStats
+	err := s.inReadTx(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT at / 3600000000000 AS h, count(*), coalesce(sum(json_extract(detail, '$.faces')), 0)
+			FROM event INDEXED BY event_identified
+			WHERE kind = 'identify' AND collection = ? AND at >= ? GROUP BY h ORDER BY h`, collection, toNanos(since))
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var h, n, faces int64
+			if err := rows.Scan(&h, &n, &faces); err != nil {
+				_ = rows.Close()
+				return err
+			}
+			out.Hours = append(out.Hours, HourCount{Hour: hourOf(h), Count: n, Faces: faces})
+			out.Identifications += n
+			out.Faces += faces
+		}
+		if err := rows.Close(); err != nil {
+			return err
+		}
+		rows, err = tx.QueryContext(ctx, `SELECT CAST(j.value / ? AS INTEGER) AS b, count(*)
+			FROM event e INDEXED BY event_identified, json_each(e.detail, '$.best_distances') j
+			WHERE e.kind = 'identify' AND e.collection = ? AND e.at >= ? AND j.type IN ('real', 'integer')
+			GROUP BY b`, binWidth, collection, toNanos(since))
+		if err != nil {
+			return err
+		}
+		defer func() { _ = rows.Close() }()
+		counts := map[int64]int64{}
+		for rows.Next() {
+			var b, n int64
+			if err := rows.Scan(&b, &n); err != nil {
+				return err
+			}
+			counts[b] += n
+		}
+		out.Distances = distanceBins(counts, binWidth)
+		return rows.Err()
+	})
+	if err != nil {
+		return IdentificationStats{}, fmt.Errorf("identification stats: %w", err)
+	}
+	return out, nil
+}
