@@ -14,6 +14,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/visage/visage/internal/testenv"
 	"github.com/visage/visage/store"
 )
 
@@ -23,7 +24,7 @@ const screenshotDir = "../artifacts/dashboard"
 
 // newChromium starts a headless Chromium (Debian's, installed by the set-up
 // script) at a window width, and returns its context.
-func newChromium(t *testing.T, width, height int) context.Context {
+func newChromium(t testing.TB, width, height int) context.Context {
 	t.Helper()
 	path, err := exec.LookPath("chromium")
 	if err != nil {
@@ -50,7 +51,7 @@ func newChromium(t *testing.T, width, height int) context.Context {
 }
 
 // run runs browser actions, failing the test with what was being done.
-func run(t *testing.T, ctx context.Context, what string, actions ...chromedp.Action[chromedp.Void]) {
+func run(t testing.TB, ctx context.Context, what string, actions ...chromedp.Action[chromedp.Void]) {
 	t.Helper()
 	if err := chromedp.Do(ctx, actions...); err != nil {
 		t.Fatalf("%s: %v", what, err)
@@ -58,7 +59,7 @@ func run(t *testing.T, ctx context.Context, what string, actions ...chromedp.Act
 }
 
 // get runs one browser action that returns a value.
-func get[T any](t *testing.T, ctx context.Context, what string, a chromedp.Action[T]) T {
+func get[T any](t testing.TB, ctx context.Context, what string, a chromedp.Action[T]) T {
 	t.Helper()
 	v, err := chromedp.Run(ctx, a)
 	if err != nil {
@@ -68,7 +69,7 @@ func get[T any](t *testing.T, ctx context.Context, what string, a chromedp.Actio
 }
 
 // screenshot saves the page as artifacts/dashboard/<name>.png.
-func screenshot(t *testing.T, ctx context.Context, name string) {
+func screenshot(t testing.TB, ctx context.Context, name string) {
 	t.Helper()
 	png := get(t, ctx, "screenshot "+name, chromedp.FullScreenshot(100))
 	if err := os.MkdirAll(screenshotDir, 0o755); err != nil {
@@ -80,13 +81,13 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 }
 
 // count returns how many elements match a CSS selector.
-func count(t *testing.T, ctx context.Context, selector string) int {
+func count(t testing.TB, ctx context.Context, selector string) int {
 	t.Helper()
 	return get(t, ctx, "count "+selector, chromedp.Evaluate[int](fmt.Sprintf(`document.querySelectorAll(%q).length`, selector)))
 }
 
 // number reads an element's text as a number ("1,234" → 1234).
-func number(t *testing.T, ctx context.Context, selector string) int {
+func number(t testing.TB, ctx context.Context, selector string) int {
 	t.Helper()
 	s := get(t, ctx, "read "+selector, chromedp.Text(chromedp.CSS(selector)))
 	n, err := strconv.Atoi(strings.Map(func(r rune) rune {
@@ -102,7 +103,7 @@ func number(t *testing.T, ctx context.Context, selector string) int {
 }
 
 // signInPage opens the dashboard and signs in with key.
-func signInPage(t *testing.T, ctx context.Context, h *harness, key string) {
+func signInPage(t testing.TB, ctx context.Context, h *harness, key string) {
 	t.Helper()
 	run(t, ctx, "sign in",
 		chromedp.Navigate(h.url+"/admin/"),
@@ -191,6 +192,134 @@ func TestDashboardInBrowser(t *testing.T) {
 		}
 	})
 
+	t.Run("keys: create, the secret once, revoke", func(t *testing.T) {
+		run(t, ctx, "create a key",
+			chromedp.Navigate(h.url+"/admin/#/keys"),
+			chromedp.WaitVisible(chromedp.CSS("tr.key-row")),
+			chromedp.SendKeys(chromedp.CSS("#key-name"), "door camera"),
+			chromedp.SetValue(chromedp.CSS("#key-role"), "identify"),
+			chromedp.Click(chromedp.CSS("#key-create")),
+			chromedp.WaitVisible(chromedp.CSS("#key-secret input")),
+		)
+		token := get(t, ctx, "read the secret", chromedp.Value(chromedp.CSS("#key-secret input")))
+		if !strings.HasPrefix(token, "vsk_") {
+			t.Fatalf("secret shown %q", token)
+		}
+		h.must(http.StatusOK, http.MethodGet, "/v1/collections", token, nil)
+		id := strings.Split(token, "_")[1]
+		row := `tr.key-row[data-key-id="` + id + `"]`
+		run(t, ctx, "the new key is listed", chromedp.WaitVisible(chromedp.CSS(row)))
+		screenshot(t, ctx, "keys")
+		run(t, ctx, "revoke it",
+			chromedp.Click(chromedp.CSS(row+" .revoke-key")),
+			chromedp.WaitVisible(chromedp.CSS("#confirm-yes")),
+			chromedp.Click(chromedp.CSS("#confirm-yes")),
+			chromedp.WaitNotPresent(chromedp.CSS(row+" .revoke-key")),
+		)
+		h.must(http.StatusUnauthorized, http.MethodGet, "/v1/collections", token, nil)
+		// Leaving the page forgets the secret.
+		run(t, ctx, "leave and come back",
+			chromedp.Navigate(h.url+"/admin/#/overview"),
+			chromedp.WaitVisible(chromedp.CSS(".collection-card")),
+			chromedp.Navigate(h.url+"/admin/#/keys"),
+			chromedp.WaitVisible(chromedp.CSS("tr.key-row")),
+		)
+		if n := count(t, ctx, "#key-secret input"); n != 0 {
+			t.Error("the secret is still shown after leaving the page")
+		}
+	})
+
+	t.Run("try it with a group photo", func(t *testing.T) {
+		photo := testenv.Shared(t, "testdata/faces/bbt/bbt1.jpg")
+		want := h.identify("bbt", testenv.ReadShared(t, "testdata/faces/bbt/bbt1.jpg"))
+		run(t, ctx, "identify the group photo",
+			chromedp.Navigate(h.url+"/admin/#/try?c=bbt"),
+			chromedp.WaitVisible(chromedp.CSS("#try-form")),
+			chromedp.SetUploadFiles(chromedp.CSS("#try-image"), []string{photo}),
+			chromedp.Click(chromedp.CSS("#try-submit")),
+			chromedp.WaitVisible(chromedp.CSS("#try-result rect.face-box")),
+		)
+		if got := count(t, ctx, "#try-result rect.face-box"); got != len(want.Faces) || got < 2 {
+			t.Errorf("%d boxes drawn, the API found %d faces", got, len(want.Faces))
+		}
+		if got := count(t, ctx, "li.face-result"); got != len(want.Faces) {
+			t.Errorf("%d face results listed, want %d", got, len(want.Faces))
+		}
+		screenshot(t, ctx, "try-it")
+	})
+
+	t.Run("identifications on the overview", func(t *testing.T) {
+		run(t, ctx, "overview charts",
+			chromedp.Navigate(h.url+"/admin/#/overview?c=bbt"),
+			chromedp.WaitVisible(chromedp.CSS("#chart-identifications rect.bar")),
+			chromedp.WaitVisible(chromedp.CSS("#chart-distances line.threshold")),
+		)
+		screenshot(t, ctx, "overview-identifications")
+	})
+
+	t.Run("events", func(t *testing.T) {
+		run(t, ctx, "audit events",
+			chromedp.Navigate(h.url+"/admin/#/events"),
+			chromedp.WaitVisible(chromedp.CSS("tr.event-row")),
+			chromedp.SetValue(chromedp.CSS("#events-kind"), "identify"),
+			chromedp.Click(chromedp.CSS("#events-apply")),
+			chromedp.Sleep(300*time.Millisecond),
+			chromedp.WaitVisible(chromedp.CSS("tr.event-row")),
+		)
+		var api struct {
+			Events []store.Event `json:"events"`
+		}
+		h.must(http.StatusOK, http.MethodGet, "/v1/admin/events?kind=identify&limit=50", h.admin, nil).decode(t, &api)
+		if got := count(t, ctx, "tr.event-row"); got != len(api.Events) {
+			t.Errorf("%d identify events shown, the API lists %d", got, len(api.Events))
+		}
+		screenshot(t, ctx, "events")
+	})
+
+	t.Run("imports", func(t *testing.T) {
+		dir := filepath.Join(h.importRoot, "tree", "leonard")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for n := 5; n <= 5; n++ {
+			if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("%d.png", n)), portrait(t, "leonard", n), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := os.WriteFile(filepath.Join(dir, "blank.png"), testenv.BlankPNG(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		var job struct {
+			ID string `json:"id"`
+		}
+		h.must(http.StatusAccepted, http.MethodPost, "/v1/collections/bbt/imports", h.admin, ptr(jsonBody(map[string]any{"path": "tree"}))).decode(t, &job)
+		run(t, ctx, "imports page",
+			chromedp.Navigate(h.url+"/admin/#/imports?c=bbt"),
+			chromedp.WaitVisible(chromedp.CSS(`tr.import-row[data-job-id="`+job.ID+`"]`)),
+		)
+		for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
+			var j struct {
+				State string `json:"state"`
+			}
+			h.must(http.StatusOK, http.MethodGet, "/v1/collections/bbt/imports/"+job.ID, h.admin, nil).decode(t, &j)
+			if j.State == "done" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("import job still %s after a minute", j.State)
+			}
+		}
+		run(t, ctx, "the finished job",
+			chromedp.Navigate(h.url+"/admin/#/imports/bbt/"+job.ID),
+			chromedp.WaitVisible(chromedp.CSS("a#failures-csv")),
+			chromedp.WaitVisible(chromedp.CSS("tr.failure-row")),
+		)
+		if got := count(t, ctx, "tr.failure-row"); got != 1 {
+			t.Errorf("%d failures listed, want 1 (the blank photo)", got)
+		}
+		screenshot(t, ctx, "import-job")
+	})
+
 	t.Run("a read key sees no write controls", func(t *testing.T) {
 		run(t, ctx, "sign out", chromedp.Click(chromedp.CSS("#signout")), chromedp.WaitVisible(chromedp.CSS("#login-key")))
 		signInPage(t, ctx, h, h.newKey(store.RoleRead, ""))
@@ -203,6 +332,11 @@ func TestDashboardInBrowser(t *testing.T) {
 		)
 		if n := count(t, ctx, "#delete-subject, .delete-face"); n != 0 {
 			t.Errorf("a read key's page has %d delete controls", n)
+		}
+		shown := get(t, ctx, "admin-only nav links shown", chromedp.Evaluate[int](
+			`[...document.querySelectorAll("#nav-keys, #nav-events")].filter(e => e.offsetParent !== null).length`))
+		if shown != 0 {
+			t.Errorf("a read key sees %d admin-only nav links", shown)
 		}
 		screenshot(t, ctx, "subject-read-key")
 	})

@@ -44,7 +44,7 @@ var sharedEngine = sync.OnceValues(func() (*gallery.Engine, error) {
 	return gallery.OpenEngine(gallery.DefaultEngineConfig(dir))
 })
 
-func engine(t *testing.T) *gallery.Engine {
+func engine(t testing.TB) *gallery.Engine {
 	t.Helper()
 	testenv.ModelDir(t) // fails with the missing path if models are absent
 	eng, err := sharedEngine()
@@ -58,16 +58,18 @@ func engine(t *testing.T) *gallery.Engine {
 // directory, the HNSW index, and an HTTP server. Every request and
 // response is checked against the OpenAPI document.
 type harness struct {
-	t     *testing.T
+	t     testing.TB
 	url   string
 	admin string
-	store keyStore
+	store galleryStore
 	// qdrant is the vector store's server in the scale-out deployment.
 	qdrant *qdranttest.Server
 	// importRoot is the server's root for server-local imports.
 	importRoot string
 	router     routers.Router
 	client     *http.Client
+	// svc is the gallery service behind the server.
+	svc *gallery.Service
 }
 
 type harnessOptions struct {
@@ -102,7 +104,7 @@ type galleryStore interface {
 	keyStore
 }
 
-func newHarness(t *testing.T, opts harnessOptions) *harness {
+func newHarness(t testing.TB, opts harnessOptions) *harness {
 	t.Helper()
 	eng := engine(t)
 	ctx := context.Background()
@@ -171,7 +173,7 @@ func newHarness(t *testing.T, opts harnessOptions) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &harness{t: t, url: ts.URL, admin: token, store: st, qdrant: qs, importRoot: importRoot, router: router, client: ts.Client()}
+	return &harness{t: t, url: ts.URL, admin: token, store: st, qdrant: qs, importRoot: importRoot, router: router, client: ts.Client(), svc: svc}
 }
 
 // newKey creates a key with a role and optional collection scope.
@@ -235,7 +237,7 @@ type response struct {
 	raw    []byte
 }
 
-func (r response) decode(t *testing.T, v any) {
+func (r response) decode(t testing.TB, v any) {
 	t.Helper()
 	if err := json.Unmarshal(r.raw, v); err != nil {
 		t.Fatalf("decode %s: %v", r.raw, err)
@@ -326,7 +328,7 @@ func (h *harness) must(status int, method, path, token string, b *body) response
 }
 
 // portrait reads one of the bbt portraits, e.g. ("amy", 1).
-func portrait(t *testing.T, person string, n int) []byte {
+func portrait(t testing.TB, person string, n int) []byte {
 	t.Helper()
 	return testenv.ReadShared(t, fmt.Sprintf("testdata/faces/bbt/%s/%s%d.png", person, person, n))
 }

@@ -10,6 +10,9 @@
 
 const SESSION_PATH = '/admin/session';
 const CHART_DAYS = 30;
+const CHART_HOURS = 48;
+/** How often a page with running imports refreshes them. */
+const POLL_MS = 2000;
 const SVG_NS = 'http://www.w3.org/2000/svg';
 
 const state = {
@@ -24,6 +27,12 @@ const state = {
  * awaiting so that a slow response cannot overwrite a newer page.
  */
 let renderSeq = 0;
+
+/** The one refresh timer (running imports), cleared by every render. */
+let pollTimer = 0;
+
+/** The object URL of the photo shown by "Try it", revoked when replaced or left. */
+let tryImageURL = '';
 
 // ---------------------------------------------------------------- DOM helpers
 
@@ -75,24 +84,106 @@ function tableWrap(label, table) {
   return h('div', { class: 'table-wrap', role: 'region', 'aria-label': label, tabindex: 0 }, table);
 }
 
+/** A table with a visually hidden caption, column headers and rows. */
+function dataTable(caption, headers, rows) {
+  return h('table', { class: 'data' },
+    h('caption', { class: 'visually-hidden' }, caption),
+    h('thead', {}, h('tr', {}, headers.map((col) => {
+      const [text, cls] = Array.isArray(col) ? col : [col, null];
+      return h('th', { scope: 'col', class: cls }, text);
+    }))),
+    h('tbody', {}, rows));
+}
+
+/** Sets a <select>'s value, adding the option first if it is not there. */
+function selectValue(select, value) {
+  if (value && ![...select.options].some((o) => o.value === value)) select.append(h('option', { value }, value));
+  select.value = value || '';
+}
+
+/** A label above its control. */
+function field(id, label, control, hint) {
+  return h('div', { class: 'field' }, h('label', { for: id }, label), control,
+    hint ? h('p', { class: 'field-hint', id: `${id}-hint` }, hint) : null);
+}
+
+/**
+ * Replaces a container's content without losing the reader's place: focus
+ * inside it moves to the element at the same position in the new content,
+ * and sideways-scrolled tables keep their scroll. Used by refreshes.
+ */
+function swapKeepingFocus(container, ...content) {
+  const active = document.activeElement;
+  const path = [];
+  if (active && active !== container && container.contains(active)) {
+    for (let n = active; n !== container; n = n.parentElement) {
+      path.unshift(Array.prototype.indexOf.call(n.parentElement.children, n));
+    }
+  }
+  const scrolls = [...container.querySelectorAll('.table-wrap')].map((w) => w.scrollLeft);
+  container.replaceChildren(...content);
+  container.querySelectorAll('.table-wrap').forEach((w, i) => { if (scrolls[i]) w.scrollLeft = scrolls[i]; });
+  if (path.length) {
+    let n = container;
+    for (const i of path) n = n && n.children[i];
+    if (n && typeof n.focus === 'function') n.focus();
+  }
+}
+
 // ----------------------------------------------------------------- formatting
 
 const intFormat = new Intl.NumberFormat();
 const decimalFormat = new Intl.NumberFormat(undefined, { maximumFractionDigits: 2 });
 const thresholdFormat = new Intl.NumberFormat(undefined, { maximumFractionDigits: 4 });
 const dateTimeFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
+const preciseFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
 const dayLabelFormat = new Intl.DateTimeFormat(undefined, { month: 'short', day: 'numeric', timeZone: 'UTC' });
+const distanceFormat = new Intl.NumberFormat(undefined, { minimumFractionDigits: 3, maximumFractionDigits: 3 });
 
 const isNumber = (n) => typeof n === 'number' && Number.isFinite(n);
 const fmtInt = (n) => (isNumber(n) ? intFormat.format(n) : '—');
 const fmtDecimal = (n) => (isNumber(n) ? decimalFormat.format(n) : '—');
 
 /** A <time> in the browser's locale, keeping the exact value in datetime/title. */
-function fmtTime(iso, empty = 'never') {
+function fmtTime(iso, empty = 'never', format = dateTimeFormat) {
   if (!iso) return h('span', { class: 'muted' }, empty);
   const date = new Date(iso);
   if (Number.isNaN(date.getTime())) return String(iso);
-  return h('time', { datetime: iso, title: iso }, dateTimeFormat.format(date));
+  return h('time', { datetime: iso, title: iso }, format.format(date));
+}
+
+const dash = () => h('span', { class: 'muted' }, '—');
+const fmtThreshold = (n) => (isNumber(n) ? thresholdFormat.format(n) : '—');
+const fmtDistance = (n) => (isNumber(n) ? distanceFormat.format(n) : '—');
+const asArray = (v) => (Array.isArray(v) ? v : []);
+
+/** An id cut to 8 characters, the whole id in its tooltip. */
+function shortId(id) {
+  const s = String(id);
+  return h('code', { title: s }, s.length > 12 ? s.slice(0, 8) : s);
+}
+
+/** Seconds as "45 s", "3 min 20 s", "2 h 5 min". */
+function fmtDuration(secs) {
+  if (!isNumber(secs) || secs < 0) return '—';
+  const s = Math.round(secs);
+  if (s < 1) return 'under 1 s';
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ${s % 60} s`;
+  return `${intFormat.format(Math.floor(s / 3600))} h ${Math.floor((s % 3600) / 60)} min`;
+}
+
+/** A byte count in B, KB, MB or GB (powers of 1024). */
+function fmtSize(n) {
+  if (!isNumber(n)) return '';
+  const units = ['B', 'KB', 'MB', 'GB', 'TB'];
+  let v = n;
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return `${decimalFormat.format(v)} ${units[u]}`;
 }
 
 function fmtBytes(n) {
@@ -170,23 +261,137 @@ async function api(path, { method = 'GET', body } = {}) {
   const headers = { Accept: 'application/json' };
   if (method !== 'GET' && state.session) headers['X-CSRF-Token'] = state.session.csrf_token;
   const init = { method, headers, credentials: 'same-origin', cache: 'no-store' };
-  if (body !== undefined) {
+  if (body instanceof FormData) {
+    init.body = body; // the browser sets the multipart Content-Type with its boundary
+  } else if (body !== undefined) {
     headers['Content-Type'] = 'application/json';
     init.body = JSON.stringify(body);
   }
-  let res;
+  const res = await send(path, init);
+  if (res.status === 204) return null;
+  const data = await readJSON(res);
+  if (!res.ok) throw problemError(res, data);
+  return data;
+}
+
+async function send(path, init) {
   try {
-    res = await fetch(path, init);
+    return await fetch(path, init);
   } catch {
     throw new ApiError(0, 'The server could not be reached. Check the connection and try again.');
   }
-  if (res.status === 204) return null;
-  const data = await readJSON(res);
-  if (!res.ok) {
-    const message = (data && (data.detail || data.title)) || `Request failed (HTTP ${res.status}).`;
-    throw new ApiError(res.status, message, data);
+}
+
+function problemError(res, data) {
+  const message = (data && (data.detail || data.title)) || `Request failed (HTTP ${res.status}).`;
+  return new ApiError(res.status, message, data);
+}
+
+/**
+ * GETs a CSV with the session cookie and parses at most `maxRecords`
+ * records (the header included), reading no more of the body than that.
+ */
+async function apiCSV(path, maxRecords) {
+  const res = await send(path, { headers: { Accept: 'text/csv' }, credentials: 'same-origin', cache: 'no-store' });
+  if (!res.ok) throw problemError(res, await readJSON(res));
+  const parser = new CSVParser();
+  if (res.body && typeof res.body.getReader === 'function') {
+    const reader = res.body.getReader();
+    const decoder = new TextDecoder();
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      parser.feed(decoder.decode(value, { stream: true }));
+      if (parser.records.length >= maxRecords) {
+        reader.cancel().catch(() => {});
+        return parser.records.slice(0, maxRecords);
+      }
+    }
+    parser.feed(decoder.decode());
+  } else {
+    parser.feed(await res.text());
   }
-  return data;
+  parser.end();
+  return parser.records.slice(0, maxRecords);
+}
+
+/**
+ * An RFC 4180 CSV parser that can be fed in chunks: quoted fields may hold
+ * commas, line breaks and doubled quotes; CRLF, LF and CR end records; a
+ * leading BOM and blank lines are ignored. Parsed records collect in `records`.
+ */
+class CSVParser {
+  constructor() {
+    this.records = [];
+    this.record = [];
+    this.field = '';
+    this.started = false; // the current record has begun
+    this.quoted = false; // inside a quoted field
+    this.quoteSeen = false; // a quote inside a quoted field: its end or half of ""
+    this.afterCR = false; // a CR ended the record: a following LF belongs to it
+    this.first = true;
+  }
+
+  feed(text) {
+    for (const ch of text) {
+      if (this.first) {
+        this.first = false;
+        if (ch === '\uFEFF') continue;
+      }
+      if (this.afterCR) {
+        this.afterCR = false;
+        if (ch === '\n') continue;
+      }
+      if (this.quoted) {
+        if (this.quoteSeen) {
+          this.quoteSeen = false;
+          if (ch === '"') {
+            this.field += '"';
+            continue;
+          }
+          this.quoted = false; // the closing quote: read ch as unquoted text
+        } else {
+          if (ch === '"') this.quoteSeen = true;
+          else this.field += ch;
+          continue;
+        }
+      }
+      this.unquoted(ch);
+    }
+  }
+
+  unquoted(ch) {
+    if (ch === ',') {
+      this.record.push(this.field);
+      this.field = '';
+      this.started = true;
+    } else if (ch === '\n' || ch === '\r') {
+      this.endRecord();
+      this.afterCR = ch === '\r';
+    } else if (ch === '"' && this.field === '') {
+      this.quoted = true;
+      this.started = true;
+    } else {
+      this.field += ch;
+      this.started = true;
+    }
+  }
+
+  endRecord() {
+    if (this.started) {
+      this.record.push(this.field);
+      this.records.push(this.record);
+    }
+    this.record = [];
+    this.field = '';
+    this.started = false;
+  }
+
+  end() {
+    this.quoted = false;
+    this.quoteSeen = false;
+    this.endRecord();
+  }
 }
 
 const collectionPath = (c) => `/v1/collections/${enc(c)}`;
@@ -217,12 +422,22 @@ function parseRoute() {
   const path = qi >= 0 ? raw.slice(0, qi) : raw;
   const params = new URLSearchParams(qi >= 0 ? raw.slice(qi + 1) : '');
   const parts = path.split('/').filter(Boolean).map(safeDecode);
-  if (parts[0] === 'subjects') {
-    if (parts.length >= 3) return { name: 'subject', collection: parts[1], id: parts[2], params };
-    if (parts.length === 2 && !params.has('c')) params.set('c', parts[1]);
-    return { name: 'subjects', params };
+  switch (parts[0]) {
+    case 'subjects':
+      if (parts.length >= 3) return { name: 'subject', collection: parts[1], id: parts[2], params };
+      if (parts.length === 2 && !params.has('c')) params.set('c', parts[1]);
+      return { name: 'subjects', params };
+    case 'imports':
+      if (parts.length >= 3) return { name: 'import', collection: parts[1], job: parts[2], params };
+      if (parts.length === 2 && !params.has('c')) params.set('c', parts[1]);
+      return { name: 'imports', params };
+    case 'events':
+    case 'keys':
+    case 'try':
+      return { name: parts[0], params };
+    default:
+      return { name: 'overview', params };
   }
-  return { name: 'overview', params };
 }
 
 function withQuery(path, values) {
@@ -235,6 +450,12 @@ function withQuery(path, values) {
 const overviewHash = (c) => withQuery('#/overview', { c });
 const subjectsHash = ({ c, q, after } = {}) => withQuery('#/subjects', { c, q, after });
 const subjectHash = (c, id) => `#/subjects/${enc(c)}/${enc(id)}`;
+const importsHash = (c) => withQuery('#/imports', { c });
+const importHash = (c, job) => `#/imports/${enc(c)}/${enc(job)}`;
+const tryHash = (c) => withQuery('#/try', { c });
+/** The events page; the filters and the `before` cursor live in the hash. */
+const eventsHash = ({ kind, key_id, collection, since, until, before } = {}) =>
+  withQuery('#/events', { kind, key_id, collection, since, until, before });
 
 /** Goes to a hash route; pushState does not fire hashchange, so render here. */
 function navigate(hash, options) {
@@ -267,24 +488,87 @@ function setCurrentCollection(c) {
   if (c && state.collections.some((col) => col.name === c)) select.value = c;
   $('#nav-overview').href = overviewHash(c);
   $('#nav-subjects').href = subjectsHash({ c });
+  $('#nav-imports').href = importsHash(c);
+  $('#nav-try').href = tryHash(c);
 }
 
+/** The nav link of each route. */
+const NAV_OF_ROUTE = {
+  overview: 'overview', subjects: 'subjects', subject: 'subjects', events: 'events',
+  imports: 'imports', import: 'imports', keys: 'keys', try: 'try',
+};
+
 function markNav(route) {
-  const current = route.name === 'overview' ? '#nav-overview' : '#nav-subjects';
-  for (const id of ['#nav-overview', '#nav-subjects']) {
-    if (id === current) $(id).setAttribute('aria-current', 'page');
-    else $(id).removeAttribute('aria-current');
+  const current = NAV_OF_ROUTE[route.name];
+  for (const name of new Set(Object.values(NAV_OF_ROUTE))) {
+    const link = $(`#nav-${name}`);
+    if (name === current) link.setAttribute('aria-current', 'page');
+    else link.removeAttribute('aria-current');
   }
 }
 
 function onCollectionChange(event) {
   const c = event.target.value;
   const route = parseRoute();
-  if (route.name === 'overview') navigate(overviewHash(c));
-  else navigate(subjectsHash({ c, q: route.name === 'subjects' ? route.params.get('q') : '' }));
+  switch (route.name) {
+    case 'overview': navigate(overviewHash(c)); break;
+    case 'imports': case 'import': navigate(importsHash(c)); break;
+    case 'try': navigate(tryHash(c)); break;
+    // Events and keys span collections: only the other pages' links follow.
+    case 'events': case 'keys': setCurrentCollection(c); break;
+    default: navigate(subjectsHash({ c, q: route.name === 'subjects' ? route.params.get('q') : '' }));
+  }
 }
 
-const VIEWS = { overview: viewOverview, subjects: viewSubjects, subject: viewSubject };
+const VIEWS = {
+  overview: viewOverview, subjects: viewSubjects, subject: viewSubject, events: viewEvents,
+  imports: viewImports, import: viewImport, keys: viewKeys, try: viewTry,
+};
+
+const isAdminSession = () => !!state.session && state.session.role === 'admin';
+
+/** The page of an admin-only route opened with a read key; no request is made. */
+function adminsOnly(title) {
+  return fragment(h('h1', { tabindex: -1 }, title),
+    h('p', { class: 'notice admins-only' }, 'Admins only: this page needs an API key with the admin role.'));
+}
+
+/**
+ * Refreshes part of the current page every POLL_MS: `load` fetches, then
+ * `apply` updates the page and says whether to go on. It stops when the page
+ * is left (render `seq` changed), on an error, or when `apply` returns false;
+ * there is one timer at most. Hidden tabs skip the fetch but keep the timer.
+ */
+function poll(seq, load, apply) {
+  stopPolling();
+  pollTimer = setTimeout(async () => {
+    pollTimer = 0;
+    if (seq !== renderSeq || !state.session) return;
+    let again = true;
+    if (!document.hidden) {
+      try {
+        const data = await load();
+        if (seq !== renderSeq || !state.session) return;
+        again = apply(data) !== false;
+      } catch (err) {
+        if (seq !== renderSeq) return;
+        reportError(err);
+        again = false;
+      }
+    }
+    if (again && seq === renderSeq && state.session) poll(seq, load, apply);
+  }, POLL_MS);
+}
+
+function stopPolling() {
+  clearTimeout(pollTimer);
+  pollTimer = 0;
+}
+
+function releaseTryImage() {
+  if (tryImageURL) URL.revokeObjectURL(tryImageURL);
+  tryImageURL = '';
+}
 
 /**
  * Renders the current route into #view. Focus: if it was inside the view (or
@@ -300,6 +584,8 @@ async function render({ keepStatus = false } = {}) {
   const active = document.activeElement;
   const focusInView = view.contains(active) || active === document.body || active === null;
   const focusId = view.contains(active) ? active.id : '';
+  stopPolling();
+  releaseTryImage();
   if (!keepStatus) clearStatus();
   markNav(route);
   view.setAttribute('aria-busy', 'true');
@@ -339,8 +625,8 @@ async function viewOverview(route) {
   const expired = results.find((r) => r.status === 'rejected' && r.reason && r.reason.status === 401);
   if (expired) throw expired.reason;
   const cards = state.collections.map((col, i) => collectionCard(col, results[i], col.name === c));
-  const chart = await enrollmentsSection(c);
-  return fragment(heading, h('div', { class: 'cards' }, cards), chart);
+  const [chart, identifications] = await Promise.all([enrollmentsSection(c), identificationSections(c)]);
+  return fragment(heading, h('div', { class: 'cards' }, cards), chart, identifications);
 }
 
 function statRow(label, className, value) {
@@ -422,27 +708,24 @@ function niceStep(max, parts = 4) {
   return Math.max(1, step || 1);
 }
 
-function enrollmentChart(series, c) {
-  // Size the drawing to the viewport so its text stays readable at 390 px.
-  const width = Math.min(960, Math.max(340, document.documentElement.clientWidth - 48));
-  const height = 240;
-  const m = { top: 12, right: 12, bottom: 30, left: 44 };
+/** The drawing's width: the viewport's, within bounds, so its text stays readable at 390 px. */
+function chartWidth() {
+  return Math.min(960, Math.max(340, document.documentElement.clientWidth - 48));
+}
+
+/**
+ * An SVG chart with a y axis of round counts from 0 to at least `max`.
+ * Returns the <svg>, its groups for bars and x-axis labels, and its geometry.
+ */
+function chartFrame({ id, label, max, height = 240, top: marginTop = 12 }) {
+  const width = chartWidth();
+  const m = { top: marginTop, right: 12, bottom: 30, left: 44 };
   const plotW = width - m.left - m.right;
   const plotH = height - m.top - m.bottom;
-  const max = Math.max(0, ...series.map((d) => d.count));
   const step = niceStep(max);
   const top = Math.max(step, Math.ceil(max / step) * step);
   const y = (v) => m.top + plotH - (v / top) * plotH;
-  const slot = plotW / series.length;
-  const barW = Math.max(2, slot * 0.72);
-  const total = series.reduce((sum, d) => sum + d.count, 0);
-
-  const chart = svg('svg', {
-    id: 'chart-enrollments', class: 'chart', viewBox: `0 0 ${width} ${height}`, role: 'img',
-    'aria-label': `Enrollments per day in ${c} over the last ${series.length} days: ` +
-      `${intFormat.format(total)} in total, at most ${intFormat.format(max)} on one day.`,
-  });
-
+  const el = svg('svg', { id, class: 'chart', viewBox: `0 0 ${width} ${height}`, role: 'img', 'aria-label': label });
   const yAxis = svg('g', { class: 'axis y-axis' });
   for (let v = 0; v <= top; v += step) {
     yAxis.append(
@@ -450,34 +733,230 @@ function enrollmentChart(series, c) {
       svg('text', { class: 'tick-label', x: m.left - 6, y: y(v), 'text-anchor': 'end', 'dominant-baseline': 'middle' },
         intFormat.format(v)));
   }
+  const bars = svg('g', { class: 'bars' });
   const xAxis = svg('g', { class: 'axis x-axis' },
     svg('line', { class: 'axis-line', x1: m.left, x2: width - m.right, y1: y(0), y2: y(0) }));
-  const bars = svg('g', { class: 'bars' });
-  series.forEach((d, i) => {
-    const x = m.left + i * slot + (slot - barW) / 2;
-    bars.append(svg('rect', {
-      class: d.count ? 'bar' : 'bar zero', x: x.toFixed(1), y: y(d.count).toFixed(1),
-      width: barW.toFixed(1), height: (y(0) - y(d.count)).toFixed(1),
-    }, svg('title', {}, `${d.day}: ${d.count}`)));
-    // Label weekly, counting back from the newest day so that today is labelled.
-    if ((series.length - 1 - i) % 7 === 0) {
-      xAxis.append(svg('text', { class: 'tick-label', x: (x + barW / 2).toFixed(1), y: height - 10, 'text-anchor': 'middle' },
-        dayLabelFormat.format(new Date(`${d.day}T00:00:00Z`))));
-    }
-  });
-  chart.append(yAxis, bars, xAxis);
-  return chart;
+  el.append(yAxis, bars, xAxis);
+  return { el, bars, xAxis, width, height, m, plotW, plotH, y };
 }
 
-/** The chart's numbers as a table, for screen readers and exact reading. */
-function chartTable(series) {
-  const days = series.filter((d) => d.count > 0);
-  const body = days.length
+/** One bar (class "bar", plus "zero" when empty) with its tooltip. */
+function barRect(frame, x, w, value, title) {
+  return svg('rect', {
+    class: value ? 'bar' : 'bar zero', x: x.toFixed(1), y: frame.y(value).toFixed(1),
+    width: w.toFixed(1), height: (frame.y(0) - frame.y(value)).toFixed(1),
+  }, svg('title', {}, title));
+}
+
+function xTick(frame, x, text, anchor = 'middle') {
+  return svg('text', { class: 'tick-label', x: x.toFixed(1), y: frame.height - 10, 'text-anchor': anchor }, text);
+}
+
+/** Evenly spaced bars: items [{value, title, tick}], tick being an x label or null. */
+function columnChart({ id, label, items }) {
+  const frame = chartFrame({ id, label, max: Math.max(0, ...items.map((d) => d.value)) });
+  const slot = frame.plotW / Math.max(1, items.length);
+  const barW = Math.max(2, slot * 0.72);
+  items.forEach((d, i) => {
+    const x = frame.m.left + i * slot + (slot - barW) / 2;
+    frame.bars.append(barRect(frame, x, barW, d.value, d.title));
+    if (d.tick) frame.xAxis.append(xTick(frame, x + barW / 2, d.tick));
+  });
+  return frame.el;
+}
+
+function enrollmentChart(series, c) {
+  const max = Math.max(0, ...series.map((d) => d.count));
+  const total = series.reduce((sum, d) => sum + d.count, 0);
+  return columnChart({
+    id: 'chart-enrollments',
+    label: `Enrollments per day in ${c} over the last ${series.length} days: ` +
+      `${intFormat.format(total)} in total, at most ${intFormat.format(max)} on one day.`,
+    items: series.map((d, i) => ({
+      value: d.count,
+      title: `${d.day}: ${d.count}`,
+      // Label weekly, counting back from the newest day so that today is labelled.
+      tick: (series.length - 1 - i) % 7 === 0 ? dayLabelFormat.format(new Date(`${d.day}T00:00:00Z`)) : null,
+    })),
+  });
+}
+
+/** A chart's numbers as a table in a <details>, for screen readers and exact reading. */
+function numbersTable(headers, rows, emptyText) {
+  const body = rows.length
     ? h('table', { class: 'data' },
-      h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Day (UTC)'), h('th', { scope: 'col', class: 'num' }, 'Faces enrolled'))),
-      h('tbody', {}, days.map((d) => h('tr', {}, h('td', {}, d.day), h('td', { class: 'num' }, fmtInt(d.count))))))
-    : h('p', { class: 'muted' }, 'No enrollments in this period.');
+      h('thead', {}, h('tr', {}, headers.map(([text, cls]) => h('th', { scope: 'col', class: cls }, text)))),
+      h('tbody', {}, rows.map((cells) => h('tr', {}, cells.map(([text, cls]) => h('td', { class: cls }, text))))))
+    : h('p', { class: 'muted' }, emptyText);
   return h('details', { class: 'chart-data' }, h('summary', {}, 'Show the numbers'), body);
+}
+
+function chartTable(series) {
+  return numbersTable([['Day (UTC)'], ['Faces enrolled', 'num']],
+    series.filter((d) => d.count > 0).map((d) => [[d.day], [fmtInt(d.count), 'num']]),
+    'No enrollments in this period.');
+}
+
+// ------------------------------------------------ overview: identifications
+
+const HOUR_MS = 3600000;
+/** An hour as "YYYY-MM-DD HH:00" (UTC). */
+const isoHour = (ms) => `${new Date(ms).toISOString().slice(0, 13).replace('T', ' ')}:00`;
+
+/**
+ * Both identification charts from one request: per hour, and the distance of
+ * each face's best candidate against the threshold. A 403 (read keys) shows
+ * "admins only" in place of both.
+ */
+async function identificationSections(c) {
+  const perHour = h('section', { class: 'panel chart-panel', 'aria-labelledby': 'chart-identifications-heading' },
+    h('h2', { id: 'chart-identifications-heading' }, `Identifications per hour: ${c}`),
+    h('p', { class: 'muted' }, `Identification requests in the last ${CHART_HOURS} hours (UTC hours).`));
+  const distances = h('section', { class: 'panel chart-panel', 'aria-labelledby': 'chart-distances-heading' },
+    h('h2', { id: 'chart-distances-heading' }, `Distance of the best candidate: ${c}`),
+    h('p', { class: 'muted' }, 'How far each identified face was from its nearest subject (smaller is more alike). ' +
+      'Faces left of the threshold line are matched; a pile-up near the line means uncertain identifications.'));
+  try {
+    const data = (await api(`/v1/admin/collections/${enc(c)}/identifications?hours=${CHART_HOURS}`)) || {};
+    const series = hourSeries(data, CHART_HOURS);
+    perHour.append(
+      h('p', { class: 'chart-summary' },
+        `${fmtInt(data.identifications)} identifications, ${fmtInt(data.faces)} faces seen.`),
+      identificationChart(series, c), hoursTable(series));
+    const threshold = isNumber(data.threshold) ? data.threshold : collectionThreshold(c);
+    const bins = distanceBins(data);
+    distances.append(distanceChart(bins, threshold, data.bin_width, c), distancesTable(bins, data.bin_width));
+  } catch (err) {
+    if (err.status === 401) throw err;
+    if (err.status === 403) {
+      perHour.append(h('p', { class: 'chart-note' }, 'Identifications per hour: admins only.'));
+      distances.append(h('p', { class: 'chart-note' }, 'Distance of the best candidate: admins only.'));
+    } else {
+      perHour.append(h('p', { class: 'error' }, `Identifications unavailable: ${err.message}`));
+      distances.append(h('p', { class: 'error' }, `Distances unavailable: ${err.message}`));
+    }
+  }
+  return [perHour, distances];
+}
+
+function collectionThreshold(c) {
+  const col = state.collections.find((x) => x.name === c);
+  return col && isNumber(col.threshold) ? col.threshold : NaN;
+}
+
+/**
+ * One {t, hour, count} per UTC hour from `since` (on the hour): the API leaves
+ * out hours without identifications, so the gaps are filled with zeros. Hours
+ * the server counted past the expected window (an unaligned `since`) are kept.
+ */
+function hourSeries(data, n) {
+  let start = typeof data.since === 'string' ? Date.parse(data.since) : NaN;
+  if (Number.isNaN(start)) start = Date.now() - (n - 1) * HOUR_MS;
+  start = Math.floor(start / HOUR_MS) * HOUR_MS;
+  const counts = new Map();
+  for (const d of asArray(data.hours)) {
+    const t = d && typeof d.hour === 'string' ? Date.parse(d.hour) : NaN;
+    if (Number.isNaN(t)) continue;
+    const hour = Math.floor(t / HOUR_MS) * HOUR_MS;
+    if (hour >= start && hour < start + 2 * n * HOUR_MS) counts.set(hour, (counts.get(hour) || 0) + (Number(d.count) || 0));
+  }
+  const last = Math.max(start + (n - 1) * HOUR_MS, ...counts.keys());
+  return Array.from({ length: Math.round((last - start) / HOUR_MS) + 1 }, (_, i) => {
+    const t = start + i * HOUR_MS;
+    return { t, hour: isoHour(t), count: counts.get(t) || 0 };
+  });
+}
+
+function identificationChart(series, c) {
+  const max = Math.max(0, ...series.map((d) => d.count));
+  const total = series.reduce((sum, d) => sum + d.count, 0);
+  // Label every 3, 6, 12 or 24 hours: the smallest that leaves room for the text.
+  const slot = (chartWidth() - 56) / series.length;
+  const every = [3, 6, 12, 24].find((k) => slot * k >= 44) || 24;
+  return columnChart({
+    id: 'chart-identifications',
+    label: `Identifications per hour in ${c} over the last ${series.length} hours: ` +
+      `${intFormat.format(total)} in total, at most ${intFormat.format(max)} in one hour.`,
+    items: series.map((d) => {
+      const hour = new Date(d.t).getUTCHours();
+      let tick = null;
+      if (hour % every === 0) tick = hour === 0 ? dayLabelFormat.format(new Date(d.t)) : `${String(hour).padStart(2, '0')}:00`;
+      return { value: d.count, title: `${d.hour}: ${d.count}`, tick };
+    }),
+  });
+}
+
+function hoursTable(series) {
+  return numbersTable([['Hour (UTC)'], ['Identifications', 'num']],
+    series.filter((d) => d.count > 0).map((d) => [[d.hour], [fmtInt(d.count), 'num']]),
+    'No identifications in this period.');
+}
+
+/** The API's distance bins, valid ones only, in order. */
+function distanceBins(data) {
+  return asArray(data.distances)
+    .filter((b) => b && isNumber(b.from) && isNumber(b.to) && b.to > b.from)
+    .map((b) => ({ from: b.from, to: b.to, count: Number(b.count) || 0 }))
+    .sort((a, b) => a.from - b.from);
+}
+
+/** Enough decimals for a bin edge: at least 2, more for finer bins. */
+function binDecimals(binWidth) {
+  const d = isNumber(binWidth) ? (String(binWidth).split('.')[1] || '').length : 2;
+  return Math.min(4, Math.max(2, d));
+}
+
+/**
+ * A histogram of best-candidate distances on a continuous x axis from 0, wide
+ * enough to show the threshold as a vertical line (line.threshold).
+ */
+function distanceChart(bins, threshold, binWidth, c) {
+  const decimals = binDecimals(binWidth);
+  const total = bins.reduce((sum, b) => sum + b.count, 0);
+  const width = isNumber(binWidth) && binWidth > 0 ? binWidth : 0.05;
+  const xMax = Math.max(width, bins.length ? bins[bins.length - 1].to : 0, isNumber(threshold) ? threshold + width : 0);
+  const frame = chartFrame({
+    id: 'chart-distances',
+    label: `Distance of the best candidate of ${intFormat.format(total)} identified faces in ${c}, ` +
+      `in bins of ${width}; threshold ${fmtThreshold(threshold)}.`,
+    max: Math.max(0, ...bins.map((b) => b.count)),
+    height: 256,
+    top: 28, // room for the threshold's label above the bars
+  });
+  const x = (v) => frame.m.left + (v / xMax) * frame.plotW;
+  for (const b of bins) {
+    const x0 = x(b.from) + 0.5;
+    frame.bars.append(barRect(frame, x0, Math.max(1, x(b.to) - 0.5 - x0), b.count,
+      `${b.from.toFixed(decimals)}–${b.to.toFixed(decimals)}: ${b.count}`));
+  }
+  // Round distance labels, at least 44 px apart.
+  const step = [0.05, 0.1, 0.2, 0.25, 0.5, 1, 2].find((s) => (s / xMax) * frame.plotW >= 44) || 2;
+  for (let i = 0; i * step <= xMax + 1e-9; i++) {
+    frame.xAxis.append(xTick(frame, x(i * step), (i * step).toFixed(step < 0.1 ? 2 : step < 1 ? 1 : 0)));
+  }
+  if (isNumber(threshold)) {
+    const tx = x(threshold);
+    // The label sits above the plot, centred on the line unless that runs past an edge.
+    const half = 55;
+    const anchor = tx < frame.m.left + half ? 'start' : tx > frame.width - half ? 'end' : 'middle';
+    frame.el.append(svg('g', { class: 'threshold-marker' },
+      svg('line', { class: 'threshold', x1: tx.toFixed(1), x2: tx.toFixed(1), y1: frame.m.top - 8, y2: frame.y(0) },
+        svg('title', {}, `threshold ${fmtThreshold(threshold)}`)),
+      svg('text', { class: 'threshold-label', x: tx.toFixed(1), y: 13, 'text-anchor': anchor },
+        `threshold ${fmtThreshold(threshold)}`)));
+  }
+  if (!bins.length) {
+    frame.el.append(svg('text', { class: 'chart-empty', x: frame.width / 2, y: frame.m.top + frame.plotH / 2,
+      'text-anchor': 'middle' }, 'No identifications in this period'));
+  }
+  return frame.el;
+}
+
+function distancesTable(bins, binWidth) {
+  const decimals = binDecimals(binWidth);
+  return numbersTable([['From'], ['To'], ['Faces', 'num']],
+    bins.map((b) => [[b.from.toFixed(decimals)], [b.to.toFixed(decimals)], [fmtInt(b.count), 'num']]),
+    'No identifications in this period.');
 }
 
 // ------------------------------------------------------------- subjects view
@@ -613,10 +1092,16 @@ function facesTable(c, subject, faces, isAdmin) {
   return tableWrap('Faces', table);
 }
 
-/** Asks in the #confirm dialog; resolves true only for "Delete" (Escape cancels). */
-function confirmDialog(text) {
+/**
+ * Asks in the #confirm dialog; resolves true only for the confirming button
+ * (Escape cancels). The title and button labels default to a deletion's.
+ */
+function confirmDialog(text, { title = 'Confirm deletion', yes = 'Delete', no = 'Cancel' } = {}) {
   const dialog = $('#confirm');
   $('#confirm-text').textContent = text;
+  $('#confirm-title').textContent = title;
+  $('#confirm-yes').textContent = yes;
+  $('#confirm-no').textContent = no;
   if (typeof dialog.showModal !== 'function') return Promise.resolve(window.confirm(text));
   dialog.returnValue = '';
   return new Promise((resolve) => {
@@ -659,6 +1144,597 @@ async function deleteSubject(button, c, subject, faceCount) {
   }
 }
 
+// --------------------------------------------------------------- events view
+
+const EVENT_KINDS = ['enroll', 'identify', 'verify', 'delete', 'import', 'key'];
+const EVENT_FILTERS = ['kind', 'key_id', 'collection', 'since', 'until'];
+const EVENTS_PAGE = 50;
+
+/** A datetime-local value (the browser's time zone) as RFC 3339 in UTC; '' if empty or invalid. */
+function localToRFC3339(value) {
+  if (!value) return '';
+  const date = new Date(value); // a date-time without an offset is local time
+  return Number.isNaN(date.getTime()) ? '' : date.toISOString().replace(/\.000Z$/, 'Z');
+}
+
+/** An RFC 3339 time as a datetime-local value in the browser's time zone. */
+function rfc3339ToLocal(iso) {
+  const date = iso ? new Date(iso) : null;
+  if (!date || Number.isNaN(date.getTime())) return '';
+  const p = (n) => String(n).padStart(2, '0');
+  return `${date.getFullYear()}-${p(date.getMonth() + 1)}-${p(date.getDate())}T${p(date.getHours())}:${p(date.getMinutes())}` +
+    (date.getSeconds() ? `:${p(date.getSeconds())}` : '');
+}
+
+async function viewEvents(route) {
+  if (!isAdminSession()) return adminsOnly('Events');
+  if (state.collections.length === 0) await loadCollections();
+  const filters = Object.fromEntries(EVENT_FILTERS.map((k) => [k, route.params.get(k) || '']));
+  const before = route.params.get('before') || '';
+  const data = await api(withQuery('/v1/admin/events', { ...filters, before, limit: EVENTS_PAGE }));
+  const events = asArray(data && data.events);
+  const next = data && data.next_before != null ? String(data.next_before) : '';
+  const filtered = EVENT_FILTERS.some((k) => filters[k]);
+  return fragment(
+    h('h1', { tabindex: -1 }, 'Events'),
+    h('p', { class: 'muted' }, 'The audit trail, newest first. Times are in your time zone.'),
+    eventsFilterForm(filters),
+    events.length
+      ? eventsTable(events, filters)
+      : h('p', { class: 'empty' }, filtered ? 'No events match these filters.' : 'No events on this page.'),
+    eventsPager(filters, before, next, events.length));
+}
+
+function eventsFilterForm(f) {
+  const kind = h('select', { id: 'events-kind', name: 'kind' },
+    h('option', { value: '' }, 'All kinds'), EVENT_KINDS.map((k) => h('option', { value: k }, k)));
+  selectValue(kind, f.kind);
+  const key = h('input', { id: 'events-key', name: 'key_id', type: 'text', autocomplete: 'off', spellcheck: 'false' });
+  key.value = f.key_id;
+  const collection = h('select', { id: 'events-collection', name: 'collection' },
+    h('option', { value: '' }, 'All collections'), state.collections.map((c) => h('option', { value: c.name }, c.name)));
+  selectValue(collection, f.collection);
+  const since = h('input', { id: 'events-since', name: 'since', type: 'datetime-local' });
+  since.value = rfc3339ToLocal(f.since);
+  const until = h('input', { id: 'events-until', name: 'until', type: 'datetime-local' });
+  until.value = rfc3339ToLocal(f.until);
+  const form = h('form', { id: 'events-filter', class: 'panel filters', 'aria-label': 'Filter events' },
+    field('events-kind', 'Kind', kind),
+    field('events-key', 'Key id', key),
+    field('events-collection', 'Collection', collection),
+    field('events-since', 'Since', since),
+    field('events-until', 'Until', until),
+    h('div', { class: 'filter-actions' },
+      h('button', { id: 'events-apply', type: 'submit' }, 'Apply'),
+      h('button', { id: 'events-clear', type: 'button', class: 'secondary', onclick: () => navigate(eventsHash()) }, 'Clear')));
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    const values = {
+      kind: kind.value, key_id: key.value.trim(), collection: collection.value,
+      since: localToRFC3339(since.value), until: localToRFC3339(until.value),
+    };
+    if (values.since && values.until && values.since >= values.until) {
+      setStatus('“Since” must be before “Until”.', 'error');
+      since.focus();
+      return;
+    }
+    navigate(eventsHash(values));
+  });
+  return form;
+}
+
+function eventsTable(events, filters) {
+  const rows = events.map((e) => h('tr', { class: 'event-row', 'data-event-id': e.id },
+    h('td', { class: 'nowrap' }, fmtTime(e.at, '—', preciseFormat)),
+    h('td', {}, e.kind || '—'),
+    h('td', {}, e.outcome || '—'),
+    h('td', {}, e.key_id
+      ? h('a', { href: eventsHash({ ...filters, key_id: e.key_id }), title: `Only the events of key ${e.key_id}` },
+        h('code', {}, e.key_id))
+      : dash()),
+    h('td', {}, e.collection || dash()),
+    h('td', {}, e.subject_id
+      ? (e.collection ? h('a', { href: subjectHash(e.collection, e.subject_id) }, shortId(e.subject_id)) : shortId(e.subject_id))
+      : dash()),
+    h('td', {}, e.face_id ? shortId(e.face_id) : dash()),
+    h('td', {}, e.detail == null ? dash() : h('code', { class: 'detail-json' }, JSON.stringify(e.detail)))));
+  return tableWrap('Events', dataTable('Events, newest first',
+    ['Time', 'Kind', 'Outcome', 'Key', 'Collection', 'Subject', 'Face', 'Detail'], rows));
+}
+
+/** Cursor paging: "Older" follows `next_before`; "Newest" drops the cursor. */
+function eventsPager(filters, before, next, count) {
+  const hasNext = next !== '' && next !== '0';
+  return h('nav', { class: 'pager', 'aria-label': 'Pages' },
+    h('span', { class: 'muted' }, `${fmtInt(count)} ${count === 1 ? 'event' : 'events'} on this page`),
+    h('button', { id: 'events-newest', type: 'button', class: 'secondary', hidden: !before,
+      onclick: () => navigate(eventsHash(filters)) }, 'Newest'),
+    h('button', { id: 'events-older', type: 'button', hidden: !hasNext,
+      onclick: () => navigate(eventsHash({ ...filters, before: next })) }, 'Older'));
+}
+
+// -------------------------------------------------------------- imports view
+
+const importPath = (c, job) => `${collectionPath(c)}/imports/${enc(job)}`;
+const isActiveImport = (job) => job.state === 'queued' || job.state === 'running';
+/** Failure rows shown on a job's page; the CSV download has them all. */
+const FAILURES_SHOWN = 500;
+
+async function fetchImports(c) {
+  const data = await api(`${collectionPath(c)}/imports`);
+  return asArray(data && data.imports);
+}
+
+async function viewImports(route) {
+  if (state.collections.length === 0) await loadCollections();
+  const c = pickCollection(route.params.get('c'));
+  setCurrentCollection(c);
+  const heading = h('h1', { tabindex: -1 }, 'Imports');
+  if (!c) return fragment(heading, h('p', {}, 'There are no collections yet.'));
+  const seq = renderSeq;
+  const jobs = await fetchImports(c);
+  const list = h('div', { id: 'imports-list' }, importsList(c, jobs));
+  if (jobs.some(isActiveImport)) {
+    poll(seq, () => fetchImports(c), (fresh) => {
+      swapKeepingFocus(list, importsList(c, fresh));
+      return fresh.some(isActiveImport);
+    });
+  }
+  return fragment(heading,
+    h('p', { class: 'muted' }, `Batch imports into ${c}, newest first. Running jobs refresh every 2 seconds.`),
+    list);
+}
+
+function importsList(c, jobs) {
+  if (!jobs.length) return h('p', { class: 'empty' }, `No imports into ${c} yet.`);
+  const rows = jobs.map((j) => {
+    const active = j.state === 'running';
+    return h('tr', { class: 'import-row', 'data-job-id': j.id, 'data-state': j.state },
+      h('th', { scope: 'row' }, h('a', { href: importHash(c, j.id), 'aria-label': `Import ${j.id}` }, shortId(j.id))),
+      h('td', {}, stateBadge(j)),
+      h('td', {}, sourceText(j.source)),
+      h('td', { class: 'num' }, fmtInt(j.total)),
+      h('td', { class: 'num' }, fmtInt(j.done)),
+      h('td', { class: 'num' }, fmtInt(j.enrolled)),
+      h('td', { class: 'num' }, fmtInt(j.skipped)),
+      h('td', { class: 'num' }, fmtInt(j.failed)),
+      h('td', { class: 'nowrap' }, progressBar(j)),
+      h('td', { class: 'num nowrap' }, active ? fmtRate(j.faces_per_second) : dash()),
+      h('td', { class: 'nowrap' }, active ? fmtDuration(j.eta_seconds) : dash()),
+      h('td', { class: 'nowrap' }, fmtTime(j.created_at, '—')),
+      h('td', { class: 'nowrap' }, fmtTime(j.finished_at, '—')));
+  });
+  return tableWrap(`Imports into ${c}`, dataTable(`Imports into ${c}`, [
+    'Job', 'State', 'Source', ['Total', 'num'], ['Done', 'num'], ['Enrolled', 'num'], ['Skipped', 'num'],
+    ['Failed', 'num'], 'Progress', ['Faces/s', 'num'], 'Time left', 'Created', 'Finished'], rows));
+}
+
+const fmtRate = (n) => (isNumber(n) ? `${decimalFormat.format(n)}/s` : '—');
+
+function stateBadge(job) {
+  return h('span', { class: `state state-${job.state}`, title: job.error || null }, job.state || '—');
+}
+
+/** done/total as a <progress> and a percentage. */
+function progressBar(job) {
+  const total = Number(job.total) || 0;
+  const done = Math.min(Number(job.done) || 0, total);
+  const finished = !isActiveImport(job);
+  const pct = total ? Math.floor((done / total) * 100) : (finished && job.state === 'done' ? 100 : 0);
+  return h('span', { class: 'progress-cell' },
+    h('progress', { max: total || 1, value: total ? done : pct / 100, 'aria-label': `Progress of import ${job.id}` }),
+    ' ', h('span', { class: 'muted' }, `${pct}%`));
+}
+
+/** The job's `source`: the upload's name or the server-local path, kind and archive type. */
+function sourceText(src) {
+  if (!src || typeof src !== 'object') return dash();
+  const what = src.name || src.path || '';
+  const how = [src.kind, src.archive, src.path && !src.name ? 'server path' : null,
+    isNumber(src.bytes) ? fmtSize(src.bytes) : null].filter(Boolean).join(' · ');
+  return h('span', { class: 'source' }, what ? h('code', {}, what) : null,
+    what && how ? ' ' : null, how ? h('span', { class: 'muted' }, `(${how})`) : null);
+}
+
+async function viewImport(route) {
+  if (state.collections.length === 0) await loadCollections();
+  const { collection: c, job: id } = route;
+  setCurrentCollection(c);
+  const seq = renderSeq;
+  const [job, failures] = await Promise.all([api(importPath(c, id)), failuresSection(c, id)]);
+  const figures = h('div', { id: 'import-figures' }, importFigures(job));
+  const cancel = isAdminSession()
+    ? h('button', { id: 'cancel-import', type: 'button', class: 'danger', hidden: !isActiveImport(job),
+      onclick: (e) => cancelImport(e.currentTarget, c, id) }, 'Cancel')
+    : null;
+  const failuresPanel = h('section', { class: 'panel', 'aria-labelledby': 'failures-heading' },
+    h('h2', { id: 'failures-heading' }, 'Failed and skipped photos'),
+    h('p', {}, h('a', { id: 'failures-csv', href: `${importPath(c, id)}/failures`, download: `import-${id}-failures.csv` },
+      'Download failures (CSV)')),
+    h('div', { id: 'import-failures' }, failuresBody(failures, job)));
+  if (isActiveImport(job)) {
+    poll(seq, () => api(importPath(c, id)), (fresh) => {
+      swapKeepingFocus(figures, importFigures(fresh));
+      if (cancel) cancel.hidden = !isActiveImport(fresh);
+      if (isActiveImport(fresh)) return true;
+      refreshFailures(seq, c, fresh); // finished: its list of failures is final now
+      return false;
+    });
+  }
+  return fragment(
+    h('p', {}, h('a', { class: 'back', href: importsHash(c) }, '← All imports')),
+    h('div', { class: 'title-row' }, h('h1', { tabindex: -1 }, `Import ${shortIdText(id)}`), cancel),
+    h('p', { class: 'muted' }, `Into ${c}. `, h('code', {}, id)),
+    figures, failuresPanel);
+}
+
+const shortIdText = (id) => (String(id).length > 12 ? String(id).slice(0, 8) : String(id));
+
+function importFigures(j) {
+  const running = j.state === 'running';
+  const row = (label, cls, value) => [h('dt', {}, label), h('dd', { class: cls }, value)];
+  return h('dl', { class: 'details job-figures' },
+    row('State', 'job-state', stateBadge(j)),
+    j.error ? row('Error', 'job-error error', j.error) : null,
+    row('Source', 'job-source', sourceText(j.source)),
+    row('Progress', 'job-progress', progressBar(j)),
+    row('Total', 'job-total', fmtInt(j.total)),
+    row('Done', 'job-done', fmtInt(j.done)),
+    row('Enrolled', 'job-enrolled', fmtInt(j.enrolled)),
+    row('Skipped', 'job-skipped', fmtInt(j.skipped)),
+    row('Failed', 'job-failed', fmtInt(j.failed)),
+    row(running ? 'Faces per second' : 'Average faces per second', 'job-rate',
+      isNumber(j.faces_per_second) && (running || j.faces_per_second > 0) ? fmtRate(j.faces_per_second) : '—'),
+    running ? row('Time left', 'job-eta', fmtDuration(j.eta_seconds)) : null,
+    row('Created', 'job-created', fmtTime(j.created_at, '—')),
+    row('Started', 'job-started', fmtTime(j.started_at, 'not yet')),
+    row('Finished', 'job-finished', fmtTime(j.finished_at, '—')),
+    j.key_id ? row('Started by key', 'job-key', h('code', {}, j.key_id)) : null);
+}
+
+/**
+ * The first FAILURES_SHOWN failure rows of the job's CSV, parsed; an error
+ * (other than 401) is kept to be shown in place of the table.
+ */
+async function failuresSection(c, id) {
+  try {
+    const records = await apiCSV(`${importPath(c, id)}/failures`, FAILURES_SHOWN + 2);
+    return { header: records[0] || [], rows: records.slice(1) };
+  } catch (err) {
+    if (err.status === 401) throw err;
+    return { error: err };
+  }
+}
+
+async function refreshFailures(seq, c, job) {
+  const failures = await failuresSection(c, job.id).catch((err) => ({ error: err }));
+  if (seq !== renderSeq) return;
+  if (failures.error && failures.error.status === 401) {
+    reportError(failures.error);
+    return;
+  }
+  const holder = $('#import-failures');
+  if (holder) swapKeepingFocus(holder, failuresBody(failures, job));
+}
+
+function failuresBody({ header, rows, error }, job) {
+  if (error) return h('p', { class: 'error' }, `Failures unavailable: ${error.message}`);
+  if (!rows.length) return h('p', { class: 'empty' }, 'No photo failed or was skipped.');
+  // Columns by name (seq, path, external_id, state, code, reason), by position if unnamed.
+  const col = (name, fallback) => (header.indexOf(name) >= 0 ? header.indexOf(name) : fallback);
+  const [iSeq, iPath, iExt, iState, iCode, iReason] =
+    [col('seq', 0), col('path', 1), col('external_id', 2), col('state', 3), col('code', 4), col('reason', 5)];
+  const shown = rows.slice(0, FAILURES_SHOWN);
+  const table = tableWrap('Failed and skipped photos', dataTable('Failed and skipped photos',
+    ['Path', 'External id', 'State', 'Reason code', 'Detail'],
+    shown.map((r) => h('tr', { class: 'failure-row', 'data-seq': r[iSeq] ?? null },
+      h('td', {}, h('code', { class: 'path' }, r[iPath] ?? '')),
+      h('td', {}, r[iExt] ? h('code', {}, r[iExt]) : dash()),
+      h('td', {}, r[iState] || '—'),
+      h('td', {}, r[iCode] ? h('code', {}, r[iCode]) : dash()),
+      h('td', { class: 'reason' }, r[iReason] || '—')))));
+  if (rows.length <= FAILURES_SHOWN) return table;
+  const total = (Number(job.failed) || 0) + (Number(job.skipped) || 0);
+  return fragment(table, h('p', { class: 'note more-failures' },
+    `Showing the first ${fmtInt(FAILURES_SHOWN)} of ${total > FAILURES_SHOWN ? fmtInt(total) : 'more'} rows: ` +
+    'download the CSV for all of them.'));
+}
+
+async function cancelImport(button, c, id) {
+  const ok = await confirmDialog(
+    `Cancel import ${id} into ${c}? It stops now; the faces it already enrolled stay.`,
+    { title: 'Cancel the import?', yes: 'Cancel import', no: 'Keep it running' });
+  if (!ok) return;
+  button.disabled = true;
+  try {
+    await api(importPath(c, id), { method: 'DELETE' });
+    setStatus(`Import ${id} cancelled.`);
+    render({ keepStatus: true });
+  } catch (err) {
+    button.disabled = false;
+    reportError(err);
+  }
+}
+
+// ----------------------------------------------------------------- keys view
+
+const KEY_ROLES = ['admin', 'enroll', 'identify', 'read'];
+
+async function fetchKeys() {
+  const data = await api('/v1/admin/keys');
+  return asArray(data && data.keys);
+}
+
+async function viewKeys() {
+  if (!isAdminSession()) return adminsOnly('Keys');
+  if (state.collections.length === 0) await loadCollections();
+  const heading = h('h1', { tabindex: -1 }, 'Keys');
+  let keys;
+  try {
+    keys = await fetchKeys();
+  } catch (err) {
+    // Collection-scoped admin keys may not manage keys.
+    if (err.status === 403) return fragment(heading, h('p', { class: 'notice' }, err.message));
+    throw err;
+  }
+  const seq = renderSeq;
+  const list = h('div', { id: 'keys-list' });
+  const refresh = async () => {
+    const fresh = await fetchKeys();
+    if (seq === renderSeq) swapKeepingFocus(list, keysTable(fresh, refresh));
+  };
+  list.append(keysTable(keys, refresh));
+  // The new key's secret lives only in this element: leaving the page drops it.
+  const secretSlot = h('div', { class: 'secret-slot' });
+  const onCreated = (made) => {
+    const box = secretBox(made);
+    secretSlot.replaceChildren(box);
+    $('#key-secret-token', box).focus();
+    setStatus(`Key “${made.key ? made.key.name : ''}” created.`);
+    refresh().catch(reportError);
+  };
+  return fragment(heading,
+    h('p', { class: 'muted' }, 'API keys, oldest first. Secrets are never shown again after creation.'),
+    h('section', { class: 'panel', 'aria-labelledby': 'keys-heading' },
+      h('h2', { id: 'keys-heading' }, 'All keys'), list),
+    h('section', { class: 'panel', 'aria-labelledby': 'key-form-heading' },
+      h('h2', { id: 'key-form-heading' }, 'Create a key'), keyForm(onCreated), secretSlot));
+}
+
+function keysTable(keys, refresh) {
+  if (!keys.length) return h('p', { class: 'empty' }, 'No keys.');
+  const rows = keys.map((k) => {
+    const own = state.session && k.id === state.session.key_id;
+    return h('tr', { class: k.revoked_at ? 'key-row revoked' : 'key-row', 'data-key-id': k.id },
+      h('td', {}, h('code', {}, k.id)),
+      h('th', { scope: 'row' }, k.name || h('span', { class: 'unnamed' }, '(no name)'),
+        own ? [' ', h('span', { class: 'own-key' }, 'this session’s key')] : null),
+      h('td', {}, h('span', { class: 'role' }, k.role)),
+      h('td', {}, k.collection || h('span', { class: 'muted' }, 'all collections')),
+      h('td', { class: 'nowrap' }, fmtTime(k.created_at, '—')),
+      h('td', { class: 'nowrap' }, fmtTime(k.last_used_at, 'never')),
+      h('td', { class: 'nowrap' }, k.revoked_at ? fmtTime(k.revoked_at) : '—'),
+      h('td', {}, k.revoked_at ? null : h('button', {
+        type: 'button', class: 'danger small revoke-key', 'data-key-id': k.id,
+        'aria-label': `Revoke key ${k.name || k.id}`, onclick: (e) => revokeKey(e.currentTarget, k, refresh),
+      }, 'Revoke')));
+  });
+  return tableWrap('API keys', dataTable('API keys', ['Id', 'Name', 'Role', 'Collection', 'Created', 'Last used', 'Revoked',
+    h('span', { class: 'visually-hidden' }, 'Actions')], rows));
+}
+
+async function revokeKey(button, key, refresh) {
+  const own = state.session && key.id === state.session.key_id;
+  const ok = await confirmDialog(
+    `Revoke key “${key.name}” (${key.id}, role ${key.role})? Requests with it fail from now on` +
+    (own ? '. It is this session’s key: you will be signed out.' : '.') + ' This cannot be undone.',
+    { title: 'Revoke the key?', yes: 'Revoke' });
+  if (!ok) return;
+  button.disabled = true;
+  try {
+    await api(`/v1/admin/keys/${enc(key.id)}`, { method: 'DELETE' });
+  } catch (err) {
+    button.disabled = false;
+    reportError(err);
+    return;
+  }
+  if (own) {
+    endSession(`Key “${key.name}” revoked: this session ended with it. Sign in with another key.`);
+    return;
+  }
+  setStatus(`Key “${key.name}” revoked.`);
+  await refresh().catch(reportError);
+}
+
+function keyForm(onCreated) {
+  const name = h('input', { id: 'key-name', name: 'name', type: 'text', required: true, maxlength: 200,
+    autocomplete: 'off', 'aria-describedby': 'key-error' });
+  const role = h('select', { id: 'key-role', name: 'role', 'aria-describedby': 'key-role-hint' },
+    KEY_ROLES.map((r) => h('option', { value: r }, r)));
+  role.value = 'read'; // least privilege unless chosen otherwise
+  const scoped = state.session && state.session.collection;
+  const collection = h('select', { id: 'key-collection', name: 'collection' },
+    scoped ? null : h('option', { value: '' }, 'all collections'),
+    state.collections.map((c) => h('option', { value: c.name }, c.name)));
+  const error = h('p', { id: 'key-error', class: 'error', 'aria-live': 'polite' });
+  const submit = h('button', { id: 'key-create', type: 'submit' }, 'Create key');
+  const form = h('form', { id: 'key-form', class: 'filters key-form', novalidate: true },
+    field('key-name', 'Name', name),
+    field('key-role', 'Role', role,
+      'admin: everything; enroll: add subjects and faces; identify: identify and verify; read: look only.'),
+    field('key-collection', 'Collection scope', collection),
+    h('div', { class: 'filter-actions' }, submit),
+    error);
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    error.textContent = '';
+    if (!name.value.trim()) {
+      error.textContent = 'Enter a name for the key.';
+      name.focus();
+      return;
+    }
+    submit.disabled = true;
+    try {
+      const made = await api('/v1/admin/keys', {
+        method: 'POST', body: { name: name.value.trim(), role: role.value, collection: collection.value },
+      });
+      if (!state.session) return;
+      form.reset();
+      role.value = 'read';
+      onCreated(made || {});
+    } catch (err) {
+      if (err.status === 401) reportError(err);
+      else error.textContent = err.message;
+    } finally {
+      submit.disabled = false;
+    }
+  });
+  return form;
+}
+
+/** The new key's secret, shown once: a read-only input, a Copy button, and the warning. */
+function secretBox(made) {
+  const key = made.key || {};
+  const input = h('input', { id: 'key-secret-token', type: 'text', readonly: true, autocomplete: 'off',
+    spellcheck: 'false', 'aria-describedby': 'key-secret-note' });
+  input.value = made.token || '';
+  input.addEventListener('focus', () => input.select());
+  const canCopy = !!(navigator.clipboard && navigator.clipboard.writeText);
+  const copy = canCopy ? h('button', { id: 'key-copy', type: 'button', class: 'secondary', onclick: async () => {
+    try {
+      await navigator.clipboard.writeText(input.value);
+      setStatus('The key was copied to the clipboard.');
+    } catch {
+      setStatus('Could not copy: select the key and copy it by hand.', 'error');
+    }
+  } }, 'Copy') : null;
+  const scope = key.collection ? `, ${key.collection} only` : '';
+  return h('div', { id: 'key-secret', class: 'secret-box', role: 'region', 'aria-labelledby': 'key-secret-heading' },
+    h('h3', { id: 'key-secret-heading' }, `New key “${key.name || ''}” (${key.role || ''}${scope})`),
+    h('label', { for: 'key-secret-token' }, 'Secret API key'),
+    h('div', { class: 'secret-row' }, input, copy),
+    h('p', { id: 'key-secret-note', class: 'secret-note' }, 'Shown only once: store it now; only its hash is kept.'));
+}
+
+// ------------------------------------------------------------------ try view
+
+async function viewTry(route) {
+  const heading = h('h1', { tabindex: -1 }, 'Try it');
+  if (!isAdminSession()) {
+    return fragment(heading, h('p', { class: 'notice' },
+      'Needs an admin key: identifying faces takes the identify permission, which read keys do not have.'));
+  }
+  if (state.collections.length === 0) await loadCollections();
+  const c = pickCollection(route.params.get('c'));
+  setCurrentCollection(c);
+  if (!c) return fragment(heading, h('p', {}, 'There are no collections yet.'));
+  const input = h('input', { id: 'try-image', name: 'image', type: 'file', accept: 'image/*', required: true,
+    'aria-describedby': 'try-hint' });
+  const submit = h('button', { id: 'try-submit', type: 'submit' }, 'Identify');
+  const result = h('div', { id: 'try-result', class: 'try-result' });
+  const form = h('form', { id: 'try-form', class: 'panel try-form' },
+    h('label', { for: 'try-image' }, 'Photo'),
+    h('div', { class: 'try-row' }, input, submit),
+    h('p', { id: 'try-hint', class: 'hint' }, `The faces of the photo are compared with the subjects of ${c}.`));
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    identifyPhoto(c, input, submit, result);
+  });
+  return fragment(heading, form, result);
+}
+
+async function identifyPhoto(c, input, submit, result) {
+  const file = input.files && input.files[0];
+  if (!file) {
+    setStatus('Choose a photo first.', 'error');
+    input.focus();
+    return;
+  }
+  const seq = renderSeq;
+  submit.disabled = true;
+  result.setAttribute('aria-busy', 'true');
+  setStatus('Identifying…');
+  try {
+    const body = new FormData();
+    body.append('image', file, file.name);
+    const data = (await api(`${collectionPath(c)}/identify`, { method: 'POST', body })) || {};
+    if (seq !== renderSeq) return;
+    releaseTryImage();
+    tryImageURL = URL.createObjectURL(file);
+    result.replaceChildren(...tryResult(c, data, tryImageURL, file.name));
+    const faces = asArray(data.faces);
+    const matched = faces.filter((f) => f.decision === 'match').length;
+    setStatus(faces.length
+      ? `${fmtInt(faces.length)} ${faces.length === 1 ? 'face' : 'faces'} found, ${fmtInt(matched)} matched.`
+      : 'No face found in this photo.');
+  } catch (err) {
+    if (seq === renderSeq) reportError(err);
+  } finally {
+    submit.disabled = false;
+    result.removeAttribute('aria-busy');
+  }
+}
+
+const candidateName = (cand) => cand.display_name || cand.external_id || cand.subject_id || '?';
+
+/** The photo with one numbered box per face, and the list of faces and candidates. */
+function tryResult(c, data, url, fileName) {
+  const faces = asArray(data.faces);
+  const img = h('img', { src: url, alt: `The photo ${fileName}, ${faces.length} ${faces.length === 1 ? 'face' : 'faces'} outlined` });
+  // Boxes are in image pixels: the overlay's viewBox is the image's size.
+  const overlay = svg('svg', { class: 'try-overlay', preserveAspectRatio: 'none', 'aria-hidden': 'true' });
+  const draw = (w, hgt) => {
+    overlay.setAttribute('viewBox', `0 0 ${w} ${hgt}`);
+    overlay.replaceChildren(...faces.map((f, i) => faceMark(f, i + 1, w, hgt)));
+  };
+  if (isNumber(data.width) && isNumber(data.height) && data.width > 0 && data.height > 0) draw(data.width, data.height);
+  else img.addEventListener('load', () => draw(img.naturalWidth, img.naturalHeight), { once: true });
+  const figure = h('figure', { class: 'try-figure' }, img, overlay);
+  const list = faces.length
+    ? h('ul', { class: 'face-results' }, faces.map((f, i) => faceResult(c, f, i + 1, data.threshold)))
+    : h('p', { class: 'empty' }, 'No face found in this photo.');
+  return [h('h2', {}, 'Result'),
+    h('p', { class: 'muted' }, `Threshold ${fmtThreshold(data.threshold)}` + (data.mode ? ` · mode ${data.mode}` : '')),
+    figure, list];
+}
+
+/** A face's box and its number, sized for the image (w × hgt pixels). */
+function faceMark(face, n, w, hgt) {
+  const box = asArray(face.box);
+  if (box.length !== 4) return svg('g', {});
+  const [l, t, r, b] = box;
+  const kind = face.decision === 'match' ? 'match' : 'unknown';
+  const fs = Math.max(10, Math.round(Math.max(w, hgt) / 32));
+  const labelW = fs * (0.7 * String(n).length + 0.6);
+  const labelY = t - fs * 1.3 >= 0 ? t - fs * 1.3 : t; // above the box, or inside it at the top edge
+  const who = face.decision === 'match' && face.match ? candidateName(face.match) : 'unknown';
+  return svg('g', { class: `face-mark ${kind}` },
+    svg('rect', { class: `face-box ${kind}`, x: l, y: t, width: r - l, height: b - t, 'vector-effect': 'non-scaling-stroke' },
+      svg('title', {}, `Face ${n}: ${who}`)),
+    svg('rect', { class: `face-label-bg ${kind}`, x: l, y: labelY, width: labelW, height: fs * 1.3 }),
+    svg('text', { class: 'face-label', x: l + labelW / 2, y: labelY + fs * 1.05, 'font-size': fs, 'text-anchor': 'middle' }, String(n)));
+}
+
+function faceResult(c, face, n, threshold) {
+  const match = face.decision === 'match' && face.match ? face.match : null;
+  const candidates = asArray(face.candidates);
+  return h('li', { class: `face-result ${match ? 'match' : 'unknown'}`, 'data-face-number': n, 'data-decision': face.decision || 'unknown' },
+    h('h3', {}, h('span', { class: 'face-number' }, String(n)), ' ',
+      match ? ['Match: ', h('a', { href: subjectHash(c, match.subject_id) }, candidateName(match))] : 'Unknown'),
+    h('p', { class: 'muted' },
+      match ? `Distance ${fmtDistance(match.distance)}, threshold ${fmtThreshold(threshold)}.`
+        : `No candidate was within the threshold ${fmtThreshold(threshold)}` +
+          (candidates.some((x) => x.distance <= threshold) ? ' that was not given to another face.' : '.')),
+    candidates.length
+      ? h('ol', { class: 'candidates', 'aria-label': `Candidates for face ${n}` }, candidates.map((cand) =>
+        h('li', { class: 'candidate' },
+          h('a', { href: subjectHash(c, cand.subject_id) }, candidateName(cand)),
+          cand.external_id && cand.display_name ? [' ', h('code', {}, cand.external_id)] : null,
+          ': ', h('span', { class: 'distance' }, fmtDistance(cand.distance)),
+          isNumber(threshold) && cand.distance <= threshold ? h('span', { class: 'muted' }, ' (within threshold)') : null)))
+      : h('p', { class: 'muted' }, 'No candidates.'));
+}
+
 // ------------------------------------------------------------------- session
 
 function showSignIn() {
@@ -678,6 +1754,8 @@ async function startSession(session) {
     h('span', { class: 'role' }, session.role),
     session.collection ? h('span', { class: 'scope' }, ` · ${session.collection} only`) : null]);
   who.title = session.expires_at ? `Session until ${new Date(session.expires_at).toLocaleString()}` : '';
+  // Read keys do not see the admin-only pages' links (the pages say so if opened).
+  for (const id of ['#nav-events', '#nav-keys']) $(id).hidden = session.role !== 'admin';
   $('#signin').hidden = true;
   $('#shell').hidden = false;
   $('#view').hidden = false;
@@ -695,6 +1773,8 @@ function endSession(message, kind = 'info') {
   state.session = null;
   state.collections = [];
   renderSeq++;
+  stopPolling();
+  releaseTryImage();
   const dialog = $('#confirm');
   if (dialog.open) dialog.close();
   $('#view').replaceChildren();

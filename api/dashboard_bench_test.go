@@ -1,0 +1,148 @@
+package api_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/visage/visage/store"
+)
+
+// bigGallery fills collection "big" with subjects × perSubject faces of
+// random unit descriptors the way an import job does (one job of
+// subjects × perSubject photos, written in batches of 1,000 with their
+// subjects and audit events), indexes them (the reconciler indexes
+// pending faces), and adds identifications over the last 48 hours to the
+// audit trail.
+func bigGallery(tb testing.TB, h *harness, subjects, perSubject, identifications int) (jobID string) {
+	tb.Helper()
+	ctx := context.Background()
+	h.must(201, "POST", "/v1/collections", h.admin, ptr(jsonBody(map[string]any{"name": "big"})))
+	rng := rand.New(rand.NewPCG(1, 2))
+	items := make([]store.ImportItem, 0, subjects*perSubject)
+	for i := range subjects {
+		for j := range perSubject {
+			items = append(items, store.ImportItem{Path: fmt.Sprintf("emp-%06d/%d.jpg", i, j),
+				ExternalID: fmt.Sprintf("emp-%06d", i), DisplayName: fmt.Sprintf("Person %d", i)})
+		}
+	}
+	job, err := h.store.CreateImportJob(ctx, store.ImportJob{Collection: "big", Source: json.RawMessage(`{"kind":"tree","name":"bench"}`)}, items)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if _, err := h.store.StartImportJob(ctx, job.ID); err != nil {
+		tb.Fatal(err)
+	}
+	const batch = 1000
+	for start := 0; start < len(items); start += batch {
+		var outcomes []store.ImportOutcome
+		for seq := start; seq < min(start+batch, len(items)); seq++ {
+			d := make([]float32, 128)
+			var n float64
+			for k := range d {
+				d[k] = float32(rng.NormFloat64())
+				n += float64(d[k]) * float64(d[k])
+			}
+			for k := range d {
+				d[k] /= float32(math.Sqrt(n))
+			}
+			outcomes = append(outcomes, store.ImportOutcome{Seq: seq, Face: &store.Face{Descriptor: d, ModelID: "dlib-resnet-v1",
+				Box: [4]int{10, 10, 110, 110}, ImageSHA256: fmt.Sprintf("%064x", seq)}})
+		}
+		if _, err := h.store.EnrollImportBatch(ctx, job.ID, outcomes); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	if _, err := h.store.FinishImportJob(ctx, job.ID, store.ImportDone, ""); err != nil {
+		tb.Fatal(err)
+	}
+	if _, err := h.svc.Reconcile(ctx); err != nil {
+		tb.Fatal(err)
+	}
+	now := time.Now()
+	for range identifications {
+		at := now.Add(-time.Duration(rng.Int64N(int64(48 * time.Hour))))
+		d, _ := json.Marshal(map[string]any{"faces": 1, "matches": 1, "threshold": 0.421, "best_distances": []float64{0.2 + 0.4*rng.Float64()}})
+		if _, err := h.svc.Store().AppendEvent(ctx, store.Event{At: at, Kind: store.EventIdentify, KeyID: "door", Collection: "big",
+			Outcome: "1/1 matched", Detail: d}); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return job.ID
+}
+
+// pageTiming is one dashboard page and how to tell it is drawn.
+type pageTiming struct {
+	name  string
+	hash  string // route, after /admin/
+	ready string // CSS selector present once the page shows its data
+}
+
+// BenchmarkDashboardPages100k loads each dashboard page in headless
+// Chromium against a gallery of 100,000 faces (25,000 subjects × 4,
+// random descriptors, loaded by one import job, indexed in HNSW, with
+// their 100,000 enrollment events and 5,000 identifications in the audit
+// trail), embedded deployment. One
+// op is a full navigation: the page, its script and stylesheet, its API
+// calls, and the drawing of their data. Run with
+//
+//	go test -run '^$' -bench DashboardPages100k -benchtime 20x ./api/
+//
+// Metrics: ms/op (the whole page) and api-ms (the slowest /v1 request of
+// the page, from the browser's resource timing).
+func BenchmarkDashboardPages100k(b *testing.B) {
+	h := newHarness(b, harnessOptions{})
+	t0 := time.Now()
+	jobID := bigGallery(b, h, 25_000, 4, 5_000)
+	b.Logf("gallery of 100,000 faces loaded and indexed in %.0f s", time.Since(t0).Seconds())
+	ctx := newChromium(b, 1280, 900)
+	signInPage(b, ctx, h, h.admin)
+	subs := struct {
+		Subjects []store.Subject `json:"subjects"`
+	}{}
+	h.must(200, "GET", "/v1/collections/big/subjects?external_id=emp-012345", h.admin, nil).decode(b, &subs)
+	if len(subs.Subjects) != 1 {
+		b.Fatalf("emp-012345: %+v", subs)
+	}
+	for _, p := range dashboardPageTimings(subs.Subjects[0].ID, jobID) {
+		b.Run(p.name, func(b *testing.B) {
+			var slowestAPI float64
+			for b.Loop() {
+				run(b, ctx, "load "+p.name,
+					chromedp.Navigate("about:blank"),
+					chromedp.Navigate(h.url+"/admin/"+p.hash),
+					chromedp.WaitVisible(chromedp.CSS(p.ready)),
+				)
+				b.StopTimer()
+				api := get(b, ctx, "resource timing", chromedp.Evaluate[float64](
+					`Math.max(0, ...performance.getEntriesByType("resource").filter(e => e.name.includes("/v1/")).map(e => e.duration))`))
+				slowestAPI = max(slowestAPI, api)
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/op")
+			b.ReportMetric(slowestAPI, "api-ms")
+		})
+	}
+}
+
+// dashboardPageTimings are the pages timed, each shown with data of the
+// big gallery.
+func dashboardPageTimings(subjectID, jobID string) []pageTiming {
+	return []pageTiming{
+		{"overview", "#/overview?c=big", "#chart-identifications rect.bar"},
+		{"subjects", "#/subjects?c=big", "tr.subject-row"},
+		{"subject-search", "#/subjects?c=big&q=Person%2012345", `tr.subject-row[data-external-id="emp-012345"]`},
+		{"subject", "#/subjects/big/" + subjectID, "tr.face-row"},
+		{"events", "#/events", "tr.event-row"},
+		{"imports", "#/imports?c=big", "tr.import-row"},
+		{"import-job", "#/imports/big/" + jobID, "a#failures-csv"},
+		{"keys", "#/keys", "tr.key-row"},
+		{"try-it", "#/try?c=big", "#try-form"},
+	}
+}
