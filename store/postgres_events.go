@@ -187,16 +187,14 @@ func (p *Postgres) EnrollmentsPerDay(ctx context.Context, collection string, sin
 	if !since.IsZero() {
 		where = append(where, "at >= "+args.add(toNanos(since)))
 	}
-	// Whole seconds, truncated toward zero as SQLite's integer division
-	// does, then the UTC date of that instant.
-	rows, err := p.pool.Query(ctx, `SELECT to_char(to_timestamp(at / 1000000000) AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day,
-			count(*) AS count
+	// Days numbered since the epoch, named in Go, as the SQLite store does.
+	rows, err := p.pool.Query(ctx, `SELECT at / `+nanosPerDay+` AS day, count(*) AS count
 		FROM event WHERE `+strings.Join(where, " AND ")+` GROUP BY day ORDER BY day`, args...)
 	var days []DayCount
 	if err == nil {
-		var d DayCount
-		_, err = pgx.ForEachRow(rows, []any{&d.Day, &d.Count}, func() error {
-			days = append(days, d)
+		var day, n int64
+		_, err = pgx.ForEachRow(rows, []any{&day, &n}, func() error {
+			days = append(days, DayCount{Day: dayName(day), Count: n})
 			return nil
 		})
 	}
