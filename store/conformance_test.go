@@ -1522,6 +1522,10 @@ func testEnrollmentsPerDay(t *testing.T, b backend) {
 	}{
 		{"collection a", "a", time.Time{}, []DayCount{{"2026-01-01", 3}, {"2026-01-02", 1}}},
 		{"since", "a", day(2, 0, 0), []DayCount{{"2026-01-02", 1}}},
+		// Within a day: that day counts from since on only.
+		{"since within a day", "a", day(1, 12, 0), []DayCount{{"2026-01-01", 2}, {"2026-01-02", 1}}},
+		{"since within a day, all collections", "", day(1, 23, 0), []DayCount{{"2026-01-01", 2}, {"2026-01-02", 1}, {"2026-01-03", 1}}},
+		{"since after the last", "", day(4, 0, 0), nil},
 		{"all collections", "", time.Time{}, []DayCount{{"2026-01-01", 3}, {"2026-01-02", 1}, {"2026-01-03", 1}}},
 		{"unknown collection", "nope", time.Time{}, nil},
 	}
@@ -2717,7 +2721,12 @@ func testUpgradeFromVersion1(t *testing.T, b backend) {
 	ms, err := readMigrations(b.migrations)
 	noErr(t, "readMigrations", err)
 	db := b.newDB(t)
-	const insert = `INSERT INTO collection (name, threshold, state, created_at) VALUES ('old', 0.5, 'active', 1)`
+	// A collection, and two enrollment events of 2026-01-05 from before
+	// enroll_day (0005), which its migration must count.
+	const insert = `INSERT INTO collection (name, threshold, state, created_at) VALUES ('old', 0.5, 'active', 1);
+		INSERT INTO event (at, kind, collection, outcome) VALUES
+			(1767610800000000000, 'enroll', 'old', 'enrolled'), (1767614400000000000, 'enroll', 'old', 'enrolled'),
+			(1767614400000000000, 'enroll', 'old', 'exists')`
 	switch b.name {
 	case "sqlite":
 		raw, err := sql.Open("sqlite", "file:"+db+"?_txlock=immediate")
@@ -2749,5 +2758,10 @@ func testUpgradeFromVersion1(t *testing.T, b backend) {
 	job := mustImportJob(t, s, "old", 3)
 	if jobCounts(job) != "3 0 0 0 0" {
 		t.Errorf("job counts %s", jobCounts(job))
+	}
+	days, err := s.EnrollmentsPerDay(ctx, "old", time.Time{})
+	noErr(t, "EnrollmentsPerDay", err)
+	if want := []DayCount{{"2026-01-05", 2}}; !slices.Equal(days, want) {
+		t.Errorf("enrollments per day after the upgrade %v, want %v", days, want)
 	}
 }

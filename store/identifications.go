@@ -69,8 +69,3 @@ func distanceBins(counts map[int64]int64, width float64) []DistanceBin {
 // hourOf is the start of the UTC hour numbered h since the epoch.
 func hourOf(h int64) time.Time { return time.Unix(h*3600, 0).UTC() }
 
-// nanosPerDay is a UTC day in the stores' time unit, for SQL.
-const nanosPerDay = "86400000000000"
-
-// dayName names the UTC day numbered day since the epoch (YYYY-MM-DD).
-func dayName(day int64) string { return time.Unix(day*86400, 0).UTC().Format("2006-01-02") }

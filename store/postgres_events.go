@@ -178,26 +178,44 @@ func (p *Postgres) TopSubjects(ctx context.Context, collection string, limit int
 // The counts come from the audit trail, events of kind EventEnroll with
 // outcome OutcomeEnrolled (one per enrolled face), not from the face
 // table: they must not shrink when faces or subjects are deleted later.
+// Whole days are read from the enroll_day counters that a trigger keeps
+// as those events are written (migration 0005).
 func (p *Postgres) EnrollmentsPerDay(ctx context.Context, collection string, since time.Time) ([]DayCount, error) {
-	var args pgArgs
-	where := []string{"kind = " + args.add(EventEnroll), "outcome = " + args.add(OutcomeEnrolled)}
-	if collection != "" {
-		where = append(where, "collection = "+args.add(collection))
-	}
-	if !since.IsZero() {
-		where = append(where, "at >= "+args.add(toNanos(since)))
-	}
-	// Days numbered since the epoch, named in Go, as the SQLite store does.
-	rows, err := p.pool.Query(ctx, `SELECT at / `+nanosPerDay+` AS day, count(*) AS count
-		FROM event WHERE `+strings.Join(where, " AND ")+` GROUP BY day ORDER BY day`, args...)
+	first, partial, from, to := enrollDaysFrom(since)
 	var days []DayCount
-	if err == nil {
+	err := p.inReadTx(ctx, func(tx pgx.Tx) error {
+		days = nil
+		if partial {
+			var args pgArgs
+			where := "kind = " + args.add(EventEnroll) + " AND outcome = " + args.add(OutcomeEnrolled) +
+				" AND at >= " + args.add(from) + " AND at < " + args.add(to)
+			if collection != "" {
+				where += " AND collection = " + args.add(collection)
+			}
+			var n int64
+			if err := tx.QueryRow(ctx, `SELECT count(*) FROM event WHERE `+where, args...).Scan(&n); err != nil {
+				return err
+			}
+			if n > 0 {
+				days = append(days, DayCount{Day: dayName(first - 1), Count: n})
+			}
+		}
+		var args pgArgs
+		where := "day >= " + args.add(first)
+		if collection != "" {
+			where += " AND collection = " + args.add(collection)
+		}
+		rows, err := tx.Query(ctx, `SELECT day, sum(count)::bigint FROM enroll_day WHERE `+where+` GROUP BY day ORDER BY day`, args...)
+		if err != nil {
+			return err
+		}
 		var day, n int64
 		_, err = pgx.ForEachRow(rows, []any{&day, &n}, func() error {
 			days = append(days, DayCount{Day: dayName(day), Count: n})
 			return nil
 		})
-	}
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("enrollments per day: %w", pgError(err))
 	}

@@ -1,0 +1,29 @@
+-- Enrollments per UTC day, kept by a trigger as enrollment events are
+-- written: the dashboard's chart reads a few rows per day instead of
+-- aggregating every enrollment event of a collection at each load
+-- (100 ms at 100,000 faces). day counts days since the epoch; collection
+-- '' stands for events without one.
+CREATE TABLE enroll_day (
+    collection text COLLATE "C" NOT NULL,
+    day        bigint NOT NULL,
+    count      bigint NOT NULL,
+    PRIMARY KEY (collection, day)
+);
+
+INSERT INTO enroll_day (collection, day, count)
+SELECT coalesce(collection, ''), at / 86400000000000, count(*)
+FROM event WHERE kind = 'enroll' AND outcome = 'enrolled'
+GROUP BY 1, 2;
+
+CREATE FUNCTION event_enroll_day() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO enroll_day (collection, day, count)
+    VALUES (coalesce(NEW.collection, ''), NEW.at / 86400000000000, 1)
+    ON CONFLICT (collection, day) DO UPDATE SET count = enroll_day.count + 1;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER event_enroll_day AFTER INSERT ON event
+FOR EACH ROW WHEN (NEW.kind = 'enroll' AND NEW.outcome = 'enrolled')
+EXECUTE FUNCTION event_enroll_day();
