@@ -344,11 +344,45 @@ func TestDashboardInBrowser(t *testing.T) {
 	t.Run("narrow screen", func(t *testing.T) {
 		narrow := newChromium(t, 390, 844)
 		signInPage(t, narrow, h, h.admin)
-		run(t, narrow, "overview", chromedp.WaitVisible(chromedp.CSS(`.collection-card[data-collection="bbt"]`)))
-		overflow := get(t, narrow, "measure", chromedp.Evaluate[bool](`document.documentElement.scrollWidth > window.innerWidth + 1`))
-		if overflow {
-			t.Error("the overview is wider than a 390 px screen")
+		for _, p := range []struct{ name, hash, ready string }{
+			{"overview", "#/overview?c=bbt", `.collection-card[data-collection="bbt"]`},
+			{"subjects", "#/subjects?c=bbt", "tr.subject-row"},
+			{"subject", "#/subjects/bbt/" + ids["amy"], "tr.face-row"},
+			{"events", "#/events", "tr.event-row"},
+			{"imports", "#/imports?c=bbt", "tr.import-row"},
+			{"keys", "#/keys", "tr.key-row"},
+			{"try-it", "#/try?c=bbt", "#try-form"},
+		} {
+			run(t, narrow, p.name, chromedp.Navigate(h.url+"/admin/"+p.hash), chromedp.WaitVisible(chromedp.CSS(p.ready)))
+			// Wide tables scroll inside their own box; the page itself
+			// must not.
+			if get(t, narrow, "measure "+p.name, chromedp.Evaluate[bool](`document.documentElement.scrollWidth > window.innerWidth + 1`)) {
+				t.Errorf("%s is wider than a 390 px screen", p.name)
+			}
+			screenshot(t, narrow, p.name+"-390px")
 		}
-		screenshot(t, narrow, "overview-390px")
+	})
+
+	t.Run("keyboard: sign in and move between pages", func(t *testing.T) {
+		kb := newChromium(t, 1280, 900)
+		run(t, kb, "sign in by keyboard",
+			chromedp.Navigate(h.url+"/admin/"),
+			chromedp.WaitVisible(chromedp.CSS("#login-key")),
+			chromedp.Focus(chromedp.CSS("#login-key")),
+			chromedp.SendKeys(chromedp.CSS("#login-key"), h.admin+"\r"),
+			chromedp.WaitVisible(chromedp.CSS("#whoami")),
+		)
+		// Every control of the shell is reachable with Tab: links, the
+		// collection selector and sign-out are focusable elements.
+		focusable := get(t, kb, "focusable", chromedp.Evaluate[int](
+			`[...document.querySelectorAll("#nav-overview, #nav-subjects, #nav-events, #nav-imports, #nav-keys, #nav-try, #collection, #signout")].filter(e => e.tabIndex >= 0 && e.offsetParent !== null).length`))
+		if focusable != 8 {
+			t.Errorf("%d of the shell's 8 controls are focusable", focusable)
+		}
+		run(t, kb, "open Subjects with the keyboard",
+			chromedp.Focus(chromedp.CSS("#nav-subjects")),
+			chromedp.KeyEvent("\r"),
+			chromedp.WaitVisible(chromedp.CSS("#subject-search")),
+		)
 	})
 }
