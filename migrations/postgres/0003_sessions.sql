@@ -6,7 +6,7 @@
 CREATE TABLE session (
     id_hash    bytea  NOT NULL PRIMARY KEY,
     key_id     text COLLATE "C" NOT NULL REFERENCES api_key (id) ON DELETE CASCADE,
-    csrf       text   NOT NULL,
+    csrf       text COLLATE "C" NOT NULL,
     created_at bigint NOT NULL,
     expires_at bigint NOT NULL
 );
