@@ -58,6 +58,14 @@ func randomToken() string {
 
 // signIn exchanges an admin or read key for a session.
 func (s *Server) signIn(c *gin.Context) {
+	// JSON only: a form on another site can post text/plain that parses
+	// as JSON, and would sign the browser in with the other site's key.
+	// A cross-site request with this content type needs a CORS preflight,
+	// which visaged never grants.
+	if c.ContentType() != "application/json" {
+		fail(c, newProblem(TypeInvalidRequest, "send Content-Type: application/json"))
+		return
+	}
 	var req struct {
 		Key string `json:"key"`
 	}

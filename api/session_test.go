@@ -189,6 +189,13 @@ func TestDashboardSession(t *testing.T) {
 		if r := (&browser{h: h}).call(http.MethodPost, "/admin/session", "", ptr(jsonBody(map[string]string{}))); r.status != http.StatusBadRequest {
 			t.Errorf("sign in without a key: %d, want 400", r.status)
 		}
+		// A form of another site can post text/plain that is valid JSON:
+		// refused, so that no site signs the browser in with its own key.
+		plain := &body{data: []byte(`{"key":"` + h.admin + `"}`), ct: "text/plain"}
+		r := (&browser{h: h}).call(http.MethodPost, "/admin/session", "", plain)
+		if r.status != http.StatusBadRequest || len((&http.Response{Header: r.header}).Cookies()) != 0 {
+			t.Errorf("sign in with a text/plain body: %d, cookies %v; want 400 and none", r.status, r.header.Values("Set-Cookie"))
+		}
 	})
 
 	t.Run("forged or ended sessions", func(t *testing.T) {
