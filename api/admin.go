@@ -101,11 +101,6 @@ func (s *Server) auditKey(ctx context.Context, c *gin.Context, outcome string, k
 	}
 }
 
-// distanceBinWidth is the width of the identification distance histogram:
-// 0.05 puts the calibrated thresholds (docs/benchmarks.md, "Matching")
-// about eight bins from 0.
-const distanceBinWidth = 0.05
-
 // identifications answers a collection's identifications per UTC hour over
 // the last hours (the current one included) and the distribution of the
 // best candidate's distance, with the collection's threshold, from the
@@ -127,7 +122,7 @@ func (s *Server) identifications(c *gin.Context) {
 		return
 	}
 	since := time.Now().UTC().Truncate(time.Hour).Add(-time.Duration(hours-1) * time.Hour)
-	st, err := s.svc().Store().IdentificationStats(ctx, coll.Name, since, distanceBinWidth)
+	st, err := s.svc().Store().IdentificationStats(ctx, coll.Name, since)
 	if err != nil {
 		s.failErr(c, err)
 		return
@@ -138,6 +133,6 @@ func (s *Server) identifications(c *gin.Context) {
 	if st.Distances == nil {
 		st.Distances = []store.DistanceBin{}
 	}
-	c.JSON(http.StatusOK, gin.H{"since": since, "hours": st.Hours, "threshold": coll.Threshold, "bin_width": distanceBinWidth,
+	c.JSON(http.StatusOK, gin.H{"since": since, "hours": st.Hours, "threshold": coll.Threshold, "bin_width": store.DistanceBinWidth,
 		"distances": st.Distances, "identifications": st.Identifications, "faces": st.Faces})
 }

@@ -379,7 +379,11 @@ func TestDashboardInBrowser(t *testing.T) {
 		if focusable != 8 {
 			t.Errorf("%d of the shell's 8 controls are focusable", focusable)
 		}
+		// The first page is drawn before the keyboard moves on: drawing
+		// it moves the focus to its heading.
 		run(t, kb, "open Subjects with the keyboard",
+			chromedp.WaitVisible(chromedp.CSS(`.collection-card[data-collection="bbt"]`)),
+			chromedp.WaitNotPresent(chromedp.CSS("#view[aria-busy]")),
 			chromedp.Focus(chromedp.CSS("#nav-subjects")),
 			chromedp.KeyEvent("\r"),
 			chromedp.WaitVisible(chromedp.CSS("#subject-search")),

@@ -51,7 +51,7 @@ type Store interface {
 	CollectionStats(ctx context.Context, name string) (store.CollectionStats, error)
 	TopSubjects(ctx context.Context, collection string, limit int) ([]store.SubjectCount, error)
 	EnrollmentsPerDay(ctx context.Context, collection string, since time.Time) ([]store.DayCount, error)
-	IdentificationStats(ctx context.Context, collection string, since time.Time, binWidth float64) (store.IdentificationStats, error)
+	IdentificationStats(ctx context.Context, collection string, since time.Time) (store.IdentificationStats, error)
 }
 
 // Index is the vector index the gallery searches: one space per

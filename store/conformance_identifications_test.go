@@ -27,42 +27,51 @@ func testIdentificationStats(t *testing.T, b backend) {
 	_, err := s.AppendEvent(ctx, Event{At: t0.Add(time.Minute), Kind: EventEnroll, Collection: "staff", Outcome: OutcomeEnrolled})
 	noErr(t, "append", err)
 
-	got, err := s.IdentificationStats(ctx, "staff", t0, 0.1)
-	noErr(t, "stats", err)
-	wantHours := []HourCount{{Hour: t0, Count: 2, Faces: 3}, {Hour: t0.Add(2 * time.Hour), Count: 2, Faces: 1}}
-	if len(got.Hours) != len(wantHours) {
-		t.Fatalf("hours %+v, want %+v", got.Hours, wantHours)
-	}
-	for i, h := range got.Hours {
-		if !h.Hour.Equal(wantHours[i].Hour) || h.Count != wantHours[i].Count || h.Faces != wantHours[i].Faces {
-			t.Errorf("hour %d: %+v, want %+v", i, h, wantHours[i])
+	check := func(t *testing.T, since time.Time, wantHours []HourCount, wantBins []int64) {
+		t.Helper()
+		got, err := s.IdentificationStats(ctx, "staff", since)
+		noErr(t, "stats", err)
+		if len(got.Hours) != len(wantHours) {
+			t.Fatalf("hours %+v, want %+v", got.Hours, wantHours)
+		}
+		var n, faces int64
+		for i, h := range got.Hours {
+			if !h.Hour.Equal(wantHours[i].Hour) || h.Count != wantHours[i].Count || h.Faces != wantHours[i].Faces {
+				t.Errorf("hour %d: %+v, want %+v", i, h, wantHours[i])
+			}
+			n, faces = n+wantHours[i].Count, faces+wantHours[i].Faces
+		}
+		if got.Identifications != n || got.Faces != faces {
+			t.Errorf("totals %d identifications, %d faces; want %d and %d", got.Identifications, got.Faces, n, faces)
+		}
+		if len(got.Distances) != len(wantBins) {
+			t.Fatalf("distances %+v, want counts %v", got.Distances, wantBins)
+		}
+		for i, bin := range got.Distances {
+			if bin.Count != wantBins[i] || math.Abs(bin.From-0.05*float64(i)) > 1e-9 || math.Abs(bin.To-0.05*float64(i+1)) > 1e-9 {
+				t.Errorf("bin %d: %+v, want [%.2f, %.2f) × %d", i, bin, 0.05*float64(i), 0.05*float64(i+1), wantBins[i])
+			}
 		}
 	}
-	if got.Identifications != 4 || got.Faces != 4 {
-		t.Errorf("totals %d identifications, %d faces; want 4 and 4", got.Identifications, got.Faces)
-	}
-	// 0.05 → bin 0, 0.31 and 0.33 → bin 3, 0.62 → bin 6.
-	wantBins := []int64{1, 0, 0, 2, 0, 0, 1}
-	if len(got.Distances) != len(wantBins) {
-		t.Fatalf("distances %+v, want counts %v", got.Distances, wantBins)
-	}
-	for i, bin := range got.Distances {
-		if bin.Count != wantBins[i] || math.Abs(bin.From-0.1*float64(i)) > 1e-9 || math.Abs(bin.To-0.1*float64(i+1)) > 1e-9 {
-			t.Errorf("bin %d: %+v, want [%.1f, %.1f) × %d", i, bin, 0.1*float64(i), 0.1*float64(i+1), wantBins[i])
-		}
-	}
-
+	// Bins of 0.05: 0.05 → 1, 0.31 and 0.33 → 6, 0.62 → 12.
+	t.Run("whole hours", func(t *testing.T) {
+		check(t, t0, []HourCount{{Hour: t0, Count: 2, Faces: 3}, {Hour: t0.Add(2 * time.Hour), Count: 2, Faces: 1}},
+			[]int64{0, 1, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 1})
+	})
+	t.Run("since within an hour", func(t *testing.T) {
+		check(t, t0.Add(30*time.Minute), []HourCount{{Hour: t0, Count: 1, Faces: 1}, {Hour: t0.Add(2 * time.Hour), Count: 2, Faces: 1}},
+			[]int64{0, 1, 0, 0, 0, 0, 1})
+	})
+	t.Run("from the start", func(t *testing.T) {
+		check(t, time.Time{}, []HourCount{{Hour: t0.Add(-time.Hour), Count: 1, Faces: 1}, {Hour: t0, Count: 2, Faces: 3},
+			{Hour: t0.Add(2 * time.Hour), Count: 2, Faces: 1}},
+			[]int64{0, 1, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1})
+	})
 	t.Run("nothing yet", func(t *testing.T) {
-		got, err := s.IdentificationStats(ctx, "empty", t0, 0.05)
+		got, err := s.IdentificationStats(ctx, "empty", t0)
 		noErr(t, "stats", err)
 		if len(got.Hours) != 0 || len(got.Distances) != 0 || got.Identifications != 0 {
 			t.Errorf("stats of a collection without identifications: %+v", got)
-		}
-	})
-	t.Run("bad bin width", func(t *testing.T) {
-		for _, w := range []float64{0, -1, math.NaN(), math.Inf(1)} {
-			_, err := s.IdentificationStats(ctx, "staff", t0, w)
-			wantErr(t, "stats", err, ErrInvalid)
 		}
 	})
 }

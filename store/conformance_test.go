@@ -91,7 +91,7 @@ type storeUnderTest interface {
 	CollectionStats(ctx context.Context, name string) (CollectionStats, error)
 	TopSubjects(ctx context.Context, collection string, limit int) ([]SubjectCount, error)
 	EnrollmentsPerDay(ctx context.Context, collection string, since time.Time) ([]DayCount, error)
-	IdentificationStats(ctx context.Context, collection string, since time.Time, binWidth float64) (IdentificationStats, error)
+	IdentificationStats(ctx context.Context, collection string, since time.Time) (IdentificationStats, error)
 
 	CreateImportJob(ctx context.Context, job ImportJob, items []ImportItem) (ImportJob, error)
 	GetImportJob(ctx context.Context, id string) (ImportJob, error)
@@ -2726,7 +2726,9 @@ func testUpgradeFromVersion1(t *testing.T, b backend) {
 	const insert = `INSERT INTO collection (name, threshold, state, created_at) VALUES ('old', 0.5, 'active', 1);
 		INSERT INTO event (at, kind, collection, outcome) VALUES
 			(1767610800000000000, 'enroll', 'old', 'enrolled'), (1767614400000000000, 'enroll', 'old', 'enrolled'),
-			(1767614400000000000, 'enroll', 'old', 'exists')`
+			(1767614400000000000, 'enroll', 'old', 'exists');
+		INSERT INTO event (at, kind, collection, outcome, detail) VALUES
+			(1767614400000000000, 'identify', 'old', '1/2 matched', '{"faces": 2, "best_distances": [0.12, 0.71]}')`
 	switch b.name {
 	case "sqlite":
 		raw, err := sql.Open("sqlite", "file:"+db+"?_txlock=immediate")
@@ -2763,5 +2765,11 @@ func testUpgradeFromVersion1(t *testing.T, b backend) {
 	noErr(t, "EnrollmentsPerDay", err)
 	if want := []DayCount{{"2026-01-05", 2}}; !slices.Equal(days, want) {
 		t.Errorf("enrollments per day after the upgrade %v, want %v", days, want)
+	}
+	// And the identification counters of 0006.
+	ids, err := s.IdentificationStats(ctx, "old", time.Time{})
+	noErr(t, "IdentificationStats", err)
+	if ids.Identifications != 1 || ids.Faces != 2 || len(ids.Distances) != 15 || ids.Distances[2].Count != 1 || ids.Distances[14].Count != 1 {
+		t.Errorf("identification stats after the upgrade %+v", ids)
 	}
 }

@@ -11,21 +11,30 @@ const dayNanos = int64(24 * time.Hour)
 // dayName names the UTC day numbered day since the epoch (YYYY-MM-DD).
 func dayName(day int64) string { return time.Unix(day*86400, 0).UTC().Format("2006-01-02") }
 
-// enrollDaysFrom splits EnrollmentsPerDay's range at since: the first
-// whole day, read from the enroll_day counters, and, when since falls
-// inside a day, that day's part from since on, [from, to) in nanoseconds,
-// which only the events can answer.
+// hourNanos is a UTC hour in the stores' time unit.
+const hourNanos = int64(time.Hour)
+
+// enrollDaysFrom splits EnrollmentsPerDay's range at since into whole
+// days, read from counters, and the part of a day before them.
 func enrollDaysFrom(since time.Time) (first int64, partial bool, from, to int64) {
+	return splitAt(since, dayNanos)
+}
+
+// splitAt splits a range that starts at since into the whole periods of
+// length unit that counters answer, numbered from the epoch, from first
+// on, and, when since falls inside a period, that period's part from
+// since on, [from, to) in nanoseconds, which only the events can answer.
+func splitAt(since time.Time, unit int64) (first int64, partial bool, from, to int64) {
 	if since.IsZero() {
 		return math.MinInt64, false, 0, 0
 	}
 	ns := toNanos(since)
-	day := ns / dayNanos
-	if ns%dayNanos < 0 {
-		day-- // floor, for times before 1970
+	n := ns / unit
+	if ns%unit < 0 {
+		n-- // floor, for times before 1970
 	}
-	if ns == day*dayNanos {
-		return day, false, 0, 0
+	if ns == n*unit {
+		return n, false, 0, 0
 	}
-	return day + 1, true, ns, (day + 1) * dayNanos
+	return n + 1, true, ns, (n + 1) * unit
 }

@@ -223,50 +223,66 @@ func (p *Postgres) EnrollmentsPerDay(ctx context.Context, collection string, sin
 }
 
 // IdentificationStats describes a collection's identifications since a
-// time (see IdentificationStats), with distance bins of width binWidth.
-func (p *Postgres) IdentificationStats(ctx context.Context, collection string, since time.Time, binWidth float64) (IdentificationStats, error) {
-	if err := checkBinWidth(binWidth); err != nil {
-		return IdentificationStats{}, fmt.Errorf("identification stats: %w", err)
-	}
+// time (see IdentificationStats). Whole hours are read from the counters a
+// trigger keeps as identify events are written (migration 0006); the
+// part of an hour before them, if since falls inside one, from the events.
+func (p *Postgres) IdentificationStats(ctx context.Context, collection string, since time.Time) (IdentificationStats, error) {
+	first, partial, from, to := splitAt(since, hourNanos)
 	var out IdentificationStats
+	bins := map[int64]int64{}
 	err := p.inReadTx(ctx, func(tx pgx.Tx) error {
-		out = IdentificationStats{}
-		rows, err := tx.Query(ctx, `SELECT at / 3600000000000 AS h, count(*), coalesce(sum((detail->>'faces')::bigint), 0)
-			FROM event WHERE kind = 'identify' AND collection = $1 AND at >= $2 GROUP BY h ORDER BY h`, collection, toNanos(since))
+		out, bins = IdentificationStats{}, map[int64]int64{}
+		var b, n int64
+		addBin := func() error { bins[b] += n; return nil }
+		if partial {
+			var faces int64
+			err := tx.QueryRow(ctx, `SELECT count(*), coalesce(sum(identify_faces(detail)), 0)::bigint
+				FROM event WHERE kind = 'identify' AND collection = $1 AND at >= $2 AND at < $3`, collection, from, to).Scan(&n, &faces)
+			if err != nil {
+				return err
+			}
+			if n > 0 {
+				out.Hours = append(out.Hours, HourCount{Hour: hourOf(first - 1), Count: n, Faces: faces})
+			}
+			rows, err := tx.Query(ctx, `SELECT floor(d / $4)::bigint AS b, count(*)
+				FROM event e CROSS JOIN LATERAL identify_distances(e.detail) d
+				WHERE e.kind = 'identify' AND e.collection = $1 AND e.at >= $2 AND e.at < $3 GROUP BY b`,
+				collection, from, to, DistanceBinWidth)
+			if err != nil {
+				return err
+			}
+			if _, err := pgx.ForEachRow(rows, []any{&b, &n}, addBin); err != nil {
+				return err
+			}
+		}
+		rows, err := tx.Query(ctx, `SELECT hour, count, faces FROM identify_hour
+			WHERE collection = $1 AND hour >= $2 ORDER BY hour`, collection, first)
 		if err != nil {
 			return err
 		}
-		var h, n, faces int64
-		_, err = pgx.ForEachRow(rows, []any{&h, &n, &faces}, func() error {
-			out.Hours = append(out.Hours, HourCount{Hour: hourOf(h), Count: n, Faces: faces})
-			out.Identifications += n
-			out.Faces += faces
+		var hour, faces int64
+		_, err = pgx.ForEachRow(rows, []any{&hour, &n, &faces}, func() error {
+			out.Hours = append(out.Hours, HourCount{Hour: hourOf(hour), Count: n, Faces: faces})
 			return nil
 		})
 		if err != nil {
 			return err
 		}
-		// json_typeof guards the expansion: an event whose detail has no
-		// array there contributes nothing instead of failing the query.
-		rows, err = tx.Query(ctx, `SELECT floor(d::float8 / $3)::bigint AS b, count(*)
-			FROM event e CROSS JOIN LATERAL json_array_elements_text(
-				CASE WHEN json_typeof(e.detail->'best_distances') = 'array' THEN e.detail->'best_distances' ELSE '[]'::json END) d
-			WHERE e.kind = 'identify' AND e.collection = $1 AND e.at >= $2 AND d ~ '^[0-9.eE+-]+$'
-			GROUP BY b`, collection, toNanos(since), binWidth)
+		rows, err = tx.Query(ctx, `SELECT bin, sum(count)::bigint FROM identify_bin WHERE collection = $1 AND hour >= $2 GROUP BY bin`,
+			collection, first)
 		if err != nil {
 			return err
 		}
-		counts := map[int64]int64{}
-		var b int64
-		_, err = pgx.ForEachRow(rows, []any{&b, &n}, func() error {
-			counts[b] += n
-			return nil
-		})
-		out.Distances = distanceBins(counts, binWidth)
+		_, err = pgx.ForEachRow(rows, []any{&b, &n}, addBin)
 		return err
 	})
 	if err != nil {
 		return IdentificationStats{}, fmt.Errorf("identification stats: %w", pgError(err))
 	}
+	for _, h := range out.Hours {
+		out.Identifications += h.Count
+		out.Faces += h.Faces
+	}
+	out.Distances = distanceBins(bins, DistanceBinWidth)
 	return out, nil
 }

@@ -230,53 +230,78 @@ func (s *SQLite) EnrollmentsPerDay(ctx context.Context, collection string, since
 }
 
 // IdentificationStats describes a collection's identifications since a
-// time (see IdentificationStats), with distance bins of width binWidth.
-func (s *SQLite) IdentificationStats(ctx context.Context, collection string, since time.Time, binWidth float64) (IdentificationStats, error) {
-	if err := checkBinWidth(binWidth); err != nil {
-		return IdentificationStats{}, fmt.Errorf("identification stats: %w", err)
-	}
+// time (see IdentificationStats). Whole hours are read from the counters a
+// trigger keeps as identify events are written (migration 0006); the
+// part of an hour before them, if since falls inside one, from the events.
+func (s *SQLite) IdentificationStats(ctx context.Context, collection string, since time.Time) (IdentificationStats, error) {
+	first, partial, from, to := splitAt(since, hourNanos)
 	var out IdentificationStats
+	bins := map[int64]int64{}
 	err := s.inReadTx(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `SELECT at / 3600000000000 AS h, count(*), coalesce(sum(json_extract(detail, '$.faces')), 0)
-			FROM event INDEXED BY event_identified
-			WHERE kind = 'identify' AND collection = ? AND at >= ? GROUP BY h ORDER BY h`, collection, toNanos(since))
+		out, bins = IdentificationStats{}, map[int64]int64{}
+		if partial {
+			var n, faces int64
+			err := tx.QueryRowContext(ctx, `SELECT count(*), coalesce(sum(json_extract(detail, '$.faces')), 0)
+				FROM event INDEXED BY event_identified
+				WHERE kind = 'identify' AND collection = ? AND at >= ? AND at < ?`, collection, from, to).Scan(&n, &faces)
+			if err != nil {
+				return err
+			}
+			if n > 0 {
+				out.Hours = append(out.Hours, HourCount{Hour: hourOf(first - 1), Count: n, Faces: faces})
+			}
+			if err := scanBins(ctx, tx, bins, `SELECT CAST(j.value / ? AS INTEGER) AS b, count(*)
+				FROM event e INDEXED BY event_identified, json_each(e.detail, '$.best_distances') j
+				WHERE e.kind = 'identify' AND e.collection = ? AND e.at >= ? AND e.at < ? AND j.type IN ('real', 'integer')
+				GROUP BY b`, DistanceBinWidth, collection, from, to); err != nil {
+				return err
+			}
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT hour, count, faces FROM identify_hour
+			WHERE collection = ? AND hour >= ? ORDER BY hour`, collection, first)
 		if err != nil {
 			return err
 		}
 		for rows.Next() {
-			var h, n, faces int64
-			if err := rows.Scan(&h, &n, &faces); err != nil {
+			var h HourCount
+			var hour int64
+			if err := rows.Scan(&hour, &h.Count, &h.Faces); err != nil {
 				_ = rows.Close()
 				return err
 			}
-			out.Hours = append(out.Hours, HourCount{Hour: hourOf(h), Count: n, Faces: faces})
-			out.Identifications += n
-			out.Faces += faces
+			h.Hour = hourOf(hour)
+			out.Hours = append(out.Hours, h)
 		}
 		if err := rows.Close(); err != nil {
 			return err
 		}
-		rows, err = tx.QueryContext(ctx, `SELECT CAST(j.value / ? AS INTEGER) AS b, count(*)
-			FROM event e INDEXED BY event_identified, json_each(e.detail, '$.best_distances') j
-			WHERE e.kind = 'identify' AND e.collection = ? AND e.at >= ? AND j.type IN ('real', 'integer')
-			GROUP BY b`, binWidth, collection, toNanos(since))
-		if err != nil {
-			return err
-		}
-		defer func() { _ = rows.Close() }()
-		counts := map[int64]int64{}
-		for rows.Next() {
-			var b, n int64
-			if err := rows.Scan(&b, &n); err != nil {
-				return err
-			}
-			counts[b] += n
-		}
-		out.Distances = distanceBins(counts, binWidth)
-		return rows.Err()
+		return scanBins(ctx, tx, bins, `SELECT bin, sum(count) FROM identify_bin WHERE collection = ? AND hour >= ? GROUP BY bin`,
+			collection, first)
 	})
 	if err != nil {
 		return IdentificationStats{}, fmt.Errorf("identification stats: %w", err)
 	}
+	for _, h := range out.Hours {
+		out.Identifications += h.Count
+		out.Faces += h.Faces
+	}
+	out.Distances = distanceBins(bins, DistanceBinWidth)
 	return out, nil
+}
+
+// scanBins adds a query's (bin, count) rows to bins.
+func scanBins(ctx context.Context, tx *sql.Tx, bins map[int64]int64, query string, args ...any) error {
+	rows, err := tx.QueryContext(ctx, query, args...)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = rows.Close() }()
+	for rows.Next() {
+		var b, n int64
+		if err := rows.Scan(&b, &n); err != nil {
+			return err
+		}
+		bins[b] += n
+	}
+	return rows.Err()
 }
