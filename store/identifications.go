@@ -64,4 +64,3 @@ func distanceBins(counts map[int64]int64, width float64) []DistanceBin {
 
 // hourOf is the start of the UTC hour numbered h since the epoch.
 func hourOf(h int64) time.Time { return time.Unix(h*3600, 0).UTC() }
-
