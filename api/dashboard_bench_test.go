@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"math"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -12,6 +11,8 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/visage/visage/embed"
+	"github.com/visage/visage/index/indextest"
 	"github.com/visage/visage/store"
 )
 
@@ -44,16 +45,7 @@ func bigGallery(tb testing.TB, h *harness, subjects, perSubject, identifications
 	for start := 0; start < len(items); start += batch {
 		var outcomes []store.ImportOutcome
 		for seq := start; seq < min(start+batch, len(items)); seq++ {
-			d := make([]float32, 128)
-			var n float64
-			for k := range d {
-				d[k] = float32(rng.NormFloat64())
-				n += float64(d[k]) * float64(d[k])
-			}
-			for k := range d {
-				d[k] /= float32(math.Sqrt(n))
-			}
-			outcomes = append(outcomes, store.ImportOutcome{Seq: seq, Face: &store.Face{Descriptor: d, ModelID: "dlib-resnet-v1",
+			outcomes = append(outcomes, store.ImportOutcome{Seq: seq, Face: &store.Face{Descriptor: indextest.RandomUnit(rng, embed.Dim), ModelID: "dlib-resnet-v1",
 				Box: [4]int{10, 10, 110, 110}, ImageSHA256: fmt.Sprintf("%064x", seq)}})
 		}
 		if _, err := h.store.EnrollImportBatch(ctx, job.ID, outcomes); err != nil {

@@ -236,7 +236,6 @@ func (s *Server) authenticate(c *gin.Context) {
 			return
 		}
 		c.Set(ctxKey, sk.Key)
-		c.Set(ctxSession, true)
 		s.touch(c.Request.Context(), sk.Key.ID)
 		c.Next()
 		return

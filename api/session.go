@@ -31,9 +31,6 @@ const (
 	sessionTTL    = 8 * time.Hour
 )
 
-// ctxSession marks a request authenticated by a session cookie.
-const ctxSession = "visage.session"
-
 // sessionJSON is what the dashboard learns of its session.
 type sessionJSON struct {
 	KeyID      string     `json:"key_id"`

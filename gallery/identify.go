@@ -119,7 +119,7 @@ func (s *Service) Identify(ctx context.Context, req IdentifyRequest) (*Identific
 			best = append(best, round3(f.Candidates[0].Distance))
 		}
 	}
-	s.audit(ctx, store.Event{Kind: "identify", KeyID: req.Actor, Collection: req.Collection, Outcome: fmt.Sprintf("%d/%d matched", matches, len(out.Faces)),
+	s.audit(ctx, store.Event{Kind: store.EventIdentify, KeyID: req.Actor, Collection: req.Collection, Outcome: fmt.Sprintf("%d/%d matched", matches, len(out.Faces)),
 		Detail: jsonDetail(map[string]any{"faces": len(out.Faces), "matches": matches, "threshold": threshold, "best_distances": best})})
 	return out, nil
 }

@@ -884,6 +884,20 @@ func crashSeed(t *testing.T) uint64 {
 // happened entirely or not at all), then runs `visage doctor`. The
 // embedded index is never saved before a kill (snapshots hourly): the
 // store and the start-up reconciliation must bring it back.
+// crashDeployments are the two deployments the kill tests run on: the
+// embedded stores in the data directory, and scale-out on pgtest's
+// PostgreSQL and the in-process Qdrant, which outlive the killed process.
+var crashDeployments = []struct {
+	name  string
+	setup func(t *testing.T, dep *deployment)
+}{
+	{"embedded", func(t *testing.T, dep *deployment) {}},
+	{"scaleout", func(t *testing.T, dep *deployment) {
+		dep.qsrv = qdranttest.Start(t, qdranttest.Options{})
+		dep.dbURL = pgtest.New(t)
+	}},
+}
+
 func TestCrashConsistency(t *testing.T) {
 	bin := buildVisaged(t)
 	doctorBin := buildDoctor(t)
@@ -891,16 +905,7 @@ func TestCrashConsistency(t *testing.T) {
 	seed := crashSeed(t)
 	t.Logf("seed %d (set VISAGE_CRASH_SEED to repeat the kill points)", seed)
 
-	for i, tc := range []struct {
-		name  string
-		setup func(t *testing.T, dep *deployment)
-	}{
-		{"embedded", func(t *testing.T, dep *deployment) {}},
-		{"scaleout", func(t *testing.T, dep *deployment) {
-			dep.qsrv = qdranttest.Start(t, qdranttest.Options{})
-			dep.dbURL = pgtest.New(t)
-		}},
-	} {
+	for i, tc := range crashDeployments {
 		t.Run(tc.name, func(t *testing.T) {
 			dep := &deployment{name: tc.name, data: t.TempDir()}
 			tc.setup(t, dep)

@@ -26,8 +26,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/visage/visage/index/qdranttest"
-	"github.com/visage/visage/internal/pgtest"
 	"github.com/visage/visage/internal/testenv"
 )
 
@@ -413,16 +411,7 @@ func problemLines(logs string) []string {
 func TestImportSurvivesKill(t *testing.T) {
 	bin := buildVisaged(t)
 	doctorBin := buildDoctor(t)
-	for _, tc := range []struct {
-		name  string
-		setup func(t *testing.T, dep *deployment)
-	}{
-		{"embedded", func(t *testing.T, dep *deployment) {}},
-		{"scaleout", func(t *testing.T, dep *deployment) {
-			dep.qsrv = qdranttest.Start(t, qdranttest.Options{})
-			dep.dbURL = pgtest.New(t)
-		}},
-	} {
+	for _, tc := range crashDeployments {
 		t.Run(tc.name, func(t *testing.T) {
 			began := time.Now()
 			dep := &deployment{name: tc.name, data: t.TempDir()}
