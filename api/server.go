@@ -16,6 +16,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"golang.org/x/time/rate"
 
+	"github.com/visage/visage/api/dashboard"
 	"github.com/visage/visage/gallery"
 	"github.com/visage/visage/store"
 )
@@ -60,6 +61,7 @@ type Server struct {
 	log     *slog.Logger
 	metrics *Metrics
 	engine  *gin.Engine
+	assets  *dashboard.Assets
 	ready   atomic.Bool
 	imports atomic.Pointer[importService]
 
@@ -80,6 +82,11 @@ func New(keys KeyStore, metrics *Metrics, cfg Config, log *slog.Logger) (*Server
 	}
 	s := &Server{keys: keys, cfg: cfg, log: log, metrics: metrics,
 		limiters: map[string]*rate.Limiter{}, touched: map[string]time.Time{}}
+	assets, err := dashboard.Load()
+	if err != nil {
+		return nil, fmt.Errorf("load dashboard: %w", err)
+	}
+	s.assets = assets
 	gin.SetMode(gin.ReleaseMode)
 	e := gin.New()
 	if err := e.SetTrustedProxies(cfg.TrustedProxies); err != nil {

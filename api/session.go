@@ -5,11 +5,8 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"errors"
-	"io/fs"
-	"mime"
 	"net"
 	"net/http"
-	"path"
 	"strings"
 	"time"
 
@@ -171,31 +168,49 @@ func isHTTPS(c *gin.Context) bool {
 const dashboardCSP = "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; " +
 	"connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 
-// serveAsset serves one of the dashboard's embedded files.
-func serveAsset(name string) gin.HandlerFunc {
-	assets := dashboard.Assets()
-	data, err := fs.ReadFile(assets, name)
-	if err != nil {
-		panic("dashboard asset " + name + " is not embedded: " + err.Error())
-	}
-	ctype := mime.TypeByExtension(path.Ext(name))
+// serveAsset serves one of the dashboard's files. A versioned file asked
+// for by its current version may be kept by the browser for a year; the
+// page and anything else are revalidated on every load (ETag).
+func serveAsset(a dashboard.Asset) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		h := c.Writer.Header()
 		h.Set("Content-Security-Policy", dashboardCSP)
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Referrer-Policy", "no-referrer")
 		h.Set("X-Frame-Options", "DENY")
-		h.Set("Cache-Control", "no-cache")
-		c.Data(http.StatusOK, ctype, data)
+		h.Set("ETag", a.ETag)
+		if a.Version != "" && c.Query("v") == a.Version {
+			h.Set("Cache-Control", "public, max-age=31536000, immutable")
+		} else {
+			h.Set("Cache-Control", "no-cache")
+		}
+		if etagMatches(c.GetHeader("If-None-Match"), a.ETag) {
+			c.Status(http.StatusNotModified)
+			return
+		}
+		c.Data(http.StatusOK, a.ContentType, a.Body)
 	}
+}
+
+// etagMatches reports whether an If-None-Match header names etag (RFC 9110
+// 13.1.2: a list of entity tags, weak comparison, or "*").
+func etagMatches(header, etag string) bool {
+	for _, t := range strings.Split(header, ",") {
+		t = strings.TrimPrefix(strings.TrimSpace(t), "W/")
+		if t == etag || t == "*" {
+			return true
+		}
+	}
+	return false
 }
 
 // dashboardRoutes serves the dashboard's page and its session endpoints.
 func (s *Server) dashboardRoutes(e *gin.Engine) {
 	e.GET("/admin", func(c *gin.Context) { c.Redirect(http.StatusMovedPermanently, "/admin/") })
-	e.GET("/admin/", serveAsset("index.html"))
-	e.GET("/admin/app.js", serveAsset("app.js"))
-	e.GET("/admin/app.css", serveAsset("app.css"))
+	e.GET("/admin/", serveAsset(s.assets.Page))
+	for name, a := range s.assets.Files {
+		e.GET("/admin/"+name, serveAsset(a))
+	}
 	sess := e.Group("/admin/session", s.limitBody, s.requireReady)
 	sess.GET("", s.sessionInfo)
 	sess.POST("", s.signIn)

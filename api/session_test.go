@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"net/http"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -106,6 +107,54 @@ func TestDashboardSession(t *testing.T) {
 			if r.header.Get("X-Content-Type-Options") != "nosniff" {
 				t.Errorf("GET %s: no nosniff", p)
 			}
+		}
+	})
+
+	t.Run("caching", func(t *testing.T) {
+		get := func(t *testing.T, path, ifNoneMatch string) *http.Response {
+			t.Helper()
+			req, err := http.NewRequest(http.MethodGet, h.url+path, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ifNoneMatch != "" {
+				req.Header.Set("If-None-Match", ifNoneMatch)
+			}
+			resp, err := h.client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { resp.Body.Close() })
+			return resp
+		}
+		page := (&browser{h: h}).call(http.MethodGet, "/admin/", "", nil)
+		for _, name := range []string{"app.js", "app.css"} {
+			m := regexp.MustCompile(regexp.QuoteMeta(name) + `\?v=([0-9a-f]{12})"`).FindSubmatch(page.raw)
+			if m == nil {
+				t.Fatalf("the page does not name %s by version:\n%s", name, page.raw)
+			}
+			current := get(t, "/admin/"+name+"?v="+string(m[1]), "")
+			if cc := current.Header.Get("Cache-Control"); current.StatusCode != http.StatusOK || !strings.Contains(cc, "immutable") {
+				t.Errorf("GET %s by its version: %d, Cache-Control %q", name, current.StatusCode, cc)
+			}
+			for _, v := range []string{"", "?v=000000000000"} {
+				if r := get(t, "/admin/"+name+v, ""); r.StatusCode != http.StatusOK || r.Header.Get("Cache-Control") != "no-cache" {
+					t.Errorf("GET %s%s: %d, Cache-Control %q, want no-cache", name, v, r.StatusCode, r.Header.Get("Cache-Control"))
+				}
+			}
+			etag := current.Header.Get("ETag")
+			for header, want := range map[string]int{etag: 304, "W/" + etag: 304, `"other", ` + etag: 304, "*": 304, `"other"`: 200} {
+				r := get(t, "/admin/"+name, header)
+				body, _ := io.ReadAll(r.Body)
+				if r.StatusCode != want || (want == 304) != (len(body) == 0) {
+					t.Errorf("GET %s, If-None-Match %s: %d with %d bytes, want %d", name, header, r.StatusCode, len(body), want)
+				}
+			}
+		}
+		if etag := page.header.Get("ETag"); etag == "" || page.header.Get("Cache-Control") != "no-cache" {
+			t.Errorf("the page: ETag %q, Cache-Control %q", etag, page.header.Get("Cache-Control"))
+		} else if r := get(t, "/admin/", etag); r.StatusCode != http.StatusNotModified {
+			t.Errorf("the page again: %d, want 304", r.StatusCode)
 		}
 	})
 

@@ -8,6 +8,9 @@
 // - Server data is rendered with textContent / createElement only (see h()),
 //   never with innerHTML, and nothing inline is needed, so a strict CSP holds.
 
+// Where a page load's time goes: the benchmark logs this mark beside view-ready.
+performance.mark('visage:module-start');
+
 const SESSION_PATH = '/admin/session';
 const CHART_DAYS = 30;
 const CHART_HOURS = 48;
@@ -134,13 +137,35 @@ function swapKeepingFocus(container, ...content) {
 
 // ----------------------------------------------------------------- formatting
 
-const intFormat = new Intl.NumberFormat();
-const decimalFormat = new Intl.NumberFormat(undefined, { maximumFractionDigits: 2 });
-const thresholdFormat = new Intl.NumberFormat(undefined, { maximumFractionDigits: 4 });
-const dateTimeFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
-const preciseFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
-const dayLabelFormat = new Intl.DateTimeFormat(undefined, { month: 'short', day: 'numeric', timeZone: 'UTC' });
-const distanceFormat = new Intl.NumberFormat(undefined, { minimumFractionDigits: 3, maximumFractionDigits: 3 });
+// Numbers and times are formatted by hand in the page's language, English
+// ("12,345.67", local "2026-11-26 09:30"), not with Intl: a page's first Intl
+// formatter loads ICU's locale data, 25-50 ms of every page load on the
+// benchmark machine (docs/benchmarks.md), more than most pages' API calls.
+
+/** n with at most maxDigits decimals (at least minDigits), thousands grouped by commas. */
+function formatNumber(n, maxDigits, minDigits = 0) {
+  const [whole, decimals = ''] = Math.abs(n).toFixed(maxDigits).split('.');
+  const frac = decimals.replace(/0+$/, '').padEnd(minDigits, '0');
+  const sign = n < 0 && /[1-9]/.test(whole + frac) ? '-' : '';
+  return sign + whole.replace(/\B(?=(\d{3})+$)/g, ',') + (frac ? `.${frac}` : '');
+}
+
+const pad2 = (v) => String(v).padStart(2, '0');
+const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+
+// Formatters, each with the format method of its Intl counterpart.
+const intFormat = { format: (n) => formatNumber(n, 3) };
+const decimalFormat = { format: (n) => formatNumber(n, 2) };
+const thresholdFormat = { format: (n) => formatNumber(n, 4) };
+const distanceFormat = { format: (n) => formatNumber(n, 3, 3) };
+/** Local date and time to the minute: 2026-11-26 09:30. */
+const dateTimeFormat = {
+  format: (d) => `${d.getFullYear()}-${pad2(d.getMonth() + 1)}-${pad2(d.getDate())} ${pad2(d.getHours())}:${pad2(d.getMinutes())}`,
+};
+/** Local date and time to the second: 2026-11-26 09:30:05. */
+const preciseFormat = { format: (d) => `${dateTimeFormat.format(d)}:${pad2(d.getSeconds())}` };
+/** A UTC day as a chart label: Nov 26. */
+const dayLabelFormat = { format: (d) => `${MONTHS[d.getUTCMonth()]} ${d.getUTCDate()}` };
 
 const isNumber = (n) => typeof n === 'number' && Number.isFinite(n);
 const fmtInt = (n) => (isNumber(n) ? intFormat.format(n) : '—');
@@ -1769,7 +1794,7 @@ async function startSession(session, collections) {
     h('span', { class: 'who-name' }, session.key_name || session.key_id || 'API key'), ' ',
     h('span', { class: 'role' }, session.role),
     session.collection ? h('span', { class: 'scope' }, ` · ${session.collection} only`) : null]);
-  who.title = session.expires_at ? `Session until ${new Date(session.expires_at).toLocaleString()}` : '';
+  who.title = session.expires_at ? `Session until ${preciseFormat.format(new Date(session.expires_at))}` : '';
   // Read keys do not see the admin-only pages' links (the pages say so if opened).
   for (const id of ['#nav-events', '#nav-keys']) $(id).hidden = session.role !== 'admin';
   $('#signin').hidden = true;
@@ -1847,6 +1872,7 @@ async function onSignOut() {
 }
 
 async function boot() {
+  performance.mark('visage:boot');
   $('#login-form').addEventListener('submit', onLogin);
   $('#signout').addEventListener('click', onSignOut);
   $('#collection').addEventListener('change', onCollectionChange);
