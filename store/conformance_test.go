@@ -205,6 +205,7 @@ func runConformance(t *testing.T, b backend) {
 		{"Sessions", testSessions},
 		{"Events", testEvents},
 		{"CollectionStatsAndTopSubjects", testCollectionStatsAndTopSubjects},
+		{"CollectionCounts", testCollectionCounts},
 		{"EnrollmentsPerDay", testEnrollmentsPerDay},
 		{"IdentificationStats", testIdentificationStats},
 		{"ConcurrentWritersAndReaders", testConcurrentWritersAndReaders},
@@ -2722,13 +2723,22 @@ func testUpgradeFromVersion1(t *testing.T, b backend) {
 	noErr(t, "readMigrations", err)
 	db := b.newDB(t)
 	// A collection, and two enrollment events of 2026-01-05 from before
-	// enroll_day (0005), which its migration must count.
-	const insert = `INSERT INTO collection (name, threshold, state, created_at) VALUES ('old', 0.5, 'active', 1);
+	// enroll_day (0005), which its migration must count; an identification
+	// for identify_hour (0006); subjects and faces for collection_count
+	// (0007).
+	const insertFmt = `INSERT INTO collection (name, threshold, state, created_at) VALUES ('old', 0.5, 'active', 1);
 		INSERT INTO event (at, kind, collection, outcome) VALUES
 			(1767610800000000000, 'enroll', 'old', 'enrolled'), (1767614400000000000, 'enroll', 'old', 'enrolled'),
 			(1767614400000000000, 'enroll', 'old', 'exists');
 		INSERT INTO event (at, kind, collection, outcome, detail) VALUES
-			(1767614400000000000, 'identify', 'old', '1/2 matched', '{"faces": 2, "best_distances": [0.12, 0.71]}')`
+			(1767614400000000000, 'identify', 'old', '1/2 matched', '{"faces": 2, "best_distances": [0.12, 0.71]}');
+		INSERT INTO subject (id, collection, created_at, updated_at) VALUES ('s1', 'old', 1, 1), ('s2', 'old', 1, 1);
+		INSERT INTO face (id, subject_id, collection, descriptor, model_id, box_x0, box_y0, box_x1, box_y1, state, created_at) VALUES
+			('f1', 's1', 'old', %[1]s, 'm', 0, 0, 1, 1, 'pending', 1), ('f2', 's1', 'old', %[1]s, 'm', 0, 0, 1, 1, 'indexed', 1),
+			('f3', 's1', 'old', %[1]s, 'm', 0, 0, 1, 1, 'deleting', 1)`
+	// The face descriptors: four bytes, as each dialect writes them.
+	blob := map[string]string{"sqlite": `X'0000803f'`, "postgres": `'\x0000803f'::bytea`}[b.name]
+	insert := fmt.Sprintf(insertFmt, blob)
 	switch b.name {
 	case "sqlite":
 		raw, err := sql.Open("sqlite", "file:"+db+"?_txlock=immediate")
@@ -2772,4 +2782,10 @@ func testUpgradeFromVersion1(t *testing.T, b backend) {
 	if ids.Identifications != 1 || ids.Faces != 2 || len(ids.Distances) != 15 || ids.Distances[2].Count != 1 || ids.Distances[14].Count != 1 {
 		t.Errorf("identification stats after the upgrade %+v", ids)
 	}
+	st, err := s.CollectionStats(ctx, "old")
+	noErr(t, "CollectionStats", err)
+	if st.Subjects != 2 || st.Faces != 2 || st.PendingFaces != 1 || st.DescriptorBytes != 8 {
+		t.Errorf("collection stats after the upgrade %+v", st)
+	}
+	wantCountsAsRows(t, s, "old", "after the upgrade")
 }
