@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 
 	"github.com/visage/visage/internal/testenv"
 	"github.com/visage/visage/store"
@@ -364,8 +365,8 @@ func TestDashboardInBrowser(t *testing.T) {
 	})
 
 	t.Run("keyboard: sign in and move between pages", func(t *testing.T) {
-		kb := newChromium(t, 1280, 900)
-		run(t, kb, "sign in by keyboard",
+		kbd := newChromium(t, 1280, 900)
+		run(t, kbd, "sign in by keyboard",
 			chromedp.Navigate(h.url+"/admin/"),
 			chromedp.WaitVisible(chromedp.CSS("#login-key")),
 			chromedp.Focus(chromedp.CSS("#login-key")),
@@ -374,19 +375,129 @@ func TestDashboardInBrowser(t *testing.T) {
 		)
 		// Every control of the shell is reachable with Tab: links, the
 		// collection selector and sign-out are focusable elements.
-		focusable := get(t, kb, "focusable", chromedp.Evaluate[int](
+		focusable := get(t, kbd, "focusable", chromedp.Evaluate[int](
 			`[...document.querySelectorAll("#nav-overview, #nav-subjects, #nav-events, #nav-imports, #nav-keys, #nav-try, #collection, #signout")].filter(e => e.tabIndex >= 0 && e.offsetParent !== null).length`))
 		if focusable != 8 {
 			t.Errorf("%d of the shell's 8 controls are focusable", focusable)
 		}
 		// The first page is drawn before the keyboard moves on: drawing
 		// it moves the focus to its heading.
-		run(t, kb, "open Subjects with the keyboard",
+		run(t, kbd, "open Subjects with the keyboard",
 			chromedp.WaitVisible(chromedp.CSS(`.collection-card[data-collection="bbt"]`)),
 			chromedp.WaitNotPresent(chromedp.CSS("#view[aria-busy]")),
 			chromedp.Focus(chromedp.CSS("#nav-subjects")),
 			chromedp.KeyEvent("\r"),
 			chromedp.WaitVisible(chromedp.CSS("#subject-search")),
 		)
+
+		// Search, open a subject, and delete one of its faces with the
+		// keyboard alone: Tab to each control, Enter to use it, and the
+		// confirmation dialog by keyboard (Escape cancels, Tab, Enter).
+		// The fresh page starts with the focus on its heading.
+		run(t, kbd, "subjects page", chromedp.Navigate(h.url+"/admin/#/subjects?c=bbt"), chromedp.WaitVisible(chromedp.CSS("tr.subject-row")),
+			chromedp.WaitNotPresent(chromedp.CSS("#view[aria-busy]")))
+		tabTo(t, kbd, "#subject-search")
+		run(t, kbd, "type a search", chromedp.KeyEvent("amy\r"), chromedp.WaitVisible(chromedp.CSS(`tr.subject-row[data-external-id="ext-amy"]`)),
+			chromedp.WaitNotPresent(chromedp.CSS("#view[aria-busy]")))
+		if n := count(t, kbd, "tr.subject-row"); n != 1 {
+			t.Errorf("%d rows after searching amy by keyboard, want 1", n)
+		}
+		tabTo(t, kbd, `tr.subject-row[data-external-id="ext-amy"] a`)
+		wantFocusVisible(t, kbd)
+		run(t, kbd, "open amy", chromedp.KeyEvent("\r"), chromedp.WaitVisible(chromedp.CSS("tr.face-row")),
+			chromedp.WaitNotPresent(chromedp.CSS("#view[aria-busy]")))
+		faces := count(t, kbd, "tr.face-row")
+		tabTo(t, kbd, "button.delete-face")
+		wantFocusVisible(t, kbd)
+		run(t, kbd, "ask to delete a face", chromedp.KeyEvent("\r"), chromedp.WaitVisible(chromedp.CSS("#confirm-yes")))
+		wantFocus(t, kbd, "#confirm-no", "the dialog opens on Cancel")
+		run(t, kbd, "Escape", chromedp.KeyEvent(kb.Escape), chromedp.WaitNotVisible(chromedp.CSS("#confirm")))
+		wantFocus(t, kbd, "button.delete-face", "Escape returns to the button")
+		if n := count(t, kbd, "tr.face-row"); n != faces {
+			t.Fatalf("%d faces after Escape, want %d", n, faces)
+		}
+		screenshot(t, kbd, "keyboard-subject")
+		run(t, kbd, "ask again", chromedp.KeyEvent("\r"), chromedp.WaitVisible(chromedp.CSS("#confirm-yes")))
+		tabTo(t, kbd, "#confirm-yes")
+		run(t, kbd, "confirm", chromedp.KeyEvent("\r"), chromedp.WaitNotVisible(chromedp.CSS("#confirm")))
+		for deadline := time.Now().Add(10 * time.Second); count(t, kbd, "tr.face-row") != faces-1; time.Sleep(100 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d faces after deleting one by keyboard, want %d", count(t, kbd, "tr.face-row"), faces-1)
+			}
+		}
+		if get(t, kbd, "focus after deletion", chromedp.Evaluate[bool](`document.activeElement === document.body || document.activeElement === null`)) {
+			t.Error("the focus is lost after deleting a face")
+		}
+
+		// Create a key and revoke it with the keyboard alone; the role is
+		// chosen with the arrow keys.
+		run(t, kbd, "keys page", chromedp.Navigate(h.url+"/admin/#/keys"), chromedp.WaitVisible(chromedp.CSS("tr.key-row")),
+			chromedp.WaitNotPresent(chromedp.CSS("#view[aria-busy]")))
+		tabTo(t, kbd, "#key-name")
+		run(t, kbd, "name the key", chromedp.KeyEvent("kiosk"))
+		tabTo(t, kbd, "#key-role")
+		run(t, kbd, "choose the role below read", chromedp.KeyEvent(kb.ArrowUp))
+		if role := get(t, kbd, "role", chromedp.Value(chromedp.CSS("#key-role"))); role != "identify" {
+			t.Errorf("role %q after ArrowUp from read, want identify", role)
+		}
+		tabTo(t, kbd, "#key-create")
+		run(t, kbd, "create", chromedp.KeyEvent("\r"), chromedp.WaitVisible(chromedp.CSS("#key-secret input")))
+		wantFocus(t, kbd, "#key-secret-token", "the new secret has the focus")
+		token := get(t, kbd, "read the secret", chromedp.Value(chromedp.CSS("#key-secret input")))
+		id := strings.Split(token, "_")[1]
+		revoke := `tr.key-row[data-key-id="` + id + `"] .revoke-key`
+		run(t, kbd, "the new key is listed", chromedp.WaitVisible(chromedp.CSS(revoke)))
+		h.must(http.StatusOK, http.MethodGet, "/v1/collections", token, nil)
+		// Backwards: the list is above the form.
+		tabTo(t, kbd, revoke, backwards)
+		run(t, kbd, "ask to revoke", chromedp.KeyEvent("\r"), chromedp.WaitVisible(chromedp.CSS("#confirm-yes")))
+		tabTo(t, kbd, "#confirm-yes")
+		run(t, kbd, "revoke", chromedp.KeyEvent("\r"), chromedp.WaitNotPresent(chromedp.CSS(revoke)))
+		h.must(http.StatusUnauthorized, http.MethodGet, "/v1/collections", token, nil)
+		screenshot(t, kbd, "keyboard-keys")
 	})
+}
+
+// backwards makes tabTo press Shift+Tab.
+const backwards = true
+
+// tabTo presses Tab (Shift+Tab if back) until the focus is on an element
+// matching selector, the way a keyboard user reaches it, and fails if 100
+// presses do not get there.
+func tabTo(t testing.TB, ctx context.Context, selector string, back ...bool) {
+	t.Helper()
+	press := chromedp.KeyEvent("\t")
+	if len(back) > 0 && back[0] {
+		press = chromedp.KeyEvent("\t", chromedp.KeyModifiers(chromedp.ModifierShift))
+	}
+	for range 100 {
+		if get(t, ctx, "where is the focus", chromedp.Evaluate[bool](fmt.Sprintf(
+			`!!document.activeElement && document.activeElement.matches(%q)`, selector))) {
+			return
+		}
+		run(t, ctx, "Tab", press)
+	}
+	t.Fatalf("100 presses of Tab never reach %s; the focus is on %s", selector, get(t, ctx, "focus",
+		chromedp.Evaluate[string](`document.activeElement ? document.activeElement.outerHTML.slice(0, 120) : "nothing"`)))
+}
+
+// wantFocus fails unless the focus is on an element matching selector.
+func wantFocus(t testing.TB, ctx context.Context, selector, what string) {
+	t.Helper()
+	if !get(t, ctx, "where is the focus", chromedp.Evaluate[bool](fmt.Sprintf(
+		`!!document.activeElement && document.activeElement.matches(%q)`, selector))) {
+		t.Errorf("%s: the focus is on %s, not %s", what, get(t, ctx, "focus",
+			chromedp.Evaluate[string](`document.activeElement ? document.activeElement.outerHTML.slice(0, 120) : "nothing"`)), selector)
+	}
+}
+
+// wantFocusVisible fails unless the focused element is drawn with an
+// outline, so that a keyboard user sees where they are.
+func wantFocusVisible(t testing.TB, ctx context.Context) {
+	t.Helper()
+	style := get(t, ctx, "focus outline", chromedp.Evaluate[string](
+		`(() => { const s = getComputedStyle(document.activeElement); return s.outlineStyle + " " + s.outlineWidth; })()`))
+	if strings.HasPrefix(style, "none") || strings.HasSuffix(style, " 0px") {
+		t.Errorf("the focused element has no visible outline (%s)", style)
+	}
 }

@@ -71,6 +71,13 @@ func testCollectionCounts(t *testing.T, b backend) {
 	mustEnrollBatch(t, s, job.ID, []ImportOutcome{faceOutcome(0, 10, "j0"), faceOutcome(1, 11, "j1"), noFaceOutcome(2, ItemFailed, "no_face")})
 	mustEnrollBatch(t, s, job.ID, []ImportOutcome{faceOutcome(3, 10, "j0"), faceOutcome(4, 12, "j1b"), faceOutcome(5, 13, "j2")})
 	wantCountsAsRows(t, s, "c", "import batches")
+	_, err = s.FinishImportJob(ctx, job.ID, ImportDone, "")
+	noErr(t, "FinishImportJob", err)
+	// PostgreSQL folds an import's rows of differences when it ends.
+	if n := countRows(t, s, "collection_count", "collection = ?", "c"); n != 1 {
+		t.Errorf("%d rows of counts after the import, want 1", n)
+	}
+	wantCountsAsRows(t, s, "c", "import finished")
 
 	keys, err := s.MarkSubjectDeleting(ctx, "c", a.ID)
 	noErr(t, "MarkSubjectDeleting", err)

@@ -270,6 +270,11 @@ func (p *Postgres) FinishImportJob(ctx context.Context, id string, state ImportS
 	if err != nil {
 		return ImportJob{}, fmt.Errorf("finish import job %q: %w", id, pgError(err))
 	}
+	// An import appends rows of count differences by the thousand (one
+	// per new subject); folding them now spares the first reader of the
+	// collection's statistics. A failed fold only leaves them to
+	// CollectionStats, so its error does not fail the finished job.
+	_ = p.foldCounts(ctx, job.Collection)
 	return job, nil
 }
 
