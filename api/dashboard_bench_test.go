@@ -92,7 +92,9 @@ type pageTiming struct {
 // for the page's data to show), page-ms-p50 and page-ms-max (the median
 // and the slowest of the page's own time from navigation start to its view
 // drawn with its data, the performance mark "visage:view-ready"), api-ms-max (the slowest /v1
-// request of the page, from the browser's resource timing; it is logged).
+// request of the page, from the browser's resource timing; it is logged),
+// and switch-ms-p50 and switch-ms-max: ten moves to the page from another
+// page of the dashboard, from the hash change to its view drawn.
 func BenchmarkDashboardPages100k(b *testing.B) {
 	for _, d := range deployments {
 		b.Run(d.name, func(b *testing.B) { benchmarkDashboardPages(b, d.opts) })
@@ -152,6 +154,23 @@ func benchmarkDashboardPages(b *testing.B, opts harnessOptions) {
 				return "document " + n.responseEnd.toFixed(0) + " domContentLoaded " + n.domContentLoadedEventEnd.toFixed(0) +
 					" load " + n.loadEventEnd.toFixed(0) + " | " + r.join(", ") + " | marks " + m.join(", ");
 			})()`)))
+			// Moving to the page from another one inside the dashboard (a
+			// link or the browser's back button: the hash changes, the
+			// page's requests and drawing follow), untimed by b.
+			b.StopTimer()
+			from := "#/overview?c=big"
+			if p.name == "overview" {
+				from = "#/subjects?c=big"
+			}
+			var switches []float64
+			for range 10 {
+				switches = append(switches, get(b, ctx, "switch to "+p.name, chromedp.Evaluate[float64](
+					fmt.Sprintf(switchScript, from, p.hash), chromedp.EvalAwaitPromise)))
+			}
+			b.StartTimer()
+			slices.Sort(switches)
+			b.ReportMetric(switches[len(switches)/2], "switch-ms-p50")
+			b.ReportMetric(switches[len(switches)-1], "switch-ms-max")
 			b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/op")
 			b.Logf("%s: page ms in load order: %.0f", p.name, pages)
 			slices.Sort(pages)
@@ -162,6 +181,26 @@ func benchmarkDashboardPages(b *testing.B, opts harnessOptions) {
 		})
 	}
 }
+
+// switchScript goes to the first hash (%[1]q), then times the move to the
+// second (%[2]q): from the hash change to the view drawn with its data.
+const switchScript = `(async () => {
+	const ready = (hash) => new Promise((resolve) => {
+		const t0 = performance.now();
+		const seen = new PerformanceObserver((list) => {
+			for (const e of list.getEntries()) {
+				if (e.name === "visage:view-ready" && e.startTime >= t0) {
+					seen.disconnect();
+					resolve(e.startTime - t0);
+				}
+			}
+		});
+		seen.observe({type: "mark"});
+		location.hash = hash;
+	});
+	await ready(%[1]q);
+	return ready(%[2]q);
+})()`
 
 // dashboardPageTimings are the pages timed, each shown with data of the
 // big gallery.
