@@ -115,7 +115,7 @@ func (s *SQLite) CollectionStats(ctx context.Context, name string) (CollectionSt
 		var last sql.NullInt64
 		var oneDescriptor int64
 		// The counts are kept by triggers (migration 0007): counting the
-		// faces takes 40-90 ms at 100,000. The descriptor volume is the
+		// faces takes 60-100 ms at 100,000. The descriptor volume is the
 		// count times the size of one descriptor, because a collection's
 		// descriptors all have the dimension of its vector index.
 		err = tx.QueryRowContext(ctx, `SELECT n.subjects, n.faces, n.pending_faces,

@@ -1,6 +1,6 @@
 -- A collection's numbers of subjects, faces and pending faces, kept by
 -- triggers as rows change: the overview's statistics read one row instead
--- of counting a collection's faces at every load (40-90 ms at 100,000
+-- of counting a collection's faces at every load (60-100 ms at 100,000
 -- faces). faces leaves out faces being deleted, as CollectionStats does.
 -- The row goes with its collection.
 CREATE TABLE collection_count (
