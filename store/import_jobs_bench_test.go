@@ -24,25 +24,7 @@ import (
 func BenchmarkCreateImportJob100k(b *testing.B) {
 	const n, recordBatch = 100_000, 64
 	items := importItems(n)
-	for _, tc := range []struct {
-		name string
-		open func(b *testing.B) storeUnderTest
-	}{
-		{"sqlite", func(b *testing.B) storeUnderTest {
-			s, err := OpenSQLite(context.Background(), filepath.Join(b.TempDir(), "jobs.db"))
-			if err != nil {
-				b.Fatal(err)
-			}
-			return s
-		}},
-		{"postgres", func(b *testing.B) storeUnderTest {
-			s, err := OpenPostgres(context.Background(), pgtest.New(b))
-			if err != nil {
-				b.Fatal(err)
-			}
-			return s
-		}},
-	} {
+	for _, tc := range benchStores() {
 		b.Run(tc.name, func(b *testing.B) {
 			ctx := context.Background()
 			var creating, recording time.Duration
@@ -103,25 +85,7 @@ func BenchmarkEnrollImportBatch(b *testing.B) {
 		items = append(items, ImportItem{Path: fmt.Sprintf("s%04d/%d.jpg", i/perSubject, i%perSubject),
 			ExternalID: fmt.Sprintf("s%04d", i/perSubject), DisplayName: fmt.Sprint("Person ", i/perSubject)})
 	}
-	for _, tc := range []struct {
-		name string
-		open func(b *testing.B) storeUnderTest
-	}{
-		{"sqlite", func(b *testing.B) storeUnderTest {
-			s, err := OpenSQLite(context.Background(), filepath.Join(b.TempDir(), "batch.db"))
-			if err != nil {
-				b.Fatal(err)
-			}
-			return s
-		}},
-		{"postgres", func(b *testing.B) storeUnderTest {
-			s, err := OpenPostgres(context.Background(), pgtest.New(b))
-			if err != nil {
-				b.Fatal(err)
-			}
-			return s
-		}},
-	} {
+	for _, tc := range benchStores() {
 		b.Run(tc.name, func(b *testing.B) {
 			ctx := context.Background()
 			var writing time.Duration
@@ -166,5 +130,32 @@ func BenchmarkEnrollImportBatch(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.N*len(items))/writing.Seconds(), "photos/s")
 		})
+	}
+}
+
+// benchStore opens a store on a fresh database for a benchmark.
+type benchStore struct {
+	name string
+	open func(b *testing.B) storeUnderTest
+}
+
+// benchStores are the two stores on fresh databases: a SQLite file in the
+// benchmark's temporary folder, a pgtest database.
+func benchStores() []benchStore {
+	return []benchStore{
+		{"sqlite", func(b *testing.B) storeUnderTest {
+			s, err := OpenSQLite(context.Background(), filepath.Join(b.TempDir(), "bench.db"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			return s
+		}},
+		{"postgres", func(b *testing.B) storeUnderTest {
+			s, err := OpenPostgres(context.Background(), pgtest.New(b))
+			if err != nil {
+				b.Fatal(err)
+			}
+			return s
+		}},
 	}
 }
