@@ -142,9 +142,9 @@ func (p *Postgres) CollectionStats(ctx context.Context, name string) (Collection
 		return CollectionStats{}, fmt.Errorf("collection stats: %w", pgError(err))
 	}
 	if parts > foldCountsAbove {
-		if err := p.foldCounts(ctx, name); err != nil {
-			return CollectionStats{}, err
-		}
+		// Housekeeping: the counts are read. A fold that fails leaves
+		// the rows for the next read to fold.
+		_ = p.foldCounts(ctx, name)
 	}
 	return st, nil
 }
