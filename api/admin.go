@@ -56,7 +56,7 @@ func (s *Server) createKey(c *gin.Context) {
 	case req.Name == "" || utf8.RuneCountInString(req.Name) > maxKeyNameLen:
 		s.failErr(c, invalid("name", "1 to 200 characters"))
 		return
-	case req.Role != store.RoleAdmin && req.Role != store.RoleEnroll && req.Role != store.RoleIdentify && req.Role != store.RoleRead:
+	case !req.Role.Valid():
 		s.failErr(c, invalid("role", "admin, enroll, identify or read"))
 		return
 	}
@@ -95,7 +95,7 @@ func (s *Server) revokeKey(c *gin.Context) {
 // auditKey records a change of keys in the audit trail.
 func (s *Server) auditKey(ctx context.Context, c *gin.Context, outcome string, k store.APIKey) {
 	detail, _ := json.Marshal(map[string]any{"key": k.ID, "name": k.Name, "role": k.Role, "collection": k.Collection})
-	if _, err := s.svc().Store().AppendEvent(context.WithoutCancel(ctx), store.Event{Kind: "key", KeyID: key(c).ID,
+	if _, err := s.svc().Store().AppendEvent(context.WithoutCancel(ctx), store.Event{Kind: store.EventKey, KeyID: key(c).ID,
 		Collection: k.Collection, Outcome: outcome, Detail: detail}); err != nil {
 		s.log.ErrorContext(ctx, "append audit event", "kind", "key", "err", err)
 	}

@@ -58,7 +58,7 @@ func (s *Service) Enroll(ctx context.Context, actor, collection, subjectID strin
 			detail["code"] = r.Code
 			detail["reasons"] = r.Reasons
 		}
-		s.audit(ctx, store.Event{Kind: "enroll", KeyID: actor, Collection: collection, SubjectID: subjectID, FaceID: r.Face.ID,
+		s.audit(ctx, store.Event{Kind: store.EventEnroll, KeyID: actor, Collection: collection, SubjectID: subjectID, FaceID: r.Face.ID,
 			Outcome: r.Status, Detail: jsonDetail(detail)})
 	}
 	return results, nil

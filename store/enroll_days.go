@@ -14,12 +14,6 @@ func dayName(day int64) string { return time.Unix(day*86400, 0).UTC().Format("20
 // hourNanos is a UTC hour in the stores' time unit.
 const hourNanos = int64(time.Hour)
 
-// enrollDaysFrom splits EnrollmentsPerDay's range at since into whole
-// days, read from counters, and the part of a day before them.
-func enrollDaysFrom(since time.Time) (first int64, partial bool, from, to int64) {
-	return splitAt(since, dayNanos)
-}
-
 // splitAt splits a range that starts at since into the whole periods of
 // length unit that counters answer, numbered from the epoch, from first
 // on, and, when since falls inside a period, that period's part from

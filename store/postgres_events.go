@@ -206,7 +206,7 @@ func (p *Postgres) TopSubjects(ctx context.Context, collection string, limit int
 // Whole days are read from the enroll_day counters that a trigger keeps
 // as those events are written (migration 0005).
 func (p *Postgres) EnrollmentsPerDay(ctx context.Context, collection string, since time.Time) ([]DayCount, error) {
-	first, partial, from, to := enrollDaysFrom(since)
+	first, partial, from, to := splitAt(since, dayNanos)
 	var days []DayCount
 	err := p.inReadTx(ctx, func(tx pgx.Tx) error {
 		days = nil

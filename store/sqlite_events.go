@@ -182,7 +182,7 @@ func (s *SQLite) TopSubjects(ctx context.Context, collection string, limit int) 
 // Whole days are read from the enroll_day counters that a trigger keeps
 // as those events are written (migration 0005).
 func (s *SQLite) EnrollmentsPerDay(ctx context.Context, collection string, since time.Time) ([]DayCount, error) {
-	first, partial, from, to := enrollDaysFrom(since)
+	first, partial, from, to := splitAt(since, dayNanos)
 	var days []DayCount
 	err := s.inReadTx(ctx, func(tx *sql.Tx) error {
 		days = nil

@@ -32,6 +32,11 @@ const (
 	OutcomeEnrolled = "enrolled"
 )
 
+// EventKey is the kind of the audit event of a key created or revoked
+// (outcome "created" or "revoked"; detail: the key's id, name, role and
+// collection scope).
+const EventKey = "key"
+
 // FaceState is a face's position in the enrollment and deletion protocol
 // between the store and the vector index.
 type FaceState string
@@ -126,6 +131,15 @@ const (
 	RoleRead     Role = "read"
 )
 
+// Valid reports whether r is one of the four roles.
+func (r Role) Valid() bool {
+	switch r {
+	case RoleAdmin, RoleEnroll, RoleIdentify, RoleRead:
+		return true
+	}
+	return false
+}
+
 // APIKey is a credential; only the SHA-256 of its secret is kept.
 type APIKey struct {
 	ID   string `json:"id"`
@@ -196,9 +210,7 @@ type DayCount struct {
 // creation time (now unless given) at the stores' nanosecond precision,
 // and neither use nor revocation.
 func newKey(k APIKey, now time.Time) (APIKey, error) {
-	switch k.Role {
-	case RoleAdmin, RoleEnroll, RoleIdentify, RoleRead:
-	default:
+	if !k.Role.Valid() {
 		return APIKey{}, fmt.Errorf("create key: %w: role %q", ErrInvalid, k.Role)
 	}
 	if k.ID == "" || len(k.Hash) == 0 {

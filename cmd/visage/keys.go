@@ -38,9 +38,7 @@ func runKeys(ctx context.Context, env *cliEnv, args []string) error {
 	switch args[0] {
 	case "create":
 		r := store.Role(*role)
-		switch r {
-		case store.RoleAdmin, store.RoleEnroll, store.RoleIdentify, store.RoleRead:
-		default:
+		if !r.Valid() {
 			return fmt.Errorf("--role must be admin, enroll, identify or read")
 		}
 		id, token := api.NewKeyToken()
