@@ -116,7 +116,7 @@ func (s *Server) identifications(c *gin.Context) {
 		hours = n
 	}
 	ctx := c.Request.Context()
-	coll, err := s.svc().Store().GetCollection(ctx, c.Param("name"))
+	coll, err := s.svc().Collection(ctx, c.Param("name"))
 	if err != nil {
 		s.failErr(c, err)
 		return
@@ -133,6 +133,7 @@ func (s *Server) identifications(c *gin.Context) {
 	if st.Distances == nil {
 		st.Distances = []store.DistanceBin{}
 	}
-	c.JSON(http.StatusOK, gin.H{"since": since, "hours": st.Hours, "threshold": coll.Threshold, "bin_width": store.DistanceBinWidth,
+	d := toDecision(coll.Operating, coll.Calibration)
+	c.JSON(http.StatusOK, gin.H{"since": since, "hours": st.Hours, "threshold": d.Threshold, "decision": d, "bin_width": store.DistanceBinWidth,
 		"distances": st.Distances, "identifications": st.Identifications, "faces": st.Faces})
 }

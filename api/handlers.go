@@ -65,8 +65,51 @@ func landmarksOf(pts []align.Point) [][2]int {
 // ---- collections
 
 type collectionRequest struct {
-	Name      string  `json:"name"`
-	Threshold float64 `json:"threshold"`
+	Name       string  `json:"name"`
+	Threshold  float64 `json:"threshold"`
+	TargetFPIR float64 `json:"target_fpir"`
+}
+
+// decisionJSON is how a collection decides now (gallery.Operating).
+type decisionJSON struct {
+	Policy     string   `json:"policy"`
+	TargetFPIR *float64 `json:"target_fpir,omitempty"`
+	// Threshold is the distance threshold: the fixed one, or the distance
+	// at which a typical probe matches its nearest subject.
+	Threshold      float64  `json:"threshold"`
+	ScoreThreshold *float64 `json:"score_threshold,omitempty"`
+	Subjects       int      `json:"subjects"`
+	// ProxyFPIR and the calibration fields come from the collection's own
+	// strangers-by-proxy, once measured.
+	ProxyFPIR          *float64 `json:"proxy_fpir,omitempty"`
+	CalibratedSubjects *int     `json:"calibrated_subjects,omitempty"`
+	CalibrationSamples *int     `json:"calibration_samples,omitempty"`
+}
+
+type collectionJSON struct {
+	Name       string       `json:"name"`
+	Threshold  float64      `json:"threshold"`
+	TargetFPIR *float64     `json:"target_fpir,omitempty"`
+	Decision   decisionJSON `json:"decision"`
+	CreatedAt  time.Time    `json:"created_at"`
+}
+
+func toDecision(op gallery.Operating, cal *gallery.Calibration) decisionJSON {
+	d := decisionJSON{Policy: "threshold", Threshold: roundTo(op.Distance, 4), Subjects: op.Subjects}
+	if !op.Policy.Fixed() {
+		t, st := op.Policy.TargetFPIR, roundTo(op.ScoreThreshold, 4)
+		d.Policy, d.TargetFPIR, d.ScoreThreshold = "target_fpir", &t, &st
+	}
+	if cal != nil && cal.Samples > 0 {
+		a := roundTo(cal.Above, 4)
+		d.ProxyFPIR, d.CalibratedSubjects, d.CalibrationSamples = &a, &cal.Subjects, &cal.Samples
+	}
+	return d
+}
+
+func toCollection(v gallery.CollectionView) collectionJSON {
+	d := toDecision(v.Operating, v.Calibration)
+	return collectionJSON{Name: v.Name, Threshold: d.Threshold, TargetFPIR: d.TargetFPIR, Decision: d, CreatedAt: v.CreatedAt}
 }
 
 func (s *Server) createCollection(c *gin.Context) {
@@ -79,53 +122,64 @@ func (s *Server) createCollection(c *gin.Context) {
 		fail(c, newProblem(TypeForbidden, "the key is scoped to another collection"))
 		return
 	}
-	coll, err := s.svc().CreateCollection(c.Request.Context(), req.Name, req.Threshold)
+	ctx := c.Request.Context()
+	if _, err := s.svc().CreateCollection(ctx, req.Name, gallery.Policy{Threshold: req.Threshold, TargetFPIR: req.TargetFPIR}); err != nil {
+		s.failErr(c, err)
+		return
+	}
+	v, err := s.svc().Collection(ctx, req.Name)
 	if err != nil {
 		s.failErr(c, err)
 		return
 	}
-	c.JSON(http.StatusCreated, coll)
+	c.JSON(http.StatusCreated, toCollection(v))
 }
 
 func (s *Server) listCollections(c *gin.Context) {
-	colls, err := s.svc().Store().ListCollections(c.Request.Context())
+	colls, err := s.svc().Collections(c.Request.Context())
 	if err != nil {
 		s.failErr(c, err)
 		return
 	}
 	k := key(c)
-	out := []store.Collection{}
+	out := []collectionJSON{}
 	for _, coll := range colls {
 		if inScope(k, coll.Name) {
-			out = append(out, coll)
+			out = append(out, toCollection(coll))
 		}
 	}
 	c.JSON(http.StatusOK, gin.H{"collections": out})
 }
 
 func (s *Server) getCollection(c *gin.Context) {
-	coll, err := s.svc().Store().GetCollection(c.Request.Context(), c.Param("name"))
+	v, err := s.svc().Collection(c.Request.Context(), c.Param("name"))
 	if err != nil {
 		s.failErr(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, coll)
+	c.JSON(http.StatusOK, toCollection(v))
 }
 
 func (s *Server) updateCollection(c *gin.Context) {
 	var req struct {
-		Threshold float64 `json:"threshold"`
+		Threshold  float64 `json:"threshold"`
+		TargetFPIR float64 `json:"target_fpir"`
 	}
 	if err := decodeJSON(c, &req); err != nil {
 		s.failErr(c, err)
 		return
 	}
-	coll, err := s.svc().UpdateCollection(c.Request.Context(), c.Param("name"), req.Threshold)
+	ctx := c.Request.Context()
+	if _, err := s.svc().UpdateCollection(ctx, c.Param("name"), gallery.Policy{Threshold: req.Threshold, TargetFPIR: req.TargetFPIR}); err != nil {
+		s.failErr(c, err)
+		return
+	}
+	v, err := s.svc().Collection(ctx, c.Param("name"))
 	if err != nil {
 		s.failErr(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, coll)
+	c.JSON(http.StatusOK, toCollection(v))
 }
 
 func (s *Server) deleteCollection(c *gin.Context) {
@@ -138,20 +192,22 @@ func (s *Server) deleteCollection(c *gin.Context) {
 
 func (s *Server) collectionStats(c *gin.Context) {
 	ctx := c.Request.Context()
-	coll, err := s.svc().Store().GetCollection(ctx, c.Param("name"))
+	v, err := s.svc().Collection(ctx, c.Param("name"))
 	if err != nil {
 		s.failErr(c, err)
 		return
 	}
-	st, err := s.svc().Store().CollectionStats(ctx, coll.Name)
+	st, err := s.svc().Store().CollectionStats(ctx, v.Name)
 	if err != nil {
 		s.failErr(c, err)
 		return
 	}
+	d := toDecision(v.Operating, v.Calibration)
 	c.JSON(http.StatusOK, struct {
 		store.CollectionStats
-		Threshold float64 `json:"threshold"`
-	}{st, coll.Threshold})
+		Threshold float64      `json:"threshold"`
+		Decision  decisionJSON `json:"decision"`
+	}{st, d.Threshold, d})
 }
 
 // ---- subjects
@@ -412,11 +468,13 @@ func (s *Server) deleteFace(c *gin.Context) {
 // ---- identify, verify, detect
 
 type candidateJSON struct {
-	SubjectID   string  `json:"subject_id"`
-	ExternalID  string  `json:"external_id"`
-	DisplayName string  `json:"display_name"`
-	FaceID      string  `json:"face_id"`
-	Distance    float64 `json:"distance"`
+	SubjectID   string   `json:"subject_id"`
+	ExternalID  string   `json:"external_id"`
+	DisplayName string   `json:"display_name"`
+	FaceID      string   `json:"face_id"`
+	Distance    float64  `json:"distance"`
+	Score       *float64 `json:"score,omitempty"`
+	FPIR        *float64 `json:"fpir,omitempty"`
 }
 
 type identifiedFaceJSON struct {
@@ -424,12 +482,29 @@ type identifiedFaceJSON struct {
 	Quality    align.Quality   `json:"quality"`
 	Landmarks  [][2]int        `json:"landmarks"`
 	Decision   string          `json:"decision"`
+	Threshold  float64         `json:"threshold"`
+	SecondLook bool            `json:"second_look"`
 	Match      *candidateJSON  `json:"match,omitempty"`
 	Candidates []candidateJSON `json:"candidates"`
 }
 
-func toCandidate(c gallery.Candidate) candidateJSON {
-	return candidateJSON{SubjectID: c.SubjectID, ExternalID: c.ExternalID, DisplayName: c.DisplayName, FaceID: c.FaceID, Distance: roundTo(c.Distance, 4)}
+func toCandidate(c gallery.Candidate, op gallery.Operating) candidateJSON {
+	out := candidateJSON{SubjectID: c.SubjectID, ExternalID: c.ExternalID, DisplayName: c.DisplayName, FaceID: c.FaceID, Distance: roundTo(c.Distance, 4)}
+	if !op.Policy.Fixed() {
+		score := roundTo(c.Score, 4)
+		fpir := significant(c.FPIR, 3)
+		out.Score, out.FPIR = &score, &fpir
+	}
+	return out
+}
+
+// significant rounds v to n significant digits (an FPIR may be 1e-7).
+func significant(v float64, n int) float64 {
+	if v == 0 {
+		return 0
+	}
+	p := math.Pow(10, float64(n)-math.Ceil(math.Log10(math.Abs(v))))
+	return math.Round(v*p) / p
 }
 
 func (s *Server) identify(c *gin.Context) {
@@ -445,6 +520,10 @@ func (s *Server) identify(c *gin.Context) {
 	}
 	req := gallery.IdentifyRequest{Actor: key(c).ID, Collection: c.Param("name"), Image: images[0]}
 	if req.Threshold, err = p.float("threshold"); err != nil {
+		s.failErr(c, err)
+		return
+	}
+	if req.TargetFPIR, err = p.float("target_fpir"); err != nil {
 		s.failErr(c, err)
 		return
 	}
@@ -465,14 +544,16 @@ func (s *Server) identify(c *gin.Context) {
 	}
 	s.metrics.ObserveTimings(res.Timings)
 	s.metrics.observeSearch(res.Search)
+	op := res.Operating
 	faces := make([]identifiedFaceJSON, len(res.Faces))
 	for i, f := range res.Faces {
-		j := identifiedFaceJSON{Box: boxOf(f.Box), Quality: f.Quality.Rounded(), Landmarks: landmarksOf(f.Landmarks), Decision: f.Decision, Candidates: []candidateJSON{}}
+		j := identifiedFaceJSON{Box: boxOf(f.Box), Quality: f.Quality.Rounded(), Landmarks: landmarksOf(f.Landmarks), Decision: f.Decision,
+			Threshold: roundTo(f.Threshold, 4), SecondLook: f.SecondLook, Candidates: []candidateJSON{}}
 		for _, cand := range f.Candidates {
-			j.Candidates = append(j.Candidates, toCandidate(cand))
+			j.Candidates = append(j.Candidates, toCandidate(cand, op))
 		}
 		if f.Match != nil {
-			m := toCandidate(*f.Match)
+			m := toCandidate(*f.Match, op)
 			j.Match = &m
 		}
 		faces[i] = j
@@ -480,7 +561,8 @@ func (s *Server) identify(c *gin.Context) {
 	t := toTimings(res.Timings)
 	search := msOf(res.Search)
 	t.Search = &search
-	c.JSON(http.StatusOK, gin.H{"width": res.Width, "height": res.Height, "threshold": res.Threshold, "mode": res.Mode, "faces": faces, "timings_ms": t})
+	d := toDecision(op, nil)
+	c.JSON(http.StatusOK, gin.H{"width": res.Width, "height": res.Height, "threshold": d.Threshold, "decision": d, "mode": res.Mode, "faces": faces, "timings_ms": t})
 }
 
 type faceJSON struct {
@@ -526,12 +608,19 @@ func (s *Server) verify(c *gin.Context) {
 		s.failErr(c, err)
 		return
 	}
+	if req.TargetFMR, err = p.float("target_fmr"); err != nil {
+		s.failErr(c, err)
+		return
+	}
 	res, err := s.svc().Verify(c.Request.Context(), req)
 	if err != nil {
 		s.failErr(c, err)
 		return
 	}
-	out := gin.H{"match": res.Match, "distance": roundTo(res.Distance, 4), "threshold": res.Threshold}
+	out := gin.H{"match": res.Match, "distance": roundTo(res.Distance, 4), "threshold": roundTo(res.Threshold, 4), "fmr": significant(res.FMR, 3)}
+	if res.TargetFMR > 0 {
+		out["target_fmr"] = res.TargetFMR
+	}
 	faces := make([]faceJSON, len(res.Faces))
 	for i, f := range res.Faces {
 		faces[i] = toFaceJSON(f)

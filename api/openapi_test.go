@@ -465,7 +465,13 @@ func TestOpenAPISchemasMatchGoValues(t *testing.T) {
 		Reasons: []string{align.ReasonBlurry}, Detail: "face rejected by quality gates: [blurry]", Timings: &timings}
 	enrolled := enrollResultJSON{Index: 0, Status: gallery.StatusEnrolled, Face: &face, Quality: &rq, Timings: &timings}
 	badImage := enrollResultJSON{Index: 2, Status: gallery.StatusRejected, Code: "corrupt_image", Detail: "imageio: corrupt_image"}
-	cand := toCandidate(gallery.Candidate{SubjectID: face.SubjectID, ExternalID: "emp-1", DisplayName: "Ada", FaceID: face.ID, Distance: 0.412345})
+	target := gallery.Operate(gallery.Policy{TargetFPIR: 0.01}, 612, &gallery.Calibration{Subjects: 600, Samples: 300, Median: 0.23, Above: 0.0113})
+	fixed := gallery.Operate(gallery.Policy{Threshold: 0.5}, 12, nil)
+	gcand := gallery.Candidate{SubjectID: face.SubjectID, ExternalID: "emp-1", DisplayName: "Ada", FaceID: face.ID, Distance: 0.412345, Score: 0.31234, FPIR: 0.000123456}
+	cand := toCandidate(gcand, target)
+	fixedCand := toCandidate(gcand, fixed)
+	targetDecision := toDecision(target, &gallery.Calibration{Subjects: 600, Samples: 300, Above: 0.0113})
+	fixedDecision := toDecision(fixed, nil)
 	gface := gallery.Face{Box: image.Rect(112, 84, 298, 270), Score: 1.23456, Detector: "hog", Landmarks: pts, Quality: quality}
 	noLandmarks := gface
 	noLandmarks.Landmarks = nil
@@ -477,8 +483,9 @@ func TestOpenAPISchemasMatchGoValues(t *testing.T) {
 	stats := func(last *time.Time) any {
 		return struct {
 			store.CollectionStats
-			Threshold float64 `json:"threshold"`
-		}{store.CollectionStats{Collection: "staff", Subjects: 8, Faces: 32, DescriptorBytes: 16384, LastEnrollAt: last}, 0.5}
+			Threshold float64      `json:"threshold"`
+			Decision  decisionJSON `json:"decision"`
+		}{store.CollectionStats{Collection: "staff", Subjects: 8, Faces: 32, DescriptorBytes: 16384, LastEnrollAt: last}, 0.5, fixedDecision}
 	}
 
 	type check struct {
@@ -487,8 +494,12 @@ func TestOpenAPISchemasMatchGoValues(t *testing.T) {
 		valid        bool
 	}
 	checks := []check{
-		{"collection", "Collection", store.Collection{Name: "staff", Threshold: 0.5, CreatedAt: now}, true},
-		{"collection list", "CollectionList", gin.H{"collections": []store.Collection{}}, true},
+		{"collection with a target", "Collection", toCollection(gallery.CollectionView{Collection: store.Collection{Name: "staff", TargetFPIR: 0.01, CreatedAt: now}, Operating: target}), true},
+		{"collection with a fixed threshold", "Collection", toCollection(gallery.CollectionView{Collection: store.Collection{Name: "staff", Threshold: 0.5, CreatedAt: now}, Operating: fixed}), true},
+		{"collection without a decision", "Collection", store.Collection{Name: "staff", Threshold: 0.5, CreatedAt: now}, false},
+		{"collection list", "CollectionList", gin.H{"collections": []collectionJSON{}}, true},
+		{"decision with a calibration", "Decision", targetDecision, true},
+		{"decision of an unknown policy", "Decision", decisionJSON{Policy: "magic"}, false},
 		{"subject", "Subject", store.Subject{ID: face.SubjectID, Collection: "staff", ExternalID: "emp-1", Metadata: json.RawMessage(`{"team":"R&D"}`), CreatedAt: now, UpdatedAt: now}, true},
 		{"subject with nil metadata", "Subject", store.Subject{ID: face.SubjectID, Collection: "staff", ExternalID: "emp-1", CreatedAt: now, UpdatedAt: now}, true},
 		{"subject with array metadata", "Subject", store.Subject{ID: face.SubjectID, Metadata: json.RawMessage(`[1]`), CreatedAt: now, UpdatedAt: now}, false},
@@ -508,17 +519,22 @@ func TestOpenAPISchemasMatchGoValues(t *testing.T) {
 		{"detected face", "DetectedFace", toFaceJSON(gface), true},
 		{"detected face without landmarks", "DetectedFace", toFaceJSON(noLandmarks), true},
 		{"detect response", "DetectResponse", gin.H{"width": 640, "height": 480, "format": "jpeg", "faces": []faceJSON{toFaceJSON(gface)}, "timings_ms": timings}, true},
-		{"identify response", "IdentifyResponse", gin.H{"width": 640, "height": 480, "threshold": 0.5, "mode": gallery.MatchFaces,
+		{"identify response", "IdentifyResponse", gin.H{"width": 640, "height": 480, "threshold": 0.5, "decision": targetDecision, "mode": gallery.MatchFaces,
 			"faces": []identifiedFaceJSON{
-				{Box: boxOf(gface.Box), Quality: rq, Landmarks: landmarksOf(pts), Decision: gallery.DecisionMatch, Match: &cand, Candidates: []candidateJSON{cand}},
-				{Box: boxOf(gface.Box), Quality: rq, Landmarks: landmarksOf(nil), Decision: gallery.DecisionUnknown, Candidates: []candidateJSON{}},
+				{Box: boxOf(gface.Box), Quality: rq, Landmarks: landmarksOf(pts), Decision: gallery.DecisionMatch, Threshold: 0.45, SecondLook: true, Match: &cand, Candidates: []candidateJSON{cand}},
+				{Box: boxOf(gface.Box), Quality: rq, Landmarks: landmarksOf(nil), Decision: gallery.DecisionUnknown, Threshold: 0.4, Candidates: []candidateJSON{}},
 			}, "timings_ms": withSearch}, true},
-		{"identify response with nil candidates", "IdentifyResponse", gin.H{"width": 1, "height": 1, "threshold": 0.5, "mode": "faces",
+		{"identify response with a fixed threshold", "IdentifyResponse", gin.H{"width": 640, "height": 480, "threshold": 0.5, "decision": fixedDecision, "mode": gallery.MatchFaces,
+			"faces": []identifiedFaceJSON{{Box: boxOf(gface.Box), Quality: rq, Landmarks: landmarksOf(pts), Decision: gallery.DecisionMatch, Threshold: 0.5, Match: &fixedCand, Candidates: []candidateJSON{fixedCand}}},
+			"timings_ms": withSearch}, true},
+		{"identify response with nil candidates", "IdentifyResponse", gin.H{"width": 1, "height": 1, "threshold": 0.5, "decision": fixedDecision, "mode": "faces",
 			"faces": []identifiedFaceJSON{{Decision: "unknown", Landmarks: [][2]int{}}}, "timings_ms": withSearch}, false},
-		{"verify two images", "VerifyResponse", gin.H{"match": true, "distance": 0.31, "threshold": 0.5,
+		{"verify two images", "VerifyResponse", gin.H{"match": true, "distance": 0.31, "threshold": 0.5, "target_fmr": 0.001, "fmr": 0.0000123,
 			"faces": []faceJSON{toFaceJSON(gface), toFaceJSON(gface)}, "timings_ms": []timingsJSON{timings, timings}}, true},
-		{"verify against a subject", "VerifyResponse", gin.H{"match": false, "distance": 0.71, "threshold": 0.5,
+		{"verify against a subject", "VerifyResponse", gin.H{"match": false, "distance": 0.71, "threshold": 0.5, "fmr": 0.5,
 			"faces": []faceJSON{toFaceJSON(gface)}, "subject_faces": []gin.H{{"face_id": face.ID, "distance": 0.71}}, "timings_ms": []timingsJSON{timings}}, true},
+		{"verify without its fmr", "VerifyResponse", gin.H{"match": false, "distance": 0.71, "threshold": 0.5,
+			"faces": []faceJSON{toFaceJSON(gface)}, "timings_ms": []timingsJSON{timings}}, false},
 		{"stats", "Stats", stats(&last), true},
 		{"stats of an empty collection", "Stats", stats(nil), true},
 		{"event", "Event", store.Event{ID: 42, At: now, Kind: "verify", KeyID: "abcdefghijkl", Outcome: "match",

@@ -14,6 +14,7 @@ import (
 	"math"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/visage/visage/internal/dlib"
@@ -96,6 +97,26 @@ func ParseVariant(s string) (Variant, error) {
 	return v, nil
 }
 
+// Base is the variant without augmentation: plain, with v's
+// normalisation. Augmented descriptors (mirror, jitter) lie in the same
+// space as their base variant's and may be compared with them; descriptors
+// of different normalisations may not.
+func (v Variant) Base() Variant { return Variant{Normalize: v.Normalize} }
+
+// Combine averages descriptors of one face (raw network outputs, e.g. the
+// passes of a chip and of its mirror image) and normalises if v asks: the
+// same arithmetic the pool applies to a variant's passes.
+func (v Variant) Combine(raw ...Descriptor) Descriptor {
+	ds := make([][Dim]float32, len(raw))
+	for i, r := range raw {
+		ds[i] = r
+	}
+	return v.combine(ds)
+}
+
+// Mirror returns a chip's mirror image (left and right swapped).
+func Mirror(chip []byte) []byte { return mirror(chip) }
+
 // passes is the number of network passes per face.
 func (v Variant) passes() int {
 	n := 1
@@ -170,7 +191,7 @@ func mirror(chip []byte) []byte {
 }
 
 // Model identifies a network file: descriptors are comparable only within
-// one model and variant.
+// one model and one descriptor space (see Variant.Base).
 type Model struct {
 	// Path is the .dat file.
 	Path string
@@ -186,6 +207,30 @@ const ModelFile = "dlib_face_recognition_resnet_model_v1.dat"
 func (m Model) ID(v Variant) string {
 	return "dlib-resnet-v1@" + m.SHA256[:12] + "/" + v.String()
 }
+
+// Space is the identity of the descriptor space a variant's descriptors
+// lie in: the ID of its base variant, e.g.
+// "dlib-resnet-v1@b413e420d684/plain+l2" for mirror+l2 as for plain+l2.
+// Vectors of one space may share an index and be compared; the face's own
+// ID still says how it was made.
+func (m Model) Space(v Variant) string { return m.ID(v.Base()) }
+
+// SpaceOf returns the space of a stored model ID (see Model.Space); an ID
+// that does not parse is its own space, comparable with nothing else.
+func SpaceOf(id string) string {
+	i := strings.LastIndexByte(id, '/')
+	if i < 0 {
+		return id
+	}
+	v, err := ParseVariant(id[i+1:])
+	if err != nil {
+		return id
+	}
+	return id[:i+1] + v.Base().String()
+}
+
+// Comparable reports whether descriptors of two model IDs may be compared.
+func Comparable(a, b string) bool { return SpaceOf(a) == SpaceOf(b) }
 
 // IdentifyModel hashes a network file.
 func IdentifyModel(path string) (Model, error) {
@@ -207,7 +252,7 @@ type Options struct {
 	Workers int
 	// MaxBatch caps the chips one forward pass takes across callers.
 	MaxBatch int
-	// Variant is the augmentation applied to every face.
+	// Variant is the augmentation Embed applies; EmbedAs takes another.
 	Variant Variant
 }
 
@@ -226,8 +271,9 @@ type Pool struct {
 }
 
 type job struct {
-	chips []byte // all passes of one face
-	done  chan result
+	chips   []byte // all passes of one face
+	variant Variant
+	done    chan result
 }
 
 type result struct {
@@ -274,18 +320,25 @@ func (p *Pool) ModelID() string { return p.model.ID(p.opts.Variant) }
 // Workers is the number of networks.
 func (p *Pool) Workers() int { return p.opts.Workers }
 
-// Embed returns one descriptor per 150×150 chip.
+// Embed returns one descriptor per 150×150 chip, of the pool's variant.
 func (p *Pool) Embed(ctx context.Context, chips [][]byte) ([]Descriptor, error) {
+	return p.EmbedAs(ctx, chips, p.opts.Variant)
+}
+
+// EmbedAs returns one descriptor per 150×150 chip, of variant v. Calls of
+// different variants share batches; a face's descriptor does not depend
+// on what else was in its batch.
+func (p *Pool) EmbedAs(ctx context.Context, chips [][]byte, v Variant) ([]Descriptor, error) {
 	jobs := make([]*job, len(chips))
 	for i, c := range chips {
 		if len(c) != dlib.ChipBytes {
 			return nil, fmt.Errorf("embed: chip %d has %d bytes, want %d", i, len(c), dlib.ChipBytes)
 		}
-		aug, err := p.opts.Variant.augment(c)
+		aug, err := v.augment(c)
 		if err != nil {
 			return nil, fmt.Errorf("embed: %w", err)
 		}
-		jobs[i] = &job{chips: aug, done: make(chan result, 1)}
+		jobs[i] = &job{chips: aug, variant: v, done: make(chan result, 1)}
 		select {
 		case p.jobs <- jobs[i]:
 		case <-p.quit:
@@ -312,40 +365,54 @@ func (p *Pool) Embed(ctx context.Context, chips [][]byte) ([]Descriptor, error) 
 	return out, nil
 }
 
-// work runs one network: it takes a job, adds whatever else is queued up
-// to MaxBatch chips, and runs them as one batch.
+// work runs one network: it takes a job, adds whatever else is queued
+// while the batch stays within MaxBatch chips, and runs them as one batch.
+// A job larger than MaxBatch (a jittered face) runs alone.
 func (p *Pool) work(n *dlib.Net) {
 	defer p.wg.Done()
 	defer n.Close()
-	passes := p.opts.Variant.passes()
+	var held *job // taken from the queue but too large for the last batch
 	for {
 		var batch []*job
-		select {
-		case j := <-p.jobs:
-			batch = append(batch, j)
-		case <-p.quit:
-			return
-		}
-	fill:
-		for (len(batch)+1)*passes <= p.opts.MaxBatch {
+		if held != nil {
+			batch, held = append(batch, held), nil
+		} else {
 			select {
 			case j := <-p.jobs:
 				batch = append(batch, j)
+			case <-p.quit:
+				return
+			}
+		}
+		size := len(batch[0].chips)
+	fill:
+		for size < p.opts.MaxBatch*dlib.ChipBytes {
+			select {
+			case j := <-p.jobs:
+				if size+len(j.chips) > p.opts.MaxBatch*dlib.ChipBytes {
+					held = j
+					break fill
+				}
+				batch = append(batch, j)
+				size += len(j.chips)
 			default:
 				break fill
 			}
 		}
-		chips := make([]byte, 0, len(batch)*passes*dlib.ChipBytes)
+		chips := make([]byte, 0, size)
 		for _, j := range batch {
 			chips = append(chips, j.chips...)
 		}
 		ds, err := n.Embed(chips)
-		for i, j := range batch {
+		at := 0
+		for _, j := range batch {
+			passes := len(j.chips) / dlib.ChipBytes
 			if err != nil {
 				j.done <- result{err: err}
 				continue
 			}
-			j.done <- result{desc: p.opts.Variant.combine(ds[i*passes : (i+1)*passes])}
+			j.done <- result{desc: j.variant.combine(ds[at : at+passes])}
+			at += passes
 		}
 	}
 }

@@ -195,7 +195,7 @@ func backendPhotos(b *testing.B) []photo {
 func newBenchService(b *testing.B, eng *Engine, st Store, idx Index) *Service {
 	b.Helper()
 	svc := NewService(eng, st, idx, DefaultServiceConfig(), slog.New(slog.DiscardHandler))
-	if _, err := svc.CreateCollection(context.Background(), benchCollection, 0); err != nil {
+	if _, err := svc.CreateCollection(context.Background(), benchCollection, Policy{}); err != nil {
 		b.Fatal(err)
 	}
 	return svc
@@ -325,18 +325,22 @@ func identifyStoreOnly(ctx context.Context, svc *Service, f store.Face) error {
 	if err != nil {
 		return err
 	}
-	var d embed.Descriptor
-	copy(d[:], f.Descriptor)
-	cands, err := svc.candidates(ctx, benchCollection, d, 5, MatchFaces)
+	op, err := svc.operating(ctx, coll, PolicyOf(coll))
 	if err != nil {
 		return err
 	}
-	matches := len(assign([][]Candidate{cands}, coll.Threshold))
+	var d embed.Descriptor
+	copy(d[:], f.Descriptor)
+	cands, err := svc.candidates(ctx, svc.neighbours(benchCollection), op, d, 5, MatchFaces, benchCollection)
+	if err != nil {
+		return err
+	}
+	matches := len(assign([][]Candidate{cands}, op))
 	if matches != 1 {
 		return fmt.Errorf("identify face %s: no match", f.ID)
 	}
 	svc.audit(ctx, store.Event{Kind: "identify", KeyID: "bench", Collection: benchCollection, Outcome: "1/1 matched",
-		Detail: jsonDetail(map[string]any{"faces": 1, "matches": matches, "threshold": coll.Threshold, "best_distances": []float64{round3(cands[0].Distance)}})})
+		Detail: jsonDetail(map[string]any{"faces": 1, "matches": matches, "threshold": op.Distance, "best_distances": []float64{round3(cands[0].Distance)}})})
 	return nil
 }
 

@@ -20,8 +20,12 @@ type EngineConfig struct {
 	Workers int
 	// MaxBatch caps chips per forward pass.
 	MaxBatch int
-	// Variant is the descriptor augmentation.
+	// Variant is the descriptor augmentation of probes (identification,
+	// verification, and every CLI tool).
 	Variant embed.Variant
+	// EnrollVariant is that of faces stored by enrollment; it must lie in
+	// Variant's descriptor space (embed.Variant.Base).
+	EnrollVariant embed.Variant
 	// Detector is "hog" (default) or "cnn" (needs embed.CNNFile).
 	Detector string
 	// Detect tunes the detector's scan size and threshold.
@@ -36,13 +40,14 @@ type EngineConfig struct {
 // DefaultEngineConfig returns the defaults used by the CLI and server.
 func DefaultEngineConfig(modelDir string) EngineConfig {
 	return EngineConfig{
-		ModelDir: modelDir,
-		Workers:  2,
-		MaxBatch: 8,
-		Variant:  DefaultVariant(),
-		Detector: detect.HOGName,
-		Detect:   detect.DefaultOptions(),
-		Limits:   imageio.DefaultLimits(),
+		ModelDir:      modelDir,
+		Workers:       2,
+		MaxBatch:      8,
+		Variant:       DefaultVariant(),
+		EnrollVariant: DefaultEnrollVariant(),
+		Detector:      detect.HOGName,
+		Detect:        detect.DefaultOptions(),
+		Limits:        imageio.DefaultLimits(),
 	}
 }
 
@@ -119,12 +124,14 @@ func OpenEngine(cfg EngineConfig) (*Engine, error) {
 		lm.Close()
 		return nil, err
 	}
-	return &Engine{
-		Pipeline:   NewPipeline(cfg.Limits, det, lm, pool),
-		Embedder:   pool,
-		Detector:   det,
-		Landmarker: lm,
-	}, nil
+	pl, err := NewPipeline(cfg.Limits, det, lm, pool, Recipes{Model: model, Probe: cfg.Variant, Enroll: cfg.EnrollVariant})
+	if err != nil {
+		pool.Close()
+		det.Close()
+		lm.Close()
+		return nil, err
+	}
+	return &Engine{Pipeline: pl, Embedder: pool, Detector: det, Landmarker: lm}, nil
 }
 
 // Close frees every model once no call is running.
@@ -134,10 +141,11 @@ func (e *Engine) Close() {
 	e.Landmarker.Close()
 }
 
-// ModelID returns the identity of the descriptors an engine opened with
-// cfg makes, without loading the networks: tools that only compare stored
-// descriptors with an index (doctor, reindex) need it.
-func ModelID(cfg EngineConfig) (string, error) {
+// SpaceID returns the descriptor space (embed.Model.Space) of an engine
+// opened with cfg, without loading the networks: the vector index holds
+// one space, and tools that only compare stored descriptors with an index
+// (doctor, reindex) need it.
+func SpaceID(cfg EngineConfig) (string, error) {
 	p := filepath.Join(cfg.ModelDir, embed.ModelFile)
 	if _, err := os.Stat(p); err != nil {
 		return "", fmt.Errorf("model identity: %s: %w", p, ErrModelMissing)
@@ -146,5 +154,5 @@ func ModelID(cfg EngineConfig) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return model.ID(cfg.Variant), nil
+	return model.Space(cfg.Variant), nil
 }

@@ -128,7 +128,7 @@ func (s *Service) prepareFace(ctx context.Context, data []byte) (prepared, error
 		}
 		return prepared{result: r, rejected: err}, nil
 	}
-	res, err := s.engine.Faces(ctx, data)
+	res, err := s.engine.Locate(ctx, data)
 	if err != nil {
 		if ErrorCode(err) == "internal" {
 			return prepared{}, fmt.Errorf("enroll: %w", err)
@@ -149,6 +149,12 @@ func (s *Service) prepareFace(ctx context.Context, data []byte) (prepared, error
 		p.result.Timings = res.Timings
 		return p, nil
 	}
+	// Only the face kept is described, with the enrollment variant.
+	took, err := s.engine.DescribeForEnrollment(ctx, &face)
+	if err != nil {
+		return prepared{}, fmt.Errorf("enroll: %w", err)
+	}
+	res.Timings.Embed += took
 	sum := sha256.Sum256(data)
 	pts := make([][2]int, len(face.Landmarks))
 	for i, p := range face.Landmarks {

@@ -23,7 +23,7 @@ func TestAssignGivesEachSubjectOneFace(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got := assign(tc.cands, tc.threshold)
+			got := assign(tc.cands, Operate(Policy{Threshold: tc.threshold}, 10, nil))
 			if len(got) != len(tc.want) {
 				t.Fatalf("assigned %v, want %v", got, tc.want)
 			}
@@ -33,6 +33,19 @@ func TestAssignGivesEachSubjectOneFace(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// Under a target policy pairs are taken by score, the highest first.
+func TestAssignByScore(t *testing.T) {
+	op := Operating{Policy: Policy{TargetFPIR: 0.01}, ScoreThreshold: 0.25}
+	c := func(subject string, score float64) Candidate { return Candidate{SubjectID: subject, Score: score} }
+	got := assign([][]Candidate{{c("a", 0.30), c("b", 0.28)}, {c("a", 0.32), c("c", 0.2)}}, op)
+	if got[0].SubjectID != "b" || got[1].SubjectID != "a" {
+		t.Errorf("assigned %v, want face 0 b, face 1 a", got)
+	}
+	if got := assign([][]Candidate{{c("a", 0.25)}}, op); len(got) != 0 {
+		t.Errorf("a score equal to the threshold matched: %v", got)
 	}
 }
 

@@ -90,7 +90,7 @@ func TestImportJobs(t *testing.T) {
 			bst, idx := d.open(t, eng.ModelID())
 			st := bst.(importDeps)
 			svc := NewService(eng, st, idx, DefaultServiceConfig(), quietLog())
-			if _, err := svc.CreateCollection(ctx, "staff", 0); err != nil {
+			if _, err := svc.CreateCollection(ctx, "staff", Policy{}); err != nil {
 				t.Fatal(err)
 			}
 			src, err := OpenSource(ctx, root, archive.Limits{}, t.TempDir())
@@ -164,7 +164,7 @@ func TestImportJobs(t *testing.T) {
 			})
 
 			t.Run("a stopped job resumes with exact counts", func(t *testing.T) {
-				if _, err := svc.CreateCollection(ctx, "resumed", 0); err != nil {
+				if _, err := svc.CreateCollection(ctx, "resumed", Policy{}); err != nil {
 					t.Fatal(err)
 				}
 				first := NewImporter(svc, st, ImportConfig{Workers: 1, RecordEvery: 1}, quietLog())
@@ -209,7 +209,7 @@ func TestImportJobs(t *testing.T) {
 			})
 
 			t.Run("cancel", func(t *testing.T) {
-				if _, err := svc.CreateCollection(ctx, "cancelled", 0); err != nil {
+				if _, err := svc.CreateCollection(ctx, "cancelled", Policy{}); err != nil {
 					t.Fatal(err)
 				}
 				slow := NewImporter(svc, st, ImportConfig{Workers: 1, RecordEvery: 1}, quietLog())
@@ -286,7 +286,7 @@ func TestImportWaitsOutAnIndexOutage(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = idx.Close() })
 	svc := NewService(eng, st, idx, DefaultServiceConfig(), quietLog())
-	if _, err := svc.CreateCollection(ctx, "staff", 0); err != nil {
+	if _, err := svc.CreateCollection(ctx, "staff", Policy{}); err != nil {
 		t.Fatal(err)
 	}
 	src, err := OpenSource(ctx, root, archive.Limits{}, t.TempDir())

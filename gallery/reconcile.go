@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync/atomic"
 
+	"github.com/visage/visage/embed"
 	"github.com/visage/visage/index"
 	"github.com/visage/visage/store"
 )
@@ -40,8 +41,9 @@ type Reconciler struct {
 	unfinished atomic.Bool
 }
 
-// NewReconciler returns a reconciler of st and idx; model is the identity
-// of the descriptors the index holds (the engine's model).
+// NewReconciler returns a reconciler of st and idx; model is the
+// descriptor space the index holds (embed.Model.Space): stored faces of
+// another space cannot be indexed with them.
 func NewReconciler(st Store, idx Index, model string, log *slog.Logger) *Reconciler {
 	return &Reconciler{store: st, index: idx, model: model, log: log}
 }
@@ -450,8 +452,11 @@ func (r *Reconciler) Check(ctx context.Context) (DriftReport, error) {
 	if err != nil {
 		return rep, fmt.Errorf("check: %w", err)
 	}
-	delete(models, r.model)
-	maps.Copy(rep.OtherModels, models)
+	for m, n := range models {
+		if !embed.Comparable(m, r.model) {
+			rep.OtherModels[m] = n
+		}
+	}
 	colls, err := r.store.ListCollections(ctx)
 	if err != nil {
 		return rep, fmt.Errorf("check: %w", err)
@@ -557,7 +562,7 @@ func (r *Reconciler) Reindex(ctx context.Context, progress func(collection strin
 func otherModels(counts map[string]int, model string) string {
 	var parts []string
 	for _, m := range slices.Sorted(maps.Keys(counts)) {
-		if m != model {
+		if !embed.Comparable(m, model) {
 			parts = append(parts, fmt.Sprintf("%s (%d faces)", m, counts[m]))
 		}
 	}

@@ -315,7 +315,7 @@ func TestReconcileDuringTraffic(t *testing.T) {
 			ctx := context.Background()
 			st, idx := d.open(t, eng.ModelID())
 			svc := NewService(eng, st, idx, DefaultServiceConfig(), quietLog())
-			if _, err := svc.CreateCollection(ctx, "live", 0); err != nil {
+			if _, err := svc.CreateCollection(ctx, "live", Policy{}); err != nil {
 				t.Fatal(err)
 			}
 			enrolled := make(chan store.Subject, len(photos))

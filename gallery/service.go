@@ -2,6 +2,7 @@ package gallery
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,7 +20,8 @@ type Store interface {
 	CreateCollection(ctx context.Context, c store.Collection) (store.Collection, error)
 	GetCollection(ctx context.Context, name string) (store.Collection, error)
 	ListCollections(ctx context.Context) ([]store.Collection, error)
-	UpdateCollectionThreshold(ctx context.Context, name string, threshold float64) (store.Collection, error)
+	UpdateCollectionPolicy(ctx context.Context, name string, threshold, targetFPIR float64) (store.Collection, error)
+	SetCollectionCalibration(ctx context.Context, name string, calibration json.RawMessage) error
 	MarkCollectionDeleting(ctx context.Context, name string) error
 	DeletingCollections(ctx context.Context) ([]string, error)
 	DeleteCollection(ctx context.Context, name string) error
@@ -67,15 +69,28 @@ type Index interface {
 
 // FaceFinder is the engine as the use cases see it.
 type FaceFinder interface {
+	// Faces finds every face of an image with its probe descriptor.
 	Faces(ctx context.Context, data []byte) (*Result, error)
+	// Locate finds every face without describing it, and
+	// DescribeForEnrollment describes the one enrollment keeps.
+	Locate(ctx context.Context, data []byte) (*Result, error)
+	DescribeForEnrollment(ctx context.Context, f *Face) (time.Duration, error)
+	// SecondLook adds the mirror pass to a probe face (see
+	// Pipeline.SecondLook).
+	SecondLook(ctx context.Context, f *Face) (bool, error)
+	// ModelID identifies how enrolled descriptors are made, and Space
+	// what they may be compared with (embed.Model.Space).
 	ModelID() string
+	Space() string
 }
 
 // ServiceConfig holds the matching and enrollment policy.
 type ServiceConfig struct {
-	// DefaultThreshold is a new collection's threshold when none is given,
-	// and verification's.
-	DefaultThreshold float64
+	// DefaultPolicy is a new collection's when none is given.
+	DefaultPolicy Policy
+	// VerifyTargetFMR is verification's false-match rate when a request
+	// gives neither a threshold nor a target.
+	VerifyTargetFMR float64
 	// Mode is the default match mode of identification.
 	Mode MatchMode
 	// TieRatio: faces whose box area is within this fraction of the
@@ -88,10 +103,10 @@ type ServiceConfig struct {
 }
 
 // DefaultServiceConfig is the policy measured in docs/benchmarks.md
-// ("Matching").
+// ("Matching", "Open-set identification").
 func DefaultServiceConfig() ServiceConfig {
-	t, _ := ThresholdFor(DefaultVariant())
-	return ServiceConfig{DefaultThreshold: t, Mode: MatchFaces, TieRatio: 0.1, Gates: align.EnrollGates(), MaxTopK: 50}
+	return ServiceConfig{DefaultPolicy: Policy{TargetFPIR: DefaultTargetFPIR}, VerifyTargetFMR: DefaultTargetFMR,
+		Mode: MatchFaces, TieRatio: 0.1, Gates: align.EnrollGates(), MaxTopK: 50}
 }
 
 // Service carries out enrollment, identification, verification, deletion
@@ -102,6 +117,7 @@ type Service struct {
 	index  Index
 	cfg    ServiceConfig
 	rec    *Reconciler
+	cal    *calibrator
 	log    *slog.Logger
 }
 
@@ -113,8 +129,16 @@ func NewService(engine FaceFinder, st Store, idx Index, cfg ServiceConfig, log *
 	if cfg.Mode == "" {
 		cfg.Mode = MatchFaces
 	}
-	return &Service{engine: engine, store: st, index: idx, cfg: cfg, log: log,
-		rec: NewReconciler(st, idx, engine.ModelID(), log)}
+	if cfg.DefaultPolicy == (Policy{}) {
+		cfg.DefaultPolicy = Policy{TargetFPIR: DefaultTargetFPIR}
+	}
+	if cfg.VerifyTargetFMR == 0 {
+		cfg.VerifyTargetFMR = DefaultTargetFMR
+	}
+	s := &Service{engine: engine, store: st, index: idx, cfg: cfg, log: log,
+		rec: NewReconciler(st, idx, engine.Space(), log)}
+	s.cal = newCalibrator(s)
+	return s
 }
 
 // Reconciler returns the reconciler of the service's store and index.
@@ -163,26 +187,32 @@ func checkThreshold(t float64) error {
 	return nil
 }
 
-// CreateCollection creates a collection; threshold 0 takes the default.
-func (s *Service) CreateCollection(ctx context.Context, name string, threshold float64) (store.Collection, error) {
+// CreateCollection creates a collection deciding by policy p; the zero
+// policy takes the default (a target FPIR).
+func (s *Service) CreateCollection(ctx context.Context, name string, p Policy) (store.Collection, error) {
 	if !collectionName.MatchString(name) {
 		return store.Collection{}, &InvalidError{Field: "name", Reason: "1–64 letters, digits, '_', '-' or '.', starting with a letter or digit"}
 	}
-	if threshold == 0 {
-		threshold = s.cfg.DefaultThreshold
+	if p == (Policy{}) {
+		p = s.cfg.DefaultPolicy
 	}
-	if err := checkThreshold(threshold); err != nil {
+	if err := checkPolicy(p); err != nil {
 		return store.Collection{}, err
 	}
-	return s.store.CreateCollection(ctx, store.Collection{Name: name, Threshold: threshold})
+	return s.store.CreateCollection(ctx, store.Collection{Name: name, Threshold: p.Threshold, TargetFPIR: p.TargetFPIR})
 }
 
-// UpdateCollection changes a collection's threshold.
-func (s *Service) UpdateCollection(ctx context.Context, name string, threshold float64) (store.Collection, error) {
-	if err := checkThreshold(threshold); err != nil {
+// UpdateCollection changes how a collection decides "match".
+func (s *Service) UpdateCollection(ctx context.Context, name string, p Policy) (store.Collection, error) {
+	if err := checkPolicy(p); err != nil {
 		return store.Collection{}, err
 	}
-	return s.store.UpdateCollectionThreshold(ctx, name, threshold)
+	return s.store.UpdateCollectionPolicy(ctx, name, p.Threshold, p.TargetFPIR)
+}
+
+// PolicyOf is the policy a stored collection decides by.
+func PolicyOf(c store.Collection) Policy {
+	return Policy{Threshold: c.Threshold, TargetFPIR: c.TargetFPIR}
 }
 
 // DeleteCollection removes a collection, its subjects, faces and vectors.
@@ -271,4 +301,48 @@ func (s *Service) audit(ctx context.Context, e store.Event) {
 	if _, err := s.store.AppendEvent(context.WithoutCancel(ctx), e); err != nil {
 		s.log.ErrorContext(ctx, "append audit event", "kind", e.Kind, "err", err)
 	}
+}
+
+// CollectionView is a collection with how it decides now.
+type CollectionView struct {
+	store.Collection
+	// Operating is its policy's operating point for its current size.
+	Operating Operating
+	// Calibration is its own measurement, nil until measured.
+	Calibration *Calibration
+}
+
+// Collection returns a collection and its operating point; a missing or
+// stale calibration is measured in the background.
+func (s *Service) Collection(ctx context.Context, name string) (CollectionView, error) {
+	c, err := s.store.GetCollection(ctx, name)
+	if err != nil {
+		return CollectionView{}, fmt.Errorf("get collection: %w", err)
+	}
+	return s.viewOf(ctx, c)
+}
+
+// Collections returns every active collection with its operating point.
+func (s *Service) Collections(ctx context.Context) ([]CollectionView, error) {
+	cs, err := s.store.ListCollections(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list collections: %w", err)
+	}
+	out := make([]CollectionView, 0, len(cs))
+	for _, c := range cs {
+		v, err := s.viewOf(ctx, c)
+		if err != nil {
+			return nil, fmt.Errorf("list collections: %w", err)
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+func (s *Service) viewOf(ctx context.Context, c store.Collection) (CollectionView, error) {
+	op, err := s.operating(ctx, c, PolicyOf(c))
+	if err != nil {
+		return CollectionView{}, err
+	}
+	return CollectionView{Collection: c, Operating: op, Calibration: calibrationOf(c)}, nil
 }

@@ -17,9 +17,10 @@ type VerifyRequest struct {
 	Other      []byte
 	Collection string
 	SubjectID  string
-	// Threshold overrides the default (two images) or the collection's
-	// (image against subject) when > 0.
+	// Threshold (a fixed distance) or TargetFMR overrides the default
+	// target false-match rate when > 0.
 	Threshold float64
+	TargetFMR float64
 }
 
 // FaceDistance is the distance to one enrolled face.
@@ -30,9 +31,16 @@ type FaceDistance struct {
 
 // Verification is the answer of a verification.
 type Verification struct {
-	Match     bool
-	Distance  float64
+	Match    bool
+	Distance float64
+	// Threshold is the distance within which the faces match: the fixed
+	// one, or the one that holds the false-match rate at TargetFMR (for a
+	// subject of several faces, over all of them).
 	Threshold float64
+	TargetFMR float64
+	// FMR estimates the chance that a different person would be this
+	// close (to any of the subject's faces).
+	FMR float64
 	// Faces are the probe's chosen face and, for two images, the other's.
 	Faces []Face
 	// SubjectFaces are the distances to each of the subject's faces.
@@ -42,17 +50,30 @@ type Verification struct {
 
 // Verify decides whether two faces are the same person.
 func (s *Service) Verify(ctx context.Context, req VerifyRequest) (*Verification, error) {
-	threshold := s.cfg.DefaultThreshold
+	if req.Threshold != 0 && req.TargetFMR != 0 {
+		return nil, &InvalidError{Field: "threshold", Reason: "give a threshold or a target_fmr, not both"}
+	}
+	if req.Threshold != 0 {
+		if err := checkThreshold(req.Threshold); err != nil {
+			return nil, err
+		}
+	}
+	target := s.cfg.VerifyTargetFMR
+	if req.TargetFMR != 0 {
+		if !(req.TargetFMR > 0 && req.TargetFMR <= 0.5) {
+			return nil, &InvalidError{Field: "target_fmr", Reason: "must be in (0, 0.5]"}
+		}
+		target = req.TargetFMR
+	}
 	var subjectFaces []store.Face
+	var err error
 	if req.Other == nil {
 		if req.SubjectID == "" || req.Collection == "" {
 			return nil, &InvalidError{Field: "other", Reason: "give a second image, or a collection and subject"}
 		}
-		coll, err := s.store.GetCollection(ctx, req.Collection)
-		if err != nil {
+		if _, err := s.store.GetCollection(ctx, req.Collection); err != nil {
 			return nil, fmt.Errorf("verify: %w", err)
 		}
-		threshold = coll.Threshold
 		if _, err := s.store.GetSubject(ctx, req.Collection, req.SubjectID); err != nil {
 			return nil, fmt.Errorf("verify: %w", err)
 		}
@@ -63,17 +84,23 @@ func (s *Service) Verify(ctx context.Context, req VerifyRequest) (*Verification,
 			return nil, &InvalidError{Field: "subject_id", Reason: "the subject has no enrolled face"}
 		}
 	}
-	if req.Threshold != 0 {
-		if err := checkThreshold(req.Threshold); err != nil {
-			return nil, err
-		}
-		threshold = req.Threshold
-	}
 	a, ta, err := s.onlyFace(ctx, req.Image)
 	if err != nil {
 		return nil, fmt.Errorf("verify: image: %w", err)
 	}
-	out := &Verification{Threshold: threshold, Faces: []Face{a}, Timings: []Timings{ta}}
+	// The pair's kind and the subject's number of faces fix how the
+	// false-match rate grows with distance.
+	fmr, comparisons := ProbePairFMR, 1
+	if req.Other == nil {
+		fmr, comparisons = EnrolledPairFMR, len(subjectFaces)
+	}
+	out := &Verification{Faces: []Face{a}, Timings: []Timings{ta}}
+	if req.Threshold != 0 {
+		out.Threshold = req.Threshold
+	} else {
+		out.TargetFMR = target
+		out.Threshold = fmr.Distance(target / float64(comparisons))
+	}
 	if req.Other != nil {
 		b, tb, err := s.onlyFace(ctx, req.Other)
 		if err != nil {
@@ -92,7 +119,8 @@ func (s *Service) Verify(ctx context.Context, req VerifyRequest) (*Verification,
 			out.Distance = math.Min(out.Distance, dist)
 		}
 	}
-	out.Match = out.Distance <= threshold
+	out.Match = out.Distance <= out.Threshold
+	out.FMR = min(1, float64(comparisons)*fmr.FMR(out.Distance))
 	outcome := "no_match"
 	if out.Match {
 		outcome = "match"
@@ -101,7 +129,7 @@ func (s *Service) Verify(ctx context.Context, req VerifyRequest) (*Verification,
 	if req.Other == nil {
 		ev.Collection, ev.SubjectID = req.Collection, req.SubjectID
 	}
-	ev.Detail = jsonDetail(map[string]any{"distance": round3(out.Distance), "threshold": threshold})
+	ev.Detail = jsonDetail(map[string]any{"distance": round3(out.Distance), "threshold": round3(out.Threshold), "fmr": out.FMR})
 	s.audit(ctx, ev)
 	return out, nil
 }

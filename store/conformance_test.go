@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"encoding/base64"
 	"encoding/json"
+	"reflect"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -46,7 +47,8 @@ type storeUnderTest interface {
 	CreateCollection(ctx context.Context, c Collection) (Collection, error)
 	GetCollection(ctx context.Context, name string) (Collection, error)
 	ListCollections(ctx context.Context) ([]Collection, error)
-	UpdateCollectionThreshold(ctx context.Context, name string, threshold float64) (Collection, error)
+	UpdateCollectionPolicy(ctx context.Context, name string, threshold, targetFPIR float64) (Collection, error)
+	SetCollectionCalibration(ctx context.Context, name string, calibration json.RawMessage) error
 	MarkCollectionDeleting(ctx context.Context, name string) error
 	DeletingCollections(ctx context.Context) ([]string, error)
 	DeleteCollection(ctx context.Context, name string) error
@@ -556,19 +558,51 @@ func testCollections(t *testing.T, b backend) {
 
 	got, err := s.GetCollection(ctx, "b")
 	noErr(t, "get", err)
-	if got != cb {
+	if !reflect.DeepEqual(got, cb) {
 		t.Errorf("GetCollection = %+v, want %+v", got, cb)
+	}
+	tc, err := s.CreateCollection(ctx, Collection{Name: "t", TargetFPIR: 0.01})
+	noErr(t, "create with a target", err)
+	if got, err := s.GetCollection(ctx, "t"); err != nil || !reflect.DeepEqual(got, tc) || got.TargetFPIR != 0.01 || got.Threshold != 0 {
+		t.Errorf("GetCollection(t) = %+v, %v; want %+v", got, err, tc)
 	}
 	_, err = s.GetCollection(ctx, "nope")
 	wantErr(t, "get absent", err, ErrNotFound)
 
-	up, err := s.UpdateCollectionThreshold(ctx, "b", 0.42)
+	up, err := s.UpdateCollectionPolicy(ctx, "b", 0.42, 0)
 	noErr(t, "update threshold", err)
-	if up.Threshold != 0.42 || !up.CreatedAt.Equal(cb.CreatedAt) {
-		t.Errorf("UpdateCollectionThreshold = %+v", up)
+	if up.Threshold != 0.42 || up.TargetFPIR != 0 || !up.CreatedAt.Equal(cb.CreatedAt) {
+		t.Errorf("UpdateCollectionPolicy(0.42, 0) = %+v", up)
 	}
-	_, err = s.UpdateCollectionThreshold(ctx, "nope", 1)
+	up, err = s.UpdateCollectionPolicy(ctx, "b", 0, 0.01)
+	noErr(t, "update target", err)
+	if up.Threshold != 0 || up.TargetFPIR != 0.01 {
+		t.Errorf("UpdateCollectionPolicy(0, 0.01) = %+v", up)
+	}
+	_, err = s.UpdateCollectionPolicy(ctx, "nope", 1, 0)
 	wantErr(t, "update absent", err, ErrNotFound)
+
+	// The calibration is stored as given and read back with the
+	// collection, by itself and in lists; a policy change keeps it.
+	if got, err := s.GetCollection(ctx, "b"); err != nil || got.Calibration != nil {
+		t.Errorf("calibration before any: %s, %v", got.Calibration, err)
+	}
+	cal := json.RawMessage(`{"subjects":12,"median":0.2345}`)
+	noErr(t, "set calibration", s.SetCollectionCalibration(ctx, "b", cal))
+	wantErr(t, "set calibration of absent", s.SetCollectionCalibration(ctx, "nope", cal), ErrNotFound)
+	wantErr(t, "set calibration not JSON", s.SetCollectionCalibration(ctx, "b", json.RawMessage(`{`)), ErrInvalid)
+	up, err = s.UpdateCollectionPolicy(ctx, "b", 0, 0.02)
+	noErr(t, "update target again", err)
+	if string(up.Calibration) != string(cal) || up.TargetFPIR != 0.02 {
+		t.Errorf("after a policy change: %+v", up)
+	}
+	all, err := s.ListCollections(ctx)
+	noErr(t, "list with calibration", err)
+	for _, c := range all {
+		if c.Name == "b" && string(c.Calibration) != string(cal) {
+			t.Errorf("listed calibration %s, want %s", c.Calibration, cal)
+		}
+	}
 
 	noErr(t, "mark deleting", s.MarkCollectionDeleting(ctx, "b"))
 	noErr(t, "mark deleting again", s.MarkCollectionDeleting(ctx, "b"))
@@ -580,7 +614,7 @@ func testCollections(t *testing.T, b backend) {
 	for _, c := range list {
 		names = append(names, c.Name)
 	}
-	if want := []string{"a", "c"}; !slices.Equal(names, want) {
+	if want := []string{"a", "c", "t"}; !slices.Equal(names, want) {
 		t.Errorf("ListCollections = %v, want %v", names, want)
 	}
 	deleting, err := s.DeletingCollections(ctx)
@@ -592,8 +626,9 @@ func testCollections(t *testing.T, b backend) {
 	// A collection being deleted is gone for every use but its name.
 	_, err = s.GetCollection(ctx, "b")
 	wantErr(t, "get deleting", err, ErrNotFound)
-	_, err = s.UpdateCollectionThreshold(ctx, "b", 1)
+	_, err = s.UpdateCollectionPolicy(ctx, "b", 1, 0)
 	wantErr(t, "update deleting", err, ErrNotFound)
+	wantErr(t, "calibrate deleting", s.SetCollectionCalibration(ctx, "b", json.RawMessage(`{}`)), ErrNotFound)
 	_, err = s.CreateCollection(ctx, Collection{Name: "b"})
 	wantErr(t, "create over deleting", err, ErrConflict)
 	_, err = s.CreateSubject(ctx, Subject{Collection: "b"})

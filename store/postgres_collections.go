@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
@@ -9,13 +10,22 @@ import (
 
 // pgCollection is a collection row as read.
 type pgCollection struct {
-	Name      string  `db:"name"`
-	Threshold float64 `db:"threshold"`
-	CreatedAt int64   `db:"created_at"`
+	Name        string  `db:"name"`
+	Threshold   float64 `db:"threshold"`
+	TargetFPIR  float64 `db:"target_fpir"`
+	Calibration *string `db:"calibration"`
+	CreatedAt   int64   `db:"created_at"`
 }
 
+// pgCollectionColumns are pgCollection's columns.
+const pgCollectionColumns = `name, threshold, target_fpir, calibration::text AS calibration, created_at`
+
 func (r pgCollection) collection() Collection {
-	return Collection{Name: r.Name, Threshold: r.Threshold, CreatedAt: fromNanos(r.CreatedAt)}
+	c := Collection{Name: r.Name, Threshold: r.Threshold, TargetFPIR: r.TargetFPIR, CreatedAt: fromNanos(r.CreatedAt)}
+	if r.Calibration != nil {
+		c.Calibration = json.RawMessage(*r.Calibration)
+	}
+	return c
 }
 
 // collectCollections reads the rows of a query selecting pgCollection's
@@ -52,11 +62,12 @@ func oneCollection(rows pgx.Rows, err error) (Collection, error) {
 func (p *Postgres) CreateCollection(ctx context.Context, c Collection) (Collection, error) {
 	c.CreatedAt = p.timestamp()
 	_, err := p.exec(ctx,
-		`INSERT INTO collection (name, threshold, state, created_at) VALUES ($1, $2, 'active', $3)`,
-		c.Name, c.Threshold, toNanos(c.CreatedAt))
+		`INSERT INTO collection (name, threshold, target_fpir, state, created_at) VALUES ($1, $2, $3, 'active', $4)`,
+		c.Name, c.Threshold, c.TargetFPIR, toNanos(c.CreatedAt))
 	if err != nil {
 		return Collection{}, fmt.Errorf("create collection %q: %w", c.Name, pgError(err))
 	}
+	c.Calibration = nil
 	return c, nil
 }
 
@@ -64,7 +75,7 @@ func (p *Postgres) CreateCollection(ctx context.Context, c Collection) (Collecti
 // being deleted is ErrNotFound.
 func (p *Postgres) GetCollection(ctx context.Context, name string) (Collection, error) {
 	c, err := oneCollection(p.pool.Query(ctx,
-		`SELECT name, threshold, created_at FROM collection WHERE name = $1 AND state = 'active'`, name))
+		`SELECT `+pgCollectionColumns+` FROM collection WHERE name = $1 AND state = 'active'`, name))
 	if err != nil {
 		return Collection{}, fmt.Errorf("get collection %q: %w", name, pgError(err))
 	}
@@ -74,28 +85,45 @@ func (p *Postgres) GetCollection(ctx context.Context, name string) (Collection, 
 // ListCollections returns the active collections by name.
 func (p *Postgres) ListCollections(ctx context.Context) ([]Collection, error) {
 	cs, err := collectCollections(p.pool.Query(ctx,
-		`SELECT name, threshold, created_at FROM collection WHERE state = 'active' ORDER BY name`))
+		`SELECT `+pgCollectionColumns+` FROM collection WHERE state = 'active' ORDER BY name`))
 	if err != nil {
 		return nil, fmt.Errorf("list collections: %w", pgError(err))
 	}
 	return cs, nil
 }
 
-// UpdateCollectionThreshold sets the match threshold of an active
-// collection and returns the collection.
-func (p *Postgres) UpdateCollectionThreshold(ctx context.Context, name string, threshold float64) (Collection, error) {
+// UpdateCollectionPolicy sets how an active collection decides "match"
+// (a fixed threshold or a target FPIR, the other 0) and returns the
+// collection.
+func (p *Postgres) UpdateCollectionPolicy(ctx context.Context, name string, threshold, targetFPIR float64) (Collection, error) {
 	var c Collection
 	err := retry(ctx, func() error {
 		var err error
 		c, err = oneCollection(p.pool.Query(ctx,
-			`UPDATE collection SET threshold = $1 WHERE name = $2 AND state = 'active'
-			 RETURNING name, threshold, created_at`, threshold, name))
+			`UPDATE collection SET threshold = $1, target_fpir = $2 WHERE name = $3 AND state = 'active'
+			 RETURNING `+pgCollectionColumns, threshold, targetFPIR, name))
 		return err
 	})
 	if err != nil {
 		return Collection{}, fmt.Errorf("update collection %q: %w", name, pgError(err))
 	}
 	return c, nil
+}
+
+// SetCollectionCalibration stores the service's measurement of an active
+// collection (JSON, stored as given).
+func (p *Postgres) SetCollectionCalibration(ctx context.Context, name string, calibration json.RawMessage) error {
+	if !json.Valid(calibration) {
+		return fmt.Errorf("set calibration of %q: %w: not JSON", name, ErrInvalid)
+	}
+	n, err := p.exec(ctx, `UPDATE collection SET calibration = $1 WHERE name = $2 AND state = 'active'`, string(calibration), name)
+	if err != nil {
+		return fmt.Errorf("set calibration of %q: %w", name, pgError(err))
+	}
+	if n == 0 {
+		return fmt.Errorf("set calibration of %q: %w", name, ErrNotFound)
+	}
+	return nil
 }
 
 // MarkCollectionDeleting hides a collection from reads and writes until

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 )
 
@@ -11,14 +12,15 @@ import (
 func (s *SQLite) CreateCollection(ctx context.Context, c Collection) (Collection, error) {
 	c.CreatedAt = s.timestamp()
 	_, err := s.write.ExecContext(ctx,
-		`INSERT INTO collection (name, threshold, state, created_at) VALUES (?, ?, 'active', ?)`,
-		c.Name, c.Threshold, toNanos(c.CreatedAt))
+		`INSERT INTO collection (name, threshold, target_fpir, state, created_at) VALUES (?, ?, ?, 'active', ?)`,
+		c.Name, c.Threshold, c.TargetFPIR, toNanos(c.CreatedAt))
 	if isUniqueViolation(err) {
 		return Collection{}, fmt.Errorf("create collection %q: %w", c.Name, ErrConflict)
 	}
 	if err != nil {
 		return Collection{}, fmt.Errorf("create collection: %w", err)
 	}
+	c.Calibration = nil
 	return c, nil
 }
 
@@ -26,7 +28,7 @@ func (s *SQLite) CreateCollection(ctx context.Context, c Collection) (Collection
 // being deleted is ErrNotFound.
 func (s *SQLite) GetCollection(ctx context.Context, name string) (Collection, error) {
 	c, err := scanCollection(s.read.QueryRowContext(ctx,
-		`SELECT name, threshold, created_at FROM collection WHERE name = ? AND state = 'active'`, name))
+		`SELECT `+collectionColumns+` FROM collection WHERE name = ? AND state = 'active'`, name))
 	if err != nil {
 		return Collection{}, fmt.Errorf("get collection %q: %w", name, notFound(err))
 	}
@@ -36,7 +38,7 @@ func (s *SQLite) GetCollection(ctx context.Context, name string) (Collection, er
 // ListCollections returns the active collections by name.
 func (s *SQLite) ListCollections(ctx context.Context) ([]Collection, error) {
 	rows, err := s.read.QueryContext(ctx,
-		`SELECT name, threshold, created_at FROM collection WHERE state = 'active' ORDER BY name`)
+		`SELECT `+collectionColumns+` FROM collection WHERE state = 'active' ORDER BY name`)
 	if err != nil {
 		return nil, fmt.Errorf("list collections: %w", err)
 	}
@@ -55,16 +57,33 @@ func (s *SQLite) ListCollections(ctx context.Context) ([]Collection, error) {
 	return cs, nil
 }
 
-// UpdateCollectionThreshold sets the match threshold of an active
-// collection and returns the collection.
-func (s *SQLite) UpdateCollectionThreshold(ctx context.Context, name string, threshold float64) (Collection, error) {
+// UpdateCollectionPolicy sets how an active collection decides "match"
+// (a fixed threshold or a target FPIR, the other 0) and returns the
+// collection.
+func (s *SQLite) UpdateCollectionPolicy(ctx context.Context, name string, threshold, targetFPIR float64) (Collection, error) {
 	c, err := scanCollection(s.write.QueryRowContext(ctx,
-		`UPDATE collection SET threshold = ? WHERE name = ? AND state = 'active'
-		 RETURNING name, threshold, created_at`, threshold, name))
+		`UPDATE collection SET threshold = ?, target_fpir = ? WHERE name = ? AND state = 'active'
+		 RETURNING `+collectionColumns, threshold, targetFPIR, name))
 	if err != nil {
 		return Collection{}, fmt.Errorf("update collection %q: %w", name, notFound(err))
 	}
 	return c, nil
+}
+
+// SetCollectionCalibration stores the service's measurement of an active
+// collection (JSON, stored as given).
+func (s *SQLite) SetCollectionCalibration(ctx context.Context, name string, calibration json.RawMessage) error {
+	if !json.Valid(calibration) {
+		return fmt.Errorf("set calibration of %q: %w: not JSON", name, ErrInvalid)
+	}
+	res, err := s.write.ExecContext(ctx, `UPDATE collection SET calibration = ? WHERE name = ? AND state = 'active'`, string(calibration), name)
+	if err != nil {
+		return fmt.Errorf("set calibration of %q: %w", name, err)
+	}
+	if err := oneRow(res); err != nil {
+		return fmt.Errorf("set calibration of %q: %w", name, err)
+	}
+	return nil
 }
 
 // MarkCollectionDeleting hides a collection from reads and writes until
@@ -152,11 +171,18 @@ type rowScanner interface {
 	Scan(dest ...any) error
 }
 
+// collectionColumns are what scanCollection reads.
+const collectionColumns = `name, threshold, target_fpir, calibration, created_at`
+
 func scanCollection(r rowScanner) (Collection, error) {
 	var c Collection
 	var created int64
-	if err := r.Scan(&c.Name, &c.Threshold, &created); err != nil {
+	var cal sql.NullString
+	if err := r.Scan(&c.Name, &c.Threshold, &c.TargetFPIR, &cal, &created); err != nil {
 		return Collection{}, err
+	}
+	if cal.Valid {
+		c.Calibration = json.RawMessage(cal.String)
 	}
 	c.CreatedAt = fromNanos(created)
 	return c, nil

@@ -49,11 +49,17 @@ const (
 	FaceDeleting FaceState = "deleting"
 )
 
-// Collection is a gallery: subjects, faces and a match threshold.
+// Collection is a gallery: subjects, faces and how it decides "match":
+// a fixed distance Threshold, or a TargetFPIR from which the service
+// derives one (exactly one of the two is > 0).
 type Collection struct {
-	Name      string    `json:"name"`
-	Threshold float64   `json:"threshold"`
-	CreatedAt time.Time `json:"created_at"`
+	Name       string  `json:"name"`
+	Threshold  float64 `json:"threshold"`
+	TargetFPIR float64 `json:"target_fpir"`
+	// Calibration is the service's JSON measurement of the collection
+	// (gallery.Calibration), stored as given; nil until measured.
+	Calibration json.RawMessage `json:"calibration,omitempty"`
+	CreatedAt   time.Time       `json:"created_at"`
 }
 
 // Subject is a person in a collection.

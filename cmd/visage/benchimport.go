@@ -177,7 +177,7 @@ func runBenchImport(ctx context.Context, env *cliEnv, args []string) error {
 			coll = prefix
 		}
 		if rep == 1 || *into == "many" {
-			if _, err := svc.CreateCollection(ctx, coll, 0); err != nil {
+			if _, err := svc.CreateCollection(ctx, coll, gallery.Policy{}); err != nil {
 				return err
 			}
 		}

@@ -65,7 +65,7 @@ func (f *backendFlags) open(ctx context.Context) (*gallery.Reconciler, func(), e
 	if err != nil {
 		return nil, nil, err
 	}
-	model, err := gallery.ModelID(ecfg)
+	model, err := gallery.SpaceID(ecfg)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -79,7 +79,7 @@ func seedGallery(t *testing.T, cfg backend.Config, model string) {
 
 func TestDoctorAndReindex(t *testing.T) {
 	models := testenv.ModelDir(t)
-	model, err := gallery.ModelID(gallery.DefaultEngineConfig(models))
+	model, err := gallery.SpaceID(gallery.DefaultEngineConfig(models))
 	if err != nil {
 		t.Fatal(err)
 	}

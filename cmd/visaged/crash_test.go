@@ -837,7 +837,7 @@ func checkDoctor(t *testing.T, code int, out doctorOutput, faces int) {
 // qdrantKeys lists the keys of a space straight from the Qdrant server.
 func qdrantKeys(t *testing.T, addr, space string) []uint64 {
 	t.Helper()
-	model, err := gallery.ModelID(gallery.DefaultEngineConfig(testenv.ModelDir(t)))
+	model, err := gallery.SpaceID(gallery.DefaultEngineConfig(testenv.ModelDir(t)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -189,7 +189,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cfg := gallery.DefaultEngineConfig(config.ModelDir(s.models))
 	cfg.Workers = max(s.workers, 1)
 	cfg.Limits = imageio.Limits{MaxBytes: s.maxBodyBytes, MaxPixels: s.maxPixels}
-	model, err := gallery.ModelID(cfg)
+	model, err := gallery.SpaceID(cfg)
 	if err != nil {
 		_ = httpSrv.Close()
 		return err
@@ -221,6 +221,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	eng := le.eng
 	svc := gallery.NewService(eng, st, idx, gallery.DefaultServiceConfig(), log)
+	defer svc.Close()
 	importer := gallery.NewImporter(svc, st, gallery.DefaultImportConfig(cfg.Workers), log)
 	defer importer.Close()
 	srv.ServeImports(importer, st, api.ImportConfig{Dir: cmp.Or(s.importDir, filepath.Join(s.dataDir, "imports")),
