@@ -525,7 +525,7 @@ func TestOpenAPISchemasMatchGoValues(t *testing.T) {
 				{Box: boxOf(gface.Box), Quality: rq, Landmarks: landmarksOf(nil), Decision: gallery.DecisionUnknown, Threshold: 0.4, Candidates: []candidateJSON{}},
 			}, "timings_ms": withSearch}, true},
 		{"identify response with a fixed threshold", "IdentifyResponse", gin.H{"width": 640, "height": 480, "threshold": 0.5, "decision": fixedDecision, "mode": gallery.MatchFaces,
-			"faces": []identifiedFaceJSON{{Box: boxOf(gface.Box), Quality: rq, Landmarks: landmarksOf(pts), Decision: gallery.DecisionMatch, Threshold: 0.5, Match: &fixedCand, Candidates: []candidateJSON{fixedCand}}},
+			"faces":      []identifiedFaceJSON{{Box: boxOf(gface.Box), Quality: rq, Landmarks: landmarksOf(pts), Decision: gallery.DecisionMatch, Threshold: 0.5, Match: &fixedCand, Candidates: []candidateJSON{fixedCand}}},
 			"timings_ms": withSearch}, true},
 		{"identify response with nil candidates", "IdentifyResponse", gin.H{"width": 1, "height": 1, "threshold": 0.5, "decision": fixedDecision, "mode": "faces",
 			"faces": []identifiedFaceJSON{{Decision: "unknown", Landmarks: [][2]int{}}}, "timings_ms": withSearch}, false},

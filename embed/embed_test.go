@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"github.com/visage/visage/internal/dlib"
@@ -108,4 +109,72 @@ func TestPoolVariants(t *testing.T) {
 			t.Error("closed pool embedded")
 		}
 	})
+}
+
+func TestDescriptorSpaces(t *testing.T) {
+	m := Model{SHA256: "b413e420d684aaaa"}
+	if got, want := m.Space(Variant{Mirror: true, Normalize: true}), "dlib-resnet-v1@b413e420d684/plain+l2"; got != want {
+		t.Errorf("Space(mirror+l2) = %q, want %q", got, want)
+	}
+	for _, tc := range []struct {
+		a, b string
+		ok   bool
+	}{
+		{"dlib-resnet-v1@b413e420d684/plain+l2", "dlib-resnet-v1@b413e420d684/mirror+l2", true},
+		{"dlib-resnet-v1@b413e420d684/jitter4+l2", "dlib-resnet-v1@b413e420d684/mirror+jitter10+l2", true},
+		{"dlib-resnet-v1@b413e420d684/plain+l2", "dlib-resnet-v1@b413e420d684/plain", false},
+		{"dlib-resnet-v1@b413e420d684/mirror", "dlib-resnet-v1@b413e420d684/plain", true},
+		{"dlib-resnet-v1@b413e420d684/plain+l2", "dlib-resnet-v1@0000000000aa/plain+l2", false},
+		{"bench", "bench", true},
+		{"bench", "dlib-resnet-v1@b413e420d684/plain+l2", false},
+	} {
+		if got := Comparable(tc.a, tc.b); got != tc.ok {
+			t.Errorf("Comparable(%q, %q) = %v", tc.a, tc.b, got)
+		}
+	}
+}
+
+// TestEmbedAsMixesVariantsInBatches: calls of different variants share a
+// pool's batches, and each face's descriptor is what its variant alone
+// gives (a jittered face larger than a batch runs alone).
+func TestEmbedAsMixesVariantsInBatches(t *testing.T) {
+	dir := testenv.ModelDir(t)
+	model, err := IdentifyModel(filepath.Join(dir, ModelFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := NewPool(model, Options{Workers: 1, MaxBatch: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	chip := testChip(t)
+	variants := []Variant{{}, {Normalize: true}, {Mirror: true, Normalize: true}, {Jitter: 6, Normalize: true}}
+	alone := make([]Descriptor, len(variants))
+	for i, v := range variants {
+		d, err := p.EmbedAs(context.Background(), [][]byte{chip}, v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		alone[i] = d[0]
+	}
+	if want := (Variant{Normalize: true}).Combine(alone[0]); want != alone[1] {
+		t.Error("plain+l2 is not the normalised raw pass")
+	}
+	var wg sync.WaitGroup
+	for round := 0; round < 5; round++ {
+		for i, v := range variants {
+			wg.Go(func() {
+				d, err := p.EmbedAs(context.Background(), [][]byte{chip, chip}, v)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if d[0] != alone[i] || d[1] != alone[i] {
+					t.Errorf("variant %s in a shared batch differs from alone", v)
+				}
+			})
+		}
+	}
+	wg.Wait()
 }

@@ -19,7 +19,7 @@ import (
 // strangers is close too. So the decision uses a score normalised against
 // the gallery itself:
 //
-//	score = s − w(N) · (ProbeCohortWeight·cp + GalleryCohortWeight·cg)
+//	score = s − w(N) · (0.25·cp + 0.5·cg)        (DefaultTuning)
 //
 // cp is the mean similarity of the probe to its CohortSize next-nearest
 // other subjects (how close this probe is to people in general); cg the
@@ -38,19 +38,9 @@ import (
 const (
 	// CohortSize is the number of nearest other subjects a cohort averages.
 	CohortSize = 3
-	// ProbeCohortWeight and GalleryCohortWeight weigh the two cohorts.
-	ProbeCohortWeight   = 0.25
-	GalleryCohortWeight = 0.5
 	// CohortFloor and CohortFull bound the ramp of w(N).
 	CohortFloor = 30
 	CohortFull  = 1000
-	// SecondLookBand: a probe whose score falls within this distance of
-	// the score threshold is described again with its mirror image (one
-	// more network pass) before the decision. The mirror pass moves a
-	// score by less than this in 99% of probes, so decisions outside the
-	// band would not change; inside it the mirrored descriptor decides
-	// better (it halves the gap to mirror-always, docs/benchmarks.md).
-	SecondLookBand = 0.01
 	// DefaultTargetFPIR is a new collection's policy: 1% of strangers may
 	// be answered match.
 	DefaultTargetFPIR = 0.01
@@ -61,6 +51,26 @@ const (
 	// collection's own median counts as much as the prior's.
 	calibrationShrink = 50
 )
+
+// Tuning holds the decision's weights. The prior (calibration_lfw.go) was
+// measured with DefaultTuning; another tuning serves evaluation of the
+// levers only (its thresholds are not calibrated).
+type Tuning struct {
+	// ProbeCohortWeight and GalleryCohortWeight weigh the two cohorts.
+	ProbeCohortWeight, GalleryCohortWeight float64
+	// SecondLookBand: a probe whose score falls within this distance of
+	// the score threshold is described again with its mirror image (one
+	// more network pass) before the decision. The mirror pass moves a
+	// score by less than 0.01 in 99% of probes, so decisions outside the
+	// band would not change; inside it the mirrored descriptor decides
+	// (docs/benchmarks.md: as good as mirroring every probe).
+	SecondLookBand float64
+}
+
+// DefaultTuning is the tuning chosen on lfw-open's tuning part.
+func DefaultTuning() Tuning {
+	return Tuning{ProbeCohortWeight: 0.25, GalleryCohortWeight: 0.5, SecondLookBand: 0.01}
+}
 
 // Policy is how a collection, or one request, decides "match".
 type Policy struct {
@@ -107,10 +117,15 @@ func CohortWeight(subjects int) float64 {
 	return math.Log(float64(subjects)/CohortFloor) / math.Log(float64(CohortFull)/CohortFloor)
 }
 
-// Score is the normalised score of a candidate at similarity s with
-// probe cohort cp and gallery cohort cg, in a gallery of n subjects.
-func Score(s, cp, cg float64, n int) float64 {
-	return s - CohortWeight(n)*(ProbeCohortWeight*cp+GalleryCohortWeight*cg)
+// score is the normalised score of a candidate at similarity s with
+// probe cohort cp and gallery cohort cg.
+func (op Operating) score(s, cp, cg float64) float64 {
+	return s - op.offset(cp, cg)
+}
+
+// offset is what the cohorts take off a similarity.
+func (op Operating) offset(cp, cg float64) float64 {
+	return CohortWeight(op.Subjects) * (op.tuning.ProbeCohortWeight*cp + op.tuning.GalleryCohortWeight*cg)
 }
 
 // Calibration is a collection's own strangers-by-proxy: a sample of its
@@ -147,13 +162,16 @@ type Operating struct {
 	Distance float64
 	// shift moves the prior's scores to this collection's (see
 	// Calibration).
-	shift float64
+	shift  float64
+	tuning Tuning
+	// cp and cg are a typical probe's cohorts.
+	cp, cg float64
 }
 
 // Operate derives the operating point of policy p for a gallery of n
 // subjects with its own calibration (nil when not measured yet).
 func Operate(p Policy, n int, cal *Calibration) Operating {
-	op := Operating{Policy: p, Subjects: n}
+	op := Operating{Policy: p, Subjects: n, tuning: DefaultTuning()}
 	if p.Fixed() {
 		op.Distance = p.Threshold
 		return op
@@ -164,14 +182,30 @@ func Operate(p Policy, n int, cal *Calibration) Operating {
 		// The collection's median against the prior's at the size it
 		// was measured, trusted in proportion to its samples.
 		at := lfwPrior.at(cal.Subjects)
-		trust := float64(cal.Samples) / float64(cal.Samples+calibrationShrink)
+		trust := CalibrationTrust(cal.Samples)
 		op.shift = trust * (cal.Median - at.Median)
 		cp = trust*cal.ProbeCohort + (1-trust)*cp
 		cg = trust*cal.GalleryCohort + (1-trust)*cg
 	}
 	op.ScoreThreshold = pt.Median + op.shift + pt.delta(p.TargetFPIR)
-	op.Distance = distanceOf(op.ScoreThreshold + CohortWeight(n)*(ProbeCohortWeight*cp+GalleryCohortWeight*cg))
+	op.cp, op.cg = cp, cg
+	op.Distance = distanceOf(op.ScoreThreshold + op.offset(cp, cg))
 	return op
+}
+
+// Tuned returns op deciding with tuning t (for evaluating levers).
+func (op Operating) Tuned(t Tuning) Operating {
+	op.tuning = t
+	if !op.Policy.Fixed() {
+		op.Distance = distanceOf(op.ScoreThreshold + op.offset(op.cp, op.cg))
+	}
+	return op
+}
+
+// CalibrationTrust is the weight of a collection's own median measured
+// from samples proxy probes against the prior's.
+func CalibrationTrust(samples int) float64 {
+	return float64(samples) / float64(samples+calibrationShrink)
 }
 
 // FPIR estimates the chance that a stranger's best candidate scores at
@@ -191,7 +225,7 @@ func (op Operating) accepts(c Candidate) bool {
 
 // nearBoundary reports whether a second look could change c's decision.
 func (op Operating) nearBoundary(c Candidate) bool {
-	return !op.Policy.Fixed() && math.Abs(c.Score-op.ScoreThreshold) < SecondLookBand
+	return !op.Policy.Fixed() && math.Abs(c.Score-op.ScoreThreshold) < op.tuning.SecondLookBand
 }
 
 // faceDistance is the distance at which candidate c would match, given
@@ -200,7 +234,7 @@ func (op Operating) faceDistance(c Candidate) float64 {
 	if op.Policy.Fixed() {
 		return op.Policy.Threshold
 	}
-	return distanceOf(op.ScoreThreshold + CohortWeight(op.Subjects)*(ProbeCohortWeight*c.ProbeCohort+GalleryCohortWeight*c.GalleryCohort))
+	return distanceOf(op.ScoreThreshold + op.offset(c.ProbeCohort, c.GalleryCohort))
 }
 
 // Neighbour is one enrolled face near a query vector, with its subject.
@@ -313,10 +347,20 @@ func galleryCohorts(ctx context.Context, src Neighbours, cands []Candidate) erro
 	return nil
 }
 
-// rank finds a probe's topK candidate subjects in a gallery of n
-// subjects and scores them under op: nearest first, each with its
-// distance and, for a target policy, its cohorts, score and FPIR.
-// exclude leaves a subject out (a proxy probe's own).
+// Rank is the decision code identification runs for one probe
+// descriptor: its topK candidate subjects in the gallery src under op,
+// best first, each with its distance and, for a target policy, its
+// cohorts, score and FPIR. exclude leaves a subject out (a proxy probe's
+// own). Evaluation calls it on galleries held in memory.
+func Rank(ctx context.Context, src Neighbours, op Operating, q []float32, topK int, exclude string) ([]Candidate, error) {
+	return rank(ctx, src, op, q, topK, exclude)
+}
+
+// Accepts reports whether op answers match for a face whose first
+// candidate is c.
+func (op Operating) Accepts(c Candidate) bool { return op.accepts(c) }
+
+// rank implements Rank.
 func rank(ctx context.Context, src Neighbours, op Operating, q []float32, topK int, exclude string) ([]Candidate, error) {
 	hits, err := src.Nearest(ctx, q, searchDepth(topK))
 	if err != nil {
@@ -330,14 +374,14 @@ func rank(ctx context.Context, src Neighbours, op Operating, q []float32, topK i
 	for i := range cands {
 		cands[i].ProbeCohort = probeCohort(all, i)
 	}
-	if CohortWeight(op.Subjects) > 0 {
+	if CohortWeight(op.Subjects) > 0 && op.tuning.GalleryCohortWeight != 0 {
 		if err := galleryCohorts(ctx, src, cands); err != nil {
 			return nil, err
 		}
 	}
 	for i := range cands {
 		c := &cands[i]
-		c.Score = Score(Similarity(c.Distance), c.ProbeCohort, c.GalleryCohort, op.Subjects)
+		c.Score = op.score(Similarity(c.Distance), c.ProbeCohort, c.GalleryCohort)
 		c.FPIR = op.FPIR(c.Score)
 	}
 	// Cohorts may reorder near-equal candidates: best score first.

@@ -190,7 +190,11 @@ func (s *Service) operating(ctx context.Context, coll store.Collection, pol Poli
 	}
 	cal := calibrationOf(coll)
 	s.cal.noteSize(coll.Name, int(st.Subjects), cal)
-	return Operate(pol, int(st.Subjects), cal), nil
+	op := Operate(pol, int(st.Subjects), cal)
+	if s.cfg.Tuning != nil {
+		op = op.Tuned(*s.cfg.Tuning)
+	}
+	return op, nil
 }
 
 // candidates returns the topK best subjects of a descriptor under op.
@@ -218,7 +222,7 @@ func (s *Service) candidates(ctx context.Context, src Neighbours, op Operating, 
 		}
 		out[i].Distance = embed.Distance(d, Template(descs))
 		if !op.Policy.Fixed() {
-			out[i].Score = Score(Similarity(out[i].Distance), out[i].ProbeCohort, out[i].GalleryCohort, op.Subjects)
+			out[i].Score = op.score(Similarity(out[i].Distance), out[i].ProbeCohort, out[i].GalleryCohort)
 			out[i].FPIR = op.FPIR(out[i].Score)
 		}
 	}

@@ -100,6 +100,9 @@ type ServiceConfig struct {
 	Gates align.Gates
 	// MaxTopK caps the candidates per face a request may ask for.
 	MaxTopK int
+	// Tuning, when set, replaces DefaultTuning (evaluation of levers:
+	// the prior's thresholds hold for the default only).
+	Tuning *Tuning
 }
 
 // DefaultServiceConfig is the policy measured in docs/benchmarks.md

@@ -14,6 +14,7 @@ type engineFlags struct {
 	models    string
 	workers   int
 	variant   string
+	enroll    string
 	detector  string
 	maxSide   int
 	upsample  float64
@@ -24,6 +25,7 @@ func (f *engineFlags) register(fs *flag.FlagSet, workers int) {
 	fs.StringVar(&f.models, "models", "", "model directory (default $VISAGE_MODELS or ~/.local/share/visage/models)")
 	fs.IntVar(&f.workers, "workers", workers, "engine workers (one network and detector each)")
 	fs.StringVar(&f.variant, "variant", gallery.DefaultVariant().String(), "descriptor variant: plain, mirror, jitterN, mirror+jitterN, each optionally +l2")
+	fs.StringVar(&f.enroll, "enroll-variant", gallery.DefaultEnrollVariant().String(), "descriptor variant of enrolled faces (same normalisation as --variant)")
 	fs.StringVar(&f.detector, "detector", "hog", "face detector: hog or cnn")
 	fs.IntVar(&f.maxSide, "max-side", 0, "longest side of the detector's scan copy (0: the default)")
 	fs.Float64Var(&f.upsample, "upsample", 0, "largest upsampling factor for small images (0: the default)")
@@ -37,6 +39,13 @@ func (f *engineFlags) config() (gallery.EngineConfig, error) {
 		return cfg, err
 	}
 	cfg.Variant = v
+	if f.enroll != "" {
+		if cfg.EnrollVariant, err = embed.ParseVariant(f.enroll); err != nil {
+			return cfg, err
+		}
+	} else {
+		cfg.EnrollVariant = v
+	}
 	cfg.Workers = f.workers
 	cfg.Detector = f.detector
 	cfg.Landmarks = f.landmarks

@@ -30,8 +30,11 @@ func runEval(ctx context.Context, env *cliEnv, args []string) error {
 	if len(args) > 0 && args[0] == "matching" {
 		return runEvalMatching(ctx, env, args[1:])
 	}
+	if len(args) > 0 && args[0] == "identification" {
+		return runEvalIdentification(ctx, env, args[1:])
+	}
 	if len(args) == 0 || args[0] != "lfw" {
-		return fmt.Errorf("usage: visage eval lfw --images DIR --pairs FILE [--variants LIST] | eval matching --dir DIR...")
+		return fmt.Errorf("usage: visage eval lfw --images DIR --pairs FILE [--variants LIST] | eval identification --images DIR [--gallery K] | eval matching --dir DIR...")
 	}
 	fs := flag.NewFlagSet("eval lfw", flag.ContinueOnError)
 	fs.SetOutput(env.stderr)
