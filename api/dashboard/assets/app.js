@@ -670,6 +670,27 @@ async function viewOverview(route) {
   return fragment(heading, h('div', { class: 'cards' }, cards), chart, identifications);
 }
 
+/** A collection's policy: "target FPIR 1%" or "fixed distance". */
+function policyText(d) {
+  if (!d) return '—';
+  return d.policy === 'target_fpir' && isNumber(d.target_fpir) ? `target FPIR ${fmtShare(d.target_fpir)}` : 'fixed distance';
+}
+
+/** The collection's own estimate of its FPIR, from its strangers-by-proxy. */
+function proxyText(d) {
+  if (!d || !isNumber(d.proxy_fpir)) return '—';
+  return `${fmtShare(d.proxy_fpir)} (est. at ${fmtInt(d.calibrated_subjects)} subjects)`;
+}
+
+/** A rate as a percentage with up to 2 significant decimals: 1%, 0.05%. */
+function fmtShare(r) {
+  if (!isNumber(r)) return '—';
+  const pct = r * 100;
+  if (pct === 0) return '0%';
+  if (pct >= 1) return `${Math.round(pct * 10) / 10}%`;
+  return `${Number(pct.toPrecision(2))}%`;
+}
+
 function statRow(label, className, value) {
   return [h('dt', {}, label), h('dd', { class: className }, value)];
 }
@@ -689,7 +710,9 @@ function collectionCard(collection, result, selected) {
       statRow('Subjects', 'stat-subjects', fmtInt(s.subjects)),
       statRow('Faces', 'stat-faces', fmtInt(s.faces)),
       statRow('Pending faces', 'stat-pending', fmtInt(s.pending_faces)),
+      statRow('Decision', 'stat-policy', policyText(s.decision)),
       statRow('Threshold', 'stat-threshold', isNumber(s.threshold) ? thresholdFormat.format(s.threshold) : '—'),
+      statRow('Strangers matched', 'stat-proxy-fpir', proxyText(s.decision)),
       statRow('Descriptors', 'stat-bytes', fmtBytes(s.descriptor_bytes)),
       statRow('Last enrollment', 'stat-last-enroll', fmtTime(s.last_enroll_at))));
   }
@@ -856,7 +879,8 @@ async function identificationSections(c) {
   const distances = h('section', { class: 'panel chart-panel', 'aria-labelledby': 'chart-distances-heading' },
     h('h2', { id: 'chart-distances-heading' }, `Distance of the best candidate: ${c}`),
     h('p', { class: 'muted' }, 'How far each identified face was from its nearest subject (smaller is more alike). ' +
-      'Faces left of the threshold line are matched; a pile-up near the line means uncertain identifications.'));
+      'Faces left of the threshold line are matched; under a target FPIR the line is a typical face’s, and each face’s own ' +
+      'depends on how close it and its candidate are to everyone else. A pile-up near the line means uncertain identifications.'));
   try {
     const data = (await api(`/v1/admin/collections/${enc(c)}/identifications?hours=${CHART_HOURS}`)) || {};
     const series = hourSeries(data, CHART_HOURS);
@@ -1732,10 +1756,10 @@ function tryResult(c, data, url, fileName) {
   else img.addEventListener('load', () => draw(img.naturalWidth, img.naturalHeight), { once: true });
   const figure = h('figure', { class: 'try-figure' }, img, overlay);
   const list = faces.length
-    ? h('ul', { class: 'face-results' }, faces.map((f, i) => faceResult(c, f, i + 1, data.threshold)))
+    ? h('ul', { class: 'face-results' }, faces.map((f, i) => faceResult(c, f, i + 1, isNumber(f.threshold) ? f.threshold : data.threshold)))
     : h('p', { class: 'empty' }, 'No face found in this photo.');
   return [h('h2', {}, 'Result'),
-    h('p', { class: 'muted' }, `Threshold ${fmtThreshold(data.threshold)}` + (data.mode ? ` · mode ${data.mode}` : '')),
+    h('p', { class: 'muted' }, `Decision ${policyText(data.decision)} · threshold ${fmtThreshold(data.threshold)}` + (data.mode ? ` · mode ${data.mode}` : '')),
     figure, list];
 }
 
@@ -1763,15 +1787,18 @@ function faceResult(c, face, n, threshold) {
     h('h3', {}, h('span', { class: 'face-number' }, String(n)), ' ',
       match ? ['Match: ', h('a', { href: subjectHash(c, match.subject_id) }, candidateName(match))] : 'Unknown'),
     h('p', { class: 'muted' },
-      match ? `Distance ${fmtDistance(match.distance)}, threshold ${fmtThreshold(threshold)}.`
+      (match ? `Distance ${fmtDistance(match.distance)}, threshold ${fmtThreshold(threshold)}` +
+        (isNumber(match.fpir) ? `; a stranger scores this well with a chance of ${fmtShare(match.fpir)}.` : '.')
         : `No candidate was within the threshold ${fmtThreshold(threshold)}` +
-          (candidates.some((x) => x.distance <= threshold) ? ' that was not given to another face.' : '.')),
+          (candidates.some((x) => x.distance <= threshold) ? ' that was not given to another face.' : '.')) +
+      (face.second_look ? ' Near the threshold: decided on a second look with the mirror image.' : '')),
     candidates.length
       ? h('ol', { class: 'candidates', 'aria-label': `Candidates for face ${n}` }, candidates.map((cand) =>
         h('li', { class: 'candidate' },
           h('a', { href: subjectHash(c, cand.subject_id) }, candidateName(cand)),
           cand.external_id && cand.display_name ? [' ', h('code', {}, cand.external_id)] : null,
           ': ', h('span', { class: 'distance' }, fmtDistance(cand.distance)),
+          isNumber(cand.fpir) ? h('span', { class: 'muted fpir' }, ` · stranger chance ${fmtShare(cand.fpir)}`) : null,
           isNumber(threshold) && cand.distance <= threshold ? h('span', { class: 'muted' }, ' (within threshold)') : null)))
       : h('p', { class: 'muted' }, 'No candidates.'));
 }
