@@ -2799,7 +2799,9 @@ func testUpgradeFromVersion1(t *testing.T, b backend) {
 	}
 	c, err := s.GetCollection(ctx, "old")
 	noErr(t, "GetCollection", err)
-	if c.Threshold != 0.5 {
+	// 0008: a collection from before the open-set policy keeps its fixed
+	// threshold, with no target and no calibration yet.
+	if c.Threshold != 0.5 || c.TargetFPIR != 0 || c.Calibration != nil {
 		t.Errorf("collection after the upgrade %+v", c)
 	}
 	job := mustImportJob(t, s, "old", 3)

@@ -19,6 +19,7 @@ type engineFlags struct {
 	maxSide   int
 	upsample  float64
 	landmarks int
+	retry     bool
 }
 
 func (f *engineFlags) register(fs *flag.FlagSet, workers int) {
@@ -30,6 +31,7 @@ func (f *engineFlags) register(fs *flag.FlagSet, workers int) {
 	fs.IntVar(&f.maxSide, "max-side", 0, "longest side of the detector's scan copy (0: the default)")
 	fs.Float64Var(&f.upsample, "upsample", 0, "largest upsampling factor for small images (0: the default)")
 	fs.IntVar(&f.landmarks, "landmarks", 0, "landmark model: 5 or 68 (0: 68 when present)")
+	fs.BoolVar(&f.retry, "detect-retry", true, "scan an image without a face once more, enlarged and with a lower threshold")
 }
 
 func (f *engineFlags) config() (gallery.EngineConfig, error) {
@@ -58,6 +60,7 @@ func (f *engineFlags) config() (gallery.EngineConfig, error) {
 	if f.upsample > 0 {
 		cfg.Detect.MaxUpsample = f.upsample
 	}
+	cfg.Detect.Retry = f.retry
 	return cfg, nil
 }
 

@@ -149,6 +149,8 @@ func runEvalIdentification(ctx context.Context, env *cliEnv, args []string) erro
 	detSVG := fs.String("det-svg", "", "write the DET curve to this SVG file")
 	cohorts := fs.Bool("cohorts", true, "normalise scores against the gallery's cohorts (off: raw similarity; for measuring that lever, the default decision is then not calibrated)")
 	secondLook := fs.Bool("second-look", true, "describe probes near the threshold again with their mirror image")
+	sizes := fs.String("sizes", "", "instead of the protocol: the default decision in galleries of these sizes (e.g. 100,1000,3000), one photo per person, held in memory")
+	repeats := fs.Int("repeats", 3, "with --sizes: random galleries per size")
 	writePrior := fs.String("write-prior", "", "measure the prior by gallery size on this tree and write it as Go source to this file (gallery/calibration_lfw.go)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -166,6 +168,9 @@ func runEvalIdentification(ctx context.Context, env *cliEnv, args []string) erro
 	}
 	if *writePrior != "" {
 		return writeLFWPrior(ctx, env, cfg, *images, part, parts, *partFlag, *writePrior)
+	}
+	if *sizes != "" {
+		return runOperatingPoints(ctx, env, cfg, *images, part, parts, *sizes, *targetFPIR, max(1, *repeats))
 	}
 	pol := gallery.Policy{TargetFPIR: *targetFPIR}
 	if *threshold > 0 {

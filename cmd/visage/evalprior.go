@@ -37,73 +37,15 @@ type priorPhoto struct {
 // gallery.MeasureProxies) on galleries held in memory, and the
 // false-match rates of verification, and writes them as Go source.
 func writeLFWPrior(ctx context.Context, env *cliEnv, cfg gallery.EngineConfig, root string, part, parts int, partFlag, out string) error {
-	people, err := os.ReadDir(root)
+	photos, err := describeTree(ctx, env, cfg, root, part, parts)
 	if err != nil {
 		return err
 	}
-	type job struct{ person, path string }
-	var jobs []job
-	for _, d := range people {
-		if !d.IsDir() || !inPart(d.Name(), part, parts) {
-			continue
-		}
-		entries, err := os.ReadDir(filepath.Join(root, d.Name()))
-		if err != nil {
-			return err
-		}
-		for _, e := range entries {
-			if e.Type().IsRegular() && !strings.HasPrefix(e.Name(), ".") {
-				jobs = append(jobs, job{d.Name(), filepath.Join(root, d.Name(), e.Name())})
-			}
-		}
-	}
-	eng, err := gallery.OpenEngine(cfg)
-	if err != nil {
-		return err
-	}
-	defer eng.Close()
-	photos := make([]priorPhoto, len(jobs))
-	gates := align.EnrollGates()
-	var done atomic.Int64
-	prog := newProgress(env, "describe", len(jobs))
-	err = gallery.Concurrently(ctx, 2*cfg.Workers, jobs, func(ctx context.Context, i int, j job) error {
-		defer func() { prog.tick(done.Add(1)) }()
-		data, err := os.ReadFile(j.path)
-		if err != nil {
-			return err
-		}
-		res, err := eng.Faces(ctx, data)
-		if err != nil {
-			return nil // a photo the engine refuses takes no part
-		}
-		photos[i].person = j.person
-		if c := centreOf(res); c >= 0 {
-			photos[i].probe = slices.Clone(res.Faces[c].Descriptor[:])
-		}
-		top, err := gallery.Largest(res.Faces, 0.1)
-		if err != nil || len(top) > 1 || len(gates.Check(top[0].Quality)) > 0 {
-			return nil
-		}
-		f := top[0]
-		if _, err := eng.DescribeForEnrollment(ctx, &f); err != nil {
-			return err
-		}
-		photos[i].enroll = slices.Clone(f.Descriptor[:])
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	prog.finish()
-
 	// Each person enrolls with their first enrollable photo and, when not
 	// enrolled, probes with their first photo that has a face.
 	byName := map[string]*priorPerson{}
 	var all []*priorPerson
 	for _, ph := range photos {
-		if ph.person == "" {
-			continue
-		}
 		p := byName[ph.person]
 		if p == nil {
 			p = &priorPerson{name: ph.person}
@@ -231,6 +173,72 @@ func writeLFWPrior(ctx context.Context, env *cliEnv, cfg gallery.EngineConfig, r
 	fmt.Fprintf(env.stderr, "prior: median growth per doubling at full cohort weight %.5f (sizes %d..%d)\n", slope, largest/4, largest)
 	probePairs, enrolledPairs := fmrCurves(all)
 	return writePriorSource(out, partFlag, points, slope, probePairs, enrolledPairs)
+}
+
+// describeTree describes every photo of a tree's part as the service
+// would: the enrollment variant's descriptor of the face enrollment would
+// keep (none when it would refuse the photo), the probe's of the face
+// nearest the centre. Photos are in name order, person by person.
+func describeTree(ctx context.Context, env *cliEnv, cfg gallery.EngineConfig, root string, part, parts int) ([]priorPhoto, error) {
+	people, err := os.ReadDir(root)
+	if err != nil {
+		return nil, err
+	}
+	type job struct{ person, path string }
+	var jobs []job
+	for _, d := range people {
+		if !d.IsDir() || !inPart(d.Name(), part, parts) {
+			continue
+		}
+		entries, err := os.ReadDir(filepath.Join(root, d.Name()))
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range entries {
+			if e.Type().IsRegular() && !strings.HasPrefix(e.Name(), ".") {
+				jobs = append(jobs, job{d.Name(), filepath.Join(root, d.Name(), e.Name())})
+			}
+		}
+	}
+	eng, err := gallery.OpenEngine(cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer eng.Close()
+	photos := make([]priorPhoto, len(jobs))
+	gates := align.EnrollGates()
+	var done atomic.Int64
+	prog := newProgress(env, "describe", len(jobs))
+	err = gallery.Concurrently(ctx, 2*cfg.Workers, jobs, func(ctx context.Context, i int, j job) error {
+		defer func() { prog.tick(done.Add(1)) }()
+		photos[i].person = j.person
+		data, err := os.ReadFile(j.path)
+		if err != nil {
+			return err
+		}
+		res, err := eng.Faces(ctx, data)
+		if err != nil {
+			return nil // a photo the engine refuses takes no part
+		}
+		if c := centreOf(res); c >= 0 {
+			photos[i].probe = slices.Clone(res.Faces[c].Descriptor[:])
+		}
+		top, err := gallery.Largest(res.Faces, 0.1)
+		if err != nil || len(top) > 1 || len(gates.Check(top[0].Quality)) > 0 {
+			return nil
+		}
+		f := top[0]
+		if _, err := eng.DescribeForEnrollment(ctx, &f); err != nil {
+			return err
+		}
+		photos[i].enroll = slices.Clone(f.Descriptor[:])
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	prog.finish()
+	return photos, nil
 }
 
 // priorPerson is one person of the tree: the descriptors enrollment and

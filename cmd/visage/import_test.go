@@ -402,8 +402,11 @@ func TestImport(t *testing.T) {
 		if err := json.Unmarshal(srv.call(200, "POST", "/v1/collections/tree/identify", &body, mw.FormDataContentType()), &ident); err != nil {
 			t.Fatal(err)
 		}
-		if len(ident.Faces) != 1 || ident.Faces[0].Match == nil || ident.Faces[0].Match.ExternalID != "penny" || ident.Faces[0].Match.Distance > 1e-3 {
-			t.Errorf("identify penny3.png: %+v, want penny at distance 0", ident.Faces)
+		// The same pixels: the plain probe against the enrolled
+		// mirror-averaged descriptor (0.065 apart at the median on
+		// lfw-open, 0.154 at most; two people 0.25 or more).
+		if len(ident.Faces) != 1 || ident.Faces[0].Match == nil || ident.Faces[0].Match.ExternalID != "penny" || ident.Faces[0].Match.Distance > 0.2 {
+			t.Errorf("identify penny3.png: %+v, want penny within 0.2", ident.Faces)
 		}
 
 		// Not a terminal: plain periodic lines, the last one complete.

@@ -52,8 +52,10 @@ const (
 	// crashClients concurrent clients per burst.
 	crashClients = 4
 	// sameImageDistance bounds the distance of a photo to its own
-	// enrollment (the same pixels give the same descriptor).
-	sameImageDistance = 0.05
+	// enrollment: the probe's plain descriptor against the enrolled
+	// mirror-averaged one of the same pixels is 0.065 apart at the median
+	// on lfw-open, 0.154 at most; two people are 0.25 apart or more.
+	sameImageDistance = 0.2
 )
 
 // ---- an HTTP client that reports errors instead of failing the test, for
