@@ -325,7 +325,9 @@ func (s *Service) Collection(ctx context.Context, name string) (CollectionView, 
 	return s.viewOf(ctx, c)
 }
 
-// Collections returns every active collection with its operating point.
+// Collections returns every active collection with its operating point
+// as of its last calibration (one query for the list, however many
+// collections; Collection gives the current one).
 func (s *Service) Collections(ctx context.Context) ([]CollectionView, error) {
 	cs, err := s.store.ListCollections(ctx)
 	if err != nil {
@@ -333,11 +335,16 @@ func (s *Service) Collections(ctx context.Context) ([]CollectionView, error) {
 	}
 	out := make([]CollectionView, 0, len(cs))
 	for _, c := range cs {
-		v, err := s.viewOf(ctx, c)
-		if err != nil {
-			return nil, fmt.Errorf("list collections: %w", err)
+		cal := calibrationOf(c)
+		n := 0
+		if cal != nil {
+			n = cal.Subjects
 		}
-		out = append(out, v)
+		op := Operate(PolicyOf(c), n, cal)
+		if s.cfg.Tuning != nil {
+			op = op.Tuned(*s.cfg.Tuning)
+		}
+		out = append(out, CollectionView{Collection: c, Operating: op, Calibration: cal})
 	}
 	return out, nil
 }

@@ -147,7 +147,7 @@ func runEvalIdentification(ctx context.Context, env *cliEnv, args []string) erro
 	threshold := fs.Float64("threshold", 0, "decide by this fixed distance instead of a target FPIR")
 	detCSV := fs.String("det-csv", "", "write the DET curve (threshold, fpir, fnir) to this CSV file")
 	detSVG := fs.String("det-svg", "", "write the DET curve to this SVG file")
-	cohorts := fs.Bool("cohorts", true, "normalise scores against the gallery's cohorts (off: raw similarity; for measuring that lever, the default decision is then not calibrated)")
+	cohorts := fs.String("cohort-weights", "", "probe,gallery cohort weights instead of the default 0.25,0.5 (0,0: raw similarity); for measuring levers: the default decision is then not calibrated")
 	secondLook := fs.Bool("second-look", true, "describe probes near the threshold again with their mirror image")
 	sizes := fs.String("sizes", "", "instead of the protocol: the default decision in galleries of these sizes (e.g. 100,1000,3000), one photo per person, held in memory")
 	repeats := fs.Int("repeats", 3, "with --sizes: random galleries per size")
@@ -204,10 +204,16 @@ func runEvalIdentification(ctx context.Context, env *cliEnv, args []string) erro
 	}
 	defer idx.Close()
 	scfg := gallery.DefaultServiceConfig()
-	if !*cohorts || !*secondLook {
+	if *cohorts != "" || !*secondLook {
 		t := gallery.DefaultTuning()
-		if !*cohorts {
-			t.ProbeCohortWeight, t.GalleryCohortWeight = 0, 0
+		if *cohorts != "" {
+			a, b, ok := strings.Cut(*cohorts, ",")
+			pw, err1 := strconv.ParseFloat(a, 64)
+			gw, err2 := strconv.ParseFloat(b, 64)
+			if !ok || err1 != nil || err2 != nil {
+				return fmt.Errorf("--cohort-weights %q: want two numbers, probe,gallery", *cohorts)
+			}
+			t.ProbeCohortWeight, t.GalleryCohortWeight = pw, gw
 		}
 		if !*secondLook {
 			t.SecondLookBand = 0
