@@ -78,9 +78,15 @@ func (h *harness) decisionOf(t *testing.T, collection string, calibrated bool) d
 // FPIR of 1%), and checks what the policy promises: the derived threshold
 // gets stricter as the collection grows, strangers (people never
 // enrolled) are answered unknown at about the target rate, and enrolled
-// people are still found.
+// people are still found. Both deployments decide alike.
 func TestOpenSetIdentification(t *testing.T) {
-	h := newHarness(t, harnessOptions{})
+	for _, d := range deployments {
+		t.Run(d.name, func(t *testing.T) { testOpenSetIdentification(t, d.opts) })
+	}
+}
+
+func testOpenSetIdentification(t *testing.T, opts harnessOptions) {
+	h := newHarness(t, opts)
 	_, multi, single, photos := lfwOpenPeople(t)
 	const enrolled, strangers = 300, 400
 	if len(multi) < enrolled || len(single) < strangers {

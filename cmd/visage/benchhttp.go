@@ -246,7 +246,11 @@ func (c *loadClient) enrollDir(ctx context.Context, collection, dir string) (int
 			photos = append(photos, d)
 		}
 		mb, ct := multipartImages(photos...)
-		if b, status, err := c.send(ctx, "POST", "/v1/collections/"+collection+"/subjects/"+sub.ID+"/faces", ct, mb); err != nil || status >= 300 {
+		b, status, err = c.send(ctx, "POST", "/v1/collections/"+collection+"/subjects/"+sub.ID+"/faces", ct, mb)
+		if status == http.StatusUnprocessableEntity {
+			continue // every photo refused (no face, quality gates): a subject without faces
+		}
+		if err != nil || status >= 300 {
 			return n, fmt.Errorf("enroll %s: %d %s %v", p.Name(), status, b, err)
 		}
 		n += len(photos)

@@ -33,6 +33,9 @@ func runEval(ctx context.Context, env *cliEnv, args []string) error {
 	if len(args) > 0 && args[0] == "identification" {
 		return runEvalIdentification(ctx, env, args[1:])
 	}
+	if len(args) > 0 && args[0] == "det" {
+		return runEvalDET(env, args[1:])
+	}
 	if len(args) == 0 || args[0] != "lfw" {
 		return fmt.Errorf("usage: visage eval lfw --images DIR --pairs FILE [--variants LIST] | eval identification --images DIR [--gallery K] | eval matching --dir DIR...")
 	}

@@ -342,7 +342,11 @@ func runEvalIdentification(ctx context.Context, env *cliEnv, args []string) erro
 		}
 	}
 	if *detSVG != "" {
-		if err := os.WriteFile(*detSVG, detSVGBytes(rep.det(), op), 0o644); err != nil {
+		target := 0.0
+		if !op.Policy.Fixed() {
+			target = op.Policy.TargetFPIR
+		}
+		if err := os.WriteFile(*detSVG, detSVGBytes([]detSeries{{"this run", rep.det()}}, target), 0o644); err != nil {
 			return err
 		}
 	}
@@ -466,15 +470,22 @@ func detCSVBytes(pts []detPoint) []byte {
 	return []byte(b.String())
 }
 
-// detSVGBytes draws the DET curve: FPIR on a log axis from 0.1% to 100%,
-// FNIR linear, the default decision's target marked.
-func detSVGBytes(pts []detPoint, op gallery.Operating) []byte {
+// detSeries is one labelled DET curve.
+type detSeries struct {
+	label string
+	pts   []detPoint
+}
+
+// detSVGBytes draws DET curves: FPIR on a log axis from 0.1% to 100%,
+// FNIR linear, and the target FPIR when > 0.
+func detSVGBytes(series []detSeries, target float64) []byte {
 	const w, h, ml, mb, mt, mr = 560, 400, 60, 45, 20, 20
 	x := func(f float64) float64 {
 		f = math.Max(f, 1e-3)
 		return ml + (math.Log10(f)+3)/3*(w-ml-mr)
 	}
 	y := func(f float64) float64 { return mt + (1-f)*(h-mt-mb) }
+	colors := []string{"#1f5fbf", "#d9822b", "#2e8b57", "#8e44ad", "#c0392b", "#555"}
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="11">`+"\n", w, h)
 	fmt.Fprintf(&b, `<rect width="%d" height="%d" fill="white"/>`+"\n", w, h)
@@ -486,19 +497,78 @@ func detSVGBytes(pts []detPoint, op gallery.Operating) []byte {
 	}
 	fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle">FPIR (strangers answered match)</text>`+"\n", (w+ml)/2, h-8)
 	fmt.Fprintf(&b, `<text x="14" y="%d" transform="rotate(-90 14 %d)" text-anchor="middle">FNIR (enrolled people missed)</text>`+"\n", h/2, h/2)
-	var path strings.Builder
-	for i, p := range pts {
-		cmd := "L"
-		if i == 0 {
-			cmd = "M"
-		}
-		fmt.Fprintf(&path, "%s%.1f,%.1f ", cmd, x(p.fpir), y(p.fnir))
-	}
-	fmt.Fprintf(&b, `<path d="%s" fill="none" stroke="#1f5fbf" stroke-width="2"/>`+"\n", strings.TrimSpace(path.String()))
-	if !op.Policy.Fixed() {
+	if target > 0 {
 		fmt.Fprintf(&b, `<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#c33" stroke-dasharray="4 3"/><text x="%.1f" y="%d" fill="#c33">target %g</text>`+"\n",
-			x(op.Policy.TargetFPIR), mt, x(op.Policy.TargetFPIR), h-mb, x(op.Policy.TargetFPIR)+4, mt+12, op.Policy.TargetFPIR)
+			x(target), mt, x(target), h-mb, x(target)+4, h-mb-6, target)
+	}
+	for si, sr := range series {
+		color := colors[si%len(colors)]
+		var path strings.Builder
+		lastX, lastY := -1.0, -1.0
+		for i, p := range sr.pts {
+			px, py := x(p.fpir), y(p.fnir)
+			if i > 0 && i < len(sr.pts)-1 && px-lastX < 2 && math.Abs(py-lastY) < 1 {
+				continue // steps under a pixel or two: keep the file small
+			}
+			lastX, lastY = px, py
+			cmd := "L"
+			if path.Len() == 0 {
+				cmd = "M"
+			}
+			fmt.Fprintf(&path, "%s%.1f,%.1f ", cmd, px, py)
+		}
+		fmt.Fprintf(&b, `<path d="%s" fill="none" stroke="%s" stroke-width="2"/>`+"\n", strings.TrimSpace(path.String()), color)
+		fmt.Fprintf(&b, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="%s" stroke-width="2"/><text x="%d" y="%d">%s</text>`+"\n",
+			w-mr-200, mt+12+16*si, w-mr-180, mt+12+16*si, color, w-mr-175, mt+16+16*si, sr.label)
 	}
 	b.WriteString("</svg>\n")
 	return []byte(b.String())
+}
+
+// readDETCSV reads a curve written by --det-csv.
+func readDETCSV(path string) ([]detPoint, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var pts []detPoint
+	for i, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		if i == 0 {
+			continue
+		}
+		var p detPoint
+		if _, err := fmt.Sscanf(line, "%g,%g,%g", &p.threshold, &p.fpir, &p.fnir); err != nil {
+			return nil, fmt.Errorf("%s line %d: %w", path, i+1, err)
+		}
+		pts = append(pts, p)
+	}
+	return pts, nil
+}
+
+// runEvalDET draws DET curves written by eval identification into one
+// SVG: visage eval det --svg OUT LABEL=FILE.csv...
+func runEvalDET(env *cliEnv, args []string) error {
+	fs := flag.NewFlagSet("eval det", flag.ContinueOnError)
+	fs.SetOutput(env.stderr)
+	out := fs.String("svg", "", "SVG file to write")
+	target := fs.Float64("target-fpir", 0, "mark this FPIR")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *out == "" || fs.NArg() == 0 {
+		return fmt.Errorf("usage: visage eval det --svg OUT LABEL=FILE.csv...")
+	}
+	var series []detSeries
+	for _, a := range fs.Args() {
+		label, path, ok := strings.Cut(a, "=")
+		if !ok {
+			return fmt.Errorf("%q: want LABEL=FILE.csv", a)
+		}
+		pts, err := readDETCSV(path)
+		if err != nil {
+			return err
+		}
+		series = append(series, detSeries{label, pts})
+	}
+	return os.WriteFile(*out, detSVGBytes(series, *target), 0o644)
 }
