@@ -6,28 +6,28 @@ package gallery
 // the tuning part, by gallery size (see Prior).
 var lfwPrior = &Prior{
 	Points: []PriorPoint{
-		{Subjects: 1, Median: 0.00000, ProbeCohort: 0.00000, GalleryCohort: 0.00000, Delta: []float64{0.83648, 0.85503, 0.86557, 0.87944, 0.89023, 0.89692, 0.90139, 0.90874, 0.91528, 0.92368, 0.92854}},
-		{Subjects: 2, Median: 0.84094, ProbeCohort: 0.82190, GalleryCohort: 0.00000, Delta: []float64{0.01478, 0.02936, 0.03777, 0.04878, 0.05738, 0.06324, 0.06724, 0.07365, 0.07926, 0.08628, 0.09075}},
-		{Subjects: 3, Median: 0.86289, ProbeCohort: 0.82370, GalleryCohort: 0.00000, Delta: []float64{0.00040, 0.01366, 0.02147, 0.03168, 0.03986, 0.04495, 0.04880, 0.05489, 0.06038, 0.06672, 0.07083}},
-		{Subjects: 5, Median: 0.87055, ProbeCohort: 0.83790, GalleryCohort: 0.00000, Delta: []float64{0.00334, 0.01472, 0.02134, 0.03017, 0.03750, 0.04235, 0.04567, 0.05116, 0.05595, 0.06194, 0.06642}},
-		{Subjects: 10, Median: 0.88647, ProbeCohort: 0.85987, GalleryCohort: 0.00000, Delta: []float64{-0.00144, 0.00817, 0.01390, 0.02190, 0.02848, 0.03288, 0.03619, 0.04117, 0.04578, 0.05102, 0.05575}},
-		{Subjects: 20, Median: 0.89438, ProbeCohort: 0.87375, GalleryCohort: 0.00000, Delta: []float64{-0.00089, 0.00733, 0.01240, 0.01952, 0.02565, 0.02972, 0.03269, 0.03755, 0.04190, 0.04749, 0.05012}},
-		{Subjects: 30, Median: 0.90007, ProbeCohort: 0.88108, GalleryCohort: 0.00000, Delta: []float64{-0.00134, 0.00633, 0.01106, 0.01772, 0.02345, 0.02742, 0.03041, 0.03521, 0.03964, 0.04516, 0.04957}},
-		{Subjects: 50, Median: 0.80694, ProbeCohort: 0.88853, GalleryCohort: 0.89841, Delta: []float64{-0.00092, 0.00598, 0.01023, 0.01656, 0.02217, 0.02577, 0.02839, 0.03290, 0.03707, 0.04157, 0.04500}},
-		{Subjects: 100, Median: 0.67821, ProbeCohort: 0.89730, GalleryCohort: 0.90638, Delta: []float64{-0.00078, 0.00527, 0.00904, 0.01457, 0.01926, 0.02265, 0.02521, 0.02924, 0.03288, 0.03791, 0.04163}},
-		{Subjects: 200, Median: 0.54624, ProbeCohort: 0.90437, GalleryCohort: 0.91328, Delta: []float64{-0.00014, 0.00514, 0.00863, 0.01341, 0.01762, 0.02051, 0.02269, 0.02637, 0.02982, 0.03438, 0.03798}},
-		{Subjects: 300, Median: 0.46823, ProbeCohort: 0.90815, GalleryCohort: 0.91672, Delta: []float64{0.00020, 0.00524, 0.00824, 0.01276, 0.01655, 0.01924, 0.02119, 0.02477, 0.02764, 0.03105, 0.03424}},
-		{Subjects: 500, Median: 0.36945, ProbeCohort: 0.91251, GalleryCohort: 0.92108, Delta: []float64{0.00003, 0.00456, 0.00749, 0.01165, 0.01564, 0.01822, 0.02021, 0.02334, 0.02623, 0.03796, 0.04127}},
-		{Subjects: 1000, Median: 0.23384, ProbeCohort: 0.91768, GalleryCohort: 0.92594, Delta: []float64{-0.00007, 0.00427, 0.00696, 0.01068, 0.01413, 0.01656, 0.01827, 0.02147, 0.02439, 0.02847, 0.03152}},
-		{Subjects: 1119, Median: 0.23370, ProbeCohort: 0.91860, GalleryCohort: 0.92632, Delta: []float64{0.00028, 0.00453, 0.00733, 0.01101, 0.01426, 0.01663, 0.01809, 0.02060, 0.02627, 0.03030, 0.03395}},
+		{Subjects: 1, Median: 0.00000, ProbeCohort: 0.00000, GalleryCohort: 0.00000, Delta: []float64{0.83902, 0.85754, 0.86788, 0.88154, 0.89197, 0.89837, 0.90308, 0.90997, 0.91628, 0.92336, 0.92879}},
+		{Subjects: 2, Median: 0.84158, ProbeCohort: 0.82505, GalleryCohort: 0.00000, Delta: []float64{0.01661, 0.03082, 0.03907, 0.05016, 0.05881, 0.06422, 0.06807, 0.07432, 0.08006, 0.08658, 0.09083}},
+		{Subjects: 3, Median: 0.86349, ProbeCohort: 0.82549, GalleryCohort: 0.00000, Delta: []float64{0.00217, 0.01528, 0.02274, 0.03308, 0.04126, 0.04665, 0.05060, 0.05674, 0.06285, 0.06926, 0.07364}},
+		{Subjects: 5, Median: 0.87117, ProbeCohort: 0.83932, GalleryCohort: 0.00000, Delta: []float64{0.00399, 0.01548, 0.02214, 0.03108, 0.03862, 0.04340, 0.04686, 0.05238, 0.05745, 0.06427, 0.06834}},
+		{Subjects: 10, Median: 0.88561, ProbeCohort: 0.86101, GalleryCohort: 0.00000, Delta: []float64{0.00068, 0.01031, 0.01586, 0.02378, 0.03031, 0.03461, 0.03771, 0.04261, 0.04737, 0.05292, 0.05685}},
+		{Subjects: 20, Median: 0.89473, ProbeCohort: 0.87622, GalleryCohort: 0.00000, Delta: []float64{0.00122, 0.00938, 0.01439, 0.02119, 0.02719, 0.03104, 0.03414, 0.03889, 0.04347, 0.04867, 0.05188}},
+		{Subjects: 30, Median: 0.90101, ProbeCohort: 0.88257, GalleryCohort: 0.00000, Delta: []float64{-0.00091, 0.00671, 0.01145, 0.01811, 0.02392, 0.02785, 0.03065, 0.03545, 0.03999, 0.04503, 0.04801}},
+		{Subjects: 50, Median: 0.80712, ProbeCohort: 0.89036, GalleryCohort: 0.89867, Delta: []float64{0.00056, 0.00742, 0.01158, 0.01763, 0.02296, 0.02659, 0.02918, 0.03325, 0.03733, 0.04197, 0.04563}},
+		{Subjects: 100, Median: 0.67814, ProbeCohort: 0.89884, GalleryCohort: 0.90669, Delta: []float64{0.00071, 0.00655, 0.01025, 0.01580, 0.02057, 0.02371, 0.02628, 0.02982, 0.03348, 0.03752, 0.04137}},
+		{Subjects: 200, Median: 0.54613, ProbeCohort: 0.90623, GalleryCohort: 0.91387, Delta: []float64{0.00128, 0.00639, 0.00984, 0.01479, 0.01885, 0.02200, 0.02417, 0.02794, 0.03138, 0.03485, 0.03776}},
+		{Subjects: 300, Median: 0.46835, ProbeCohort: 0.90987, GalleryCohort: 0.91733, Delta: []float64{0.00109, 0.00611, 0.00923, 0.01368, 0.01772, 0.02036, 0.02256, 0.02605, 0.02899, 0.03174, 0.03489}},
+		{Subjects: 500, Median: 0.36927, ProbeCohort: 0.91388, GalleryCohort: 0.92118, Delta: []float64{0.00117, 0.00563, 0.00846, 0.01269, 0.01656, 0.01902, 0.02111, 0.02381, 0.02668, 0.03550, 0.03849}},
+		{Subjects: 1000, Median: 0.23377, ProbeCohort: 0.91912, GalleryCohort: 0.92592, Delta: []float64{0.00104, 0.00510, 0.00762, 0.01140, 0.01488, 0.01710, 0.01862, 0.02137, 0.02409, 0.02767, 0.03038}},
+		{Subjects: 1125, Median: 0.23384, ProbeCohort: 0.92011, GalleryCohort: 0.92655, Delta: []float64{0.00098, 0.00506, 0.00759, 0.01122, 0.01466, 0.01666, 0.01770, 0.02034, 0.02304, 0.02625, 0.02876}},
 	},
-	MedianSlope: 0.00071,
+	MedianSlope: 0.00055,
 }
 
 // ProbePairFMR is the false-match rate of two probes (two images
 // compared), EnrolledPairFMR of a probe and an enrolled face, measured on
 // every pair of different people of the tuning part.
 var (
-	ProbePairFMR    = FMRCurve{Distances: []float64{0.49307, 0.45682, 0.43021, 0.40464, 0.38338, 0.36317, 0.34366, 0.32712, 0.30814}}
-	EnrolledPairFMR = FMRCurve{Distances: []float64{0.49023, 0.45387, 0.42716, 0.40158, 0.38007, 0.35871, 0.33974, 0.32325, 0.29998}}
+	ProbePairFMR    = FMRCurve{Distances: []float64{0.48590, 0.44952, 0.42281, 0.39771, 0.37613, 0.35552, 0.33664, 0.31766, 0.29880}}
+	EnrolledPairFMR = FMRCurve{Distances: []float64{0.48663, 0.45014, 0.42336, 0.39797, 0.37630, 0.35543, 0.33646, 0.31778, 0.29422}}
 )

@@ -177,8 +177,10 @@ func writeLFWPrior(ctx context.Context, env *cliEnv, cfg gallery.EngineConfig, r
 
 // describeTree describes every photo of a tree's part as the service
 // would: the enrollment variant's descriptor of the face enrollment would
-// keep (none when it would refuse the photo), the probe's of the face
-// nearest the centre. Photos are in name order, person by person.
+// keep (none when it would refuse the photo), and the probe's of the face
+// nearest the centre after a second look (the decisions that matter are
+// near a threshold, where identification takes one). Photos are in name
+// order, person by person.
 func describeTree(ctx context.Context, env *cliEnv, cfg gallery.EngineConfig, root string, part, parts int) ([]priorPhoto, error) {
 	people, err := os.ReadDir(root)
 	if err != nil {
@@ -221,7 +223,14 @@ func describeTree(ctx context.Context, env *cliEnv, cfg gallery.EngineConfig, ro
 			return nil // a photo the engine refuses takes no part
 		}
 		if c := centreOf(res); c >= 0 {
-			photos[i].probe = slices.Clone(res.Faces[c].Descriptor[:])
+			// The probe as it is decided near a threshold: with the second
+			// look's mirror pass (identification describes every probe whose
+			// score falls near its threshold so).
+			f := res.Faces[c]
+			if _, err := eng.SecondLook(ctx, &f); err != nil {
+				return err
+			}
+			photos[i].probe = slices.Clone(f.Descriptor[:])
 		}
 		top, err := gallery.Largest(res.Faces, 0.1)
 		if err != nil || len(top) > 1 || len(gates.Check(top[0].Quality)) > 0 {
