@@ -120,33 +120,35 @@ func (s *Service) Identify(ctx context.Context, req IdentifyRequest) (*Identific
 	}
 	out := &Identification{Width: res.Width, Height: res.Height, Operating: op, Mode: mode, Timings: res.Timings}
 	src := s.neighbours(req.Collection)
-	t0 := time.Now()
 	cands := make([][]Candidate, len(res.Faces))
 	second := make([]bool, len(res.Faces))
+	search := func(i int) error {
+		t0 := time.Now()
+		defer func() { out.Search += time.Since(t0) }()
+		var err error
+		cands[i], err = s.candidates(ctx, src, op, res.Faces[i].Descriptor, topK, mode, req.Collection)
+		return err
+	}
 	for i := range res.Faces {
-		f := &res.Faces[i]
-		if cands[i], err = s.candidates(ctx, src, op, f.Descriptor, topK, mode, req.Collection); err != nil {
+		if err := search(i); err != nil {
 			return nil, err
 		}
 		if len(cands[i]) == 0 || !op.nearBoundary(cands[i][0]) {
 			continue
 		}
 		t1 := time.Now()
-		looked, err := s.engine.SecondLook(ctx, f)
+		looked, err := s.engine.SecondLook(ctx, &res.Faces[i])
 		if err != nil {
 			return nil, fmt.Errorf("identify: second look: %w", err)
 		}
 		out.Timings.Embed += time.Since(t1)
-		t0 = t0.Add(time.Since(t1)) // the pass is the engine's time, not the search's
-		if !looked {
-			continue
-		}
-		second[i] = true
-		if cands[i], err = s.candidates(ctx, src, op, f.Descriptor, topK, mode, req.Collection); err != nil {
-			return nil, err
+		if looked {
+			second[i] = true
+			if err := search(i); err != nil {
+				return nil, err
+			}
 		}
 	}
-	out.Search = time.Since(t0)
 	assigned := assign(cands, op)
 	for i, f := range res.Faces {
 		idf := IdentifiedFace{Box: f.Box, Quality: f.Quality, Landmarks: f.Landmarks, Decision: DecisionUnknown,
