@@ -29,6 +29,9 @@ photos=("$shared"/faces/bbt/bbt{1,2,3,4,5}.jpg "$shared"/faces/misc/two_people.j
   echo "## LFW development fold"
   ./bin/visage eval lfw --images "$shared"/lfw-dev/images --pairs "$shared"/lfw-dev/pairs.txt \
     --variants plain+l2,plain,mirror,mirror+l2,jitter10+l2 2>/dev/null
+  echo "## Open-set identification on lfw-open (one enrollment photo per person)"
+  ./bin/visage eval identification --images "$shared"/lfw-open/images --gallery 1 2>/dev/null
+  ./bin/visage eval identification --images "$shared"/lfw-open/images --sizes 10,30,100,300,1000,2000,2900 2>/dev/null
   index_n="${VISAGE_BENCH_INDEX_N:-1000000}"
   if [ "$index_n" -gt 0 ]; then
     descriptors=$(mktemp --suffix .jsonl)

@@ -18,9 +18,10 @@ dir=$(mktemp -d)
 mkdir "$dir/tree"
 # People by name: the first 1,000 with two or more photos or one, minus
 # the two probes' own (the stranger is never enrolled).
-stranger=$(ls "$images" | while read -r p; do [ "$(ls "$images/$p" | wc -l)" -eq 1 ] && echo "$p"; done | tail -1)
-mated=$(ls "$images" | while read -r p; do [ "$(ls "$images/$p" | wc -l)" -ge 2 ] && echo "$p"; done | head -1)
-ls "$images" | grep -vx "$stranger" | head -1000 | while read -r p; do
+people="$SHARED/testdata/lfw-open/people.tsv"   # person, fold, images
+stranger=$(awk -F'\t' 'NR > 1 && $3 == 1 { p = $1 } END { print p }' "$people")
+mated=$(awk -F'\t' 'NR > 1 && $3 >= 2 && !p { p = $1 } END { print p }' "$people")
+ls "$images" | awk -v s="$stranger" '$0 != s && n < 1000 { print; n++ }' | while read -r p; do
   mkdir "$dir/tree/$p"
   ln -s "$(realpath "$images/$p/$(ls "$images/$p" | head -1)")" "$dir/tree/$p/"
 done

@@ -11,7 +11,7 @@ SHARED="${VISAGE_SHARED:-../shared}"
 dir=$(mktemp -d)
 port=$((20000 + RANDOM % 20000))
 key="loadtest-$(head -c 18 /dev/urandom | base64 | tr -d '/+=')"
-VISAGE_BOOTSTRAP_ADMIN_KEY="$key" ./bin/visaged --addr "127.0.0.1:$port" --data "$dir" --rate-limit 0 --log-level warn &
+VISAGE_BOOTSTRAP_ADMIN_KEY="$key" "${VISAGED:-./bin/visaged}" --addr "127.0.0.1:$port" --data "$dir" --rate-limit 0 --log-level warn &
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$dir"' EXIT
 until curl -fs "http://127.0.0.1:$port/readyz" >/dev/null; do sleep 0.2; done

@@ -159,10 +159,12 @@ func runOperatingPoints(ctx context.Context, env *cliEnv, cfg gallery.EngineConf
 		fmt.Fprintf(env.stdout, "%8d  %5d  %9d  %15.4f  %8.4f  %12.4f  %12.4f  %13.4f  %11.4f  %11.4f\n",
 			n, agg.mated/repeats, agg.strangers/repeats, agg.scoreT, agg.dist, agg.fpir, agg.fnir, agg.f01, agg.f1, agg.f5)
 	}
-	// Beyond the tree: the prior's threshold, extrapolated.
+	// Beyond the tree: the prior's score threshold, extrapolated (its
+	// distance depends on the cohorts of a gallery that size, which only
+	// the collection's own calibration measures).
 	for _, n := range []int{10000, 100000, 1000000} {
 		op := gallery.Operate(pol, n, nil)
-		fmt.Fprintf(env.stdout, "%8d  (extrapolated prior: score_threshold %.4f, typical distance %.4f)\n", n, op.ScoreThreshold, op.Distance)
+		fmt.Fprintf(env.stdout, "%8d  (extrapolated prior: score_threshold %.4f)\n", n, op.ScoreThreshold)
 	}
 	return nil
 }
