@@ -78,7 +78,8 @@ func runEval(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	cfg.Variant = vs[0]
+	// Pairs are compared within one variant, so enrollment uses it too.
+	cfg.Variant, cfg.EnrollVariant = vs[0], vs[0]
 	eng, err := gallery.OpenEngine(cfg)
 	if err != nil {
 		return err

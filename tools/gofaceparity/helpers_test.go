@@ -43,6 +43,7 @@ func goFaceConfig(models string, workers int) gallery.EngineConfig {
 	cfg.Detect = detect.Options{MaxSide: 0, MaxUpsample: 1}
 	cfg.Landmarks = 68
 	cfg.Variant = embed.Variant{}
+	cfg.EnrollVariant = embed.Variant{}
 	return cfg
 }
 
