@@ -48,7 +48,7 @@ func (s *Server) createKey(c *gin.Context) {
 		Collection string     `json:"collection"`
 	}
 	if err := c.ShouldBindJSON(&req); err != nil {
-		s.failErr(c, invalid("body", `a JSON object {"name", "role", "collection"}`))
+		s.failErr(c, bodyError(err, `a JSON object {"name", "role", "collection"}: `))
 		return
 	}
 	req.Name = strings.TrimSpace(req.Name)

@@ -24,10 +24,7 @@ func decodeJSON(c *gin.Context, v any) error {
 	dec := json.NewDecoder(c.Request.Body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		if tooLarge(err) {
-			return errBodyTooLarge
-		}
-		return invalid("body", "malformed JSON: "+err.Error())
+		return bodyError(err, "malformed JSON: ")
 	}
 	return nil
 }

@@ -9,10 +9,13 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 
 	"github.com/gin-gonic/gin"
+
+	"github.com/visage/visage/internal/admission"
 )
 
 // payload is a request carrying images, read from multipart/form-data
@@ -41,10 +44,7 @@ func (s *Server) readPayload(c *gin.Context) (*payload, error) {
 	switch ct {
 	case "multipart/form-data":
 		if err := c.Request.ParseMultipartForm(8 << 20); err != nil {
-			if tooLarge(err) {
-				return nil, errBodyTooLarge
-			}
-			return nil, invalid("body", "malformed multipart form: "+err.Error())
+			return nil, bodyError(err, "malformed multipart form: ")
 		}
 		form := c.Request.MultipartForm
 		defer form.RemoveAll()
@@ -71,10 +71,7 @@ func (s *Server) readPayload(c *gin.Context) (*payload, error) {
 		var raw map[string]json.RawMessage
 		dec := json.NewDecoder(c.Request.Body)
 		if err := dec.Decode(&raw); err != nil {
-			if tooLarge(err) {
-				return nil, errBodyTooLarge
-			}
-			return nil, invalid("body", "malformed JSON: "+err.Error())
+			return nil, bodyError(err, "malformed JSON: ")
 		}
 		for name, v := range raw {
 			if isImageField(name) {
@@ -149,6 +146,21 @@ func (p *payload) int(name string) (int, error) {
 		return 0, invalid(name, "must be an integer")
 	}
 	return n, nil
+}
+
+// bodyError classifies a failure to read a request body: over the size
+// limit, refused by the body budget, too slow for its deadline, or else
+// malformed (prefix says how).
+func bodyError(err error, prefix string) error {
+	switch {
+	case tooLarge(err):
+		return errBodyTooLarge
+	case errors.Is(err, admission.ErrBusy):
+		return err
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return errBodyTimeout
+	}
+	return invalid("body", prefix+err.Error())
 }
 
 func tooLarge(err error) bool {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/visage/visage/gallery"
 	"github.com/visage/visage/index"
+	"github.com/visage/visage/internal/admission"
 	"github.com/visage/visage/internal/imageio"
 	"github.com/visage/visage/store"
 )
@@ -39,8 +40,9 @@ type Problem struct {
 	Status int    `json:"status"`
 	Detail string `json:"detail,omitempty"`
 	// Code refines bad_image and too_large (empty_image, corrupt_image,
-	// unsupported_format, image_too_large, body_too_large); on a failed
-	// enrollment it is the first image's rejection code.
+	// unsupported_format, image_too_large, body_too_large) and
+	// unavailable (busy); on a failed enrollment it is the first image's
+	// rejection code.
 	Code string `json:"code,omitempty"`
 	// Reasons are the failed quality gates of quality_rejected.
 	Reasons []string `json:"reasons,omitempty"`
@@ -73,8 +75,12 @@ func newProblem(typ, detail string) Problem {
 	return Problem{Type: typ, Title: t.title, Status: t.status, Detail: detail}
 }
 
-// errBodyTooLarge marks a request body over the configured limit.
-var errBodyTooLarge = errors.New("request body too large")
+// errBodyTooLarge marks a request body over the configured limit, and
+// errBodyTimeout one that did not arrive before its read deadline.
+var (
+	errBodyTooLarge = errors.New("request body too large")
+	errBodyTimeout  = errors.New("request body not received in time")
+)
 
 // problemFor maps an error of the lower layers to its problem: the one
 // place where errors become HTTP.
@@ -88,6 +94,11 @@ func problemFor(err error) Problem {
 	case errors.As(err, &mbe) || errors.Is(err, errBodyTooLarge):
 		p := newProblem(TypeTooLarge, "the request body exceeds the server's limit")
 		p.Code = "body_too_large"
+		return p
+	case errors.Is(err, errBodyTimeout):
+		p := newProblem(TypeInvalidRequest, "the request body did not arrive before the server's read deadline; send it faster or in smaller requests")
+		p.Status = http.StatusRequestTimeout
+		p.Code = "body_timeout"
 		return p
 	case errors.Is(err, imageio.ErrImageTooLarge):
 		p := newProblem(TypeTooLarge, err.Error())
@@ -107,6 +118,10 @@ func problemFor(err error) Problem {
 		return p
 	case errors.As(err, &inv):
 		return newProblem(TypeInvalidRequest, err.Error())
+	case errors.Is(err, admission.ErrBusy):
+		p := newProblem(TypeUnavailable, "the server is at its memory budget for images and bodies; nothing was stored; retry shortly")
+		p.Code = CodeBusy
+		return p
 	case errors.Is(err, index.ErrUnavailable):
 		return newProblem(TypeUnavailable, "the vector store cannot be reached; nothing was stored; retry later")
 	case errors.Is(err, store.ErrNotFound):
@@ -123,6 +138,14 @@ func problemFor(err error) Problem {
 // about the time the index's own retries span.
 const unavailableRetryAfter = "5"
 
+// CodeBusy refines unavailable when admission control refused the request
+// (the memory budget stayed spent); busyRetryAfter is its Retry-After, in
+// seconds: the budget turns over within one or two decodes.
+const (
+	CodeBusy       = "busy"
+	busyRetryAfter = "1"
+)
+
 // fail writes a problem and stops the handler chain.
 func fail(c *gin.Context, p Problem) {
 	c.Header("Content-Type", "application/problem+json")
@@ -135,6 +158,9 @@ func (s *Server) failErr(c *gin.Context, err error) {
 	if p.Type == TypeInternal && errors.Is(err, context.Canceled) && c.Request.Context().Err() != nil {
 		// The client went away; nobody reads the answer.
 		s.log.DebugContext(c.Request.Context(), "request cancelled by the client", "route", c.FullPath())
+	} else if p.Code == CodeBusy {
+		s.log.InfoContext(c.Request.Context(), "refused: memory budget in use", "route", c.FullPath(), "err", err)
+		c.Header("Retry-After", busyRetryAfter)
 	} else if p.Type == TypeUnavailable {
 		s.log.WarnContext(c.Request.Context(), "vector store unavailable", "route", c.FullPath(), "err", err)
 		c.Header("Retry-After", unavailableRetryAfter)

@@ -5,9 +5,12 @@ package api
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,6 +21,7 @@ import (
 
 	"github.com/visage/visage/api/dashboard"
 	"github.com/visage/visage/gallery"
+	"github.com/visage/visage/internal/admission"
 	"github.com/visage/visage/store"
 )
 
@@ -46,11 +50,24 @@ type Config struct {
 	TrustedProxies []string
 	// MaxImages caps the images of one enrollment.
 	MaxImages int
+	// BodyBudget bounds the memory request bodies may hold at once (see
+	// budget.go for what a body costs; 0: unbounded); a request that
+	// finds it spent waits up to AdmissionWait, then is answered 503
+	// unavailable/busy with Retry-After.
+	BodyBudget    int64
+	AdmissionWait time.Duration
+	// BodyTimeout and MinBodyRate set each request body's read deadline:
+	// BodyTimeout plus the declared length at MinBodyRate bytes per
+	// second (BodyTimeout alone for a body of unknown length). A client
+	// that sends slower is answered 408 and disconnected.
+	BodyTimeout time.Duration
+	MinBodyRate int64
 }
 
 // DefaultConfig is the policy of a default visaged.
 func DefaultConfig() Config {
-	return Config{MaxBodyBytes: 64 << 20, RateLimit: 50, RateBurst: 100, MaxImages: 16}
+	return Config{MaxBodyBytes: 64 << 20, RateLimit: 50, RateBurst: 100, MaxImages: 16,
+		BodyBudget: 256 << 20, BodyTimeout: 30 * time.Second, MinBodyRate: 64 << 10}
 }
 
 // Server is the HTTP API over a gallery service.
@@ -64,6 +81,7 @@ type Server struct {
 	assets  *dashboard.Assets
 	ready   atomic.Bool
 	imports atomic.Pointer[importService]
+	bodies  *admission.Pool
 
 	mu       sync.Mutex
 	limiters map[string]*rate.Limiter
@@ -80,8 +98,15 @@ func New(keys KeyStore, metrics *Metrics, cfg Config, log *slog.Logger) (*Server
 	if cfg.MaxImages <= 0 {
 		cfg.MaxImages = DefaultConfig().MaxImages
 	}
+	if cfg.BodyTimeout <= 0 {
+		cfg.BodyTimeout = DefaultConfig().BodyTimeout
+	}
+	if cfg.MinBodyRate <= 0 {
+		cfg.MinBodyRate = DefaultConfig().MinBodyRate
+	}
 	s := &Server{keys: keys, cfg: cfg, log: log, metrics: metrics,
-		limiters: map[string]*rate.Limiter{}, touched: map[string]time.Time{}}
+		limiters: map[string]*rate.Limiter{}, touched: map[string]time.Time{},
+		bodies: admission.NewPool("body budget", cfg.BodyBudget, cfg.AdmissionWait)}
 	assets, err := dashboard.Load()
 	if err != nil {
 		return nil, fmt.Errorf("load dashboard: %w", err)
@@ -139,7 +164,9 @@ func (s *Server) routes(e *gin.Engine) {
 
 	s.dashboardRoutes(e)
 
-	v1 := e.Group("/v1", s.limitBody, s.authenticate, s.rateLimit, s.requireReady)
+	// Everything that can refuse a request runs before its body is read,
+	// and the body is charged to the budget only once it is admitted.
+	v1 := e.Group("/v1", s.limitBody, s.authenticate, s.rateLimit, s.requireReady, s.budgetBody)
 	v1.POST("/detect", s.allow(permDetect), s.detect)
 	v1.POST("/verify", s.allow(permIdentify), s.verify)
 
@@ -213,19 +240,64 @@ func (s *Server) observe(c *gin.Context) {
 	s.log.Log(c.Request.Context(), lvl, "request", attrs...)
 }
 
+// limitBody caps the body's size and sets its read deadline.
 func (s *Server) limitBody(c *gin.Context) {
 	limit := s.bodyLimit(c.FullPath())
 	if c.Request.ContentLength > limit {
-		fail(c, problemFor(errBodyTooLarge))
+		refuse(c, problemFor(errBodyTooLarge))
 		return
+	}
+	if c.Request.ContentLength != 0 {
+		deadline := s.cfg.BodyTimeout
+		if n := c.Request.ContentLength; n > 0 {
+			deadline += time.Duration(n / s.cfg.MinBodyRate * int64(time.Second))
+		}
+		rc := http.NewResponseController(c.Writer)
+		// Not every ResponseWriter has a connection (test recorders).
+		if rc.SetReadDeadline(time.Now().Add(deadline)) == nil {
+			c.Request.Body = &deadlineBody{ReadCloser: c.Request.Body, rc: rc}
+		}
 	}
 	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, limit)
 	c.Next()
 }
 
+// deadlineBody lifts the body's read deadline once the body has been read
+// (or failed): net/http then reads the connection in the background to
+// notice a client that goes away, and that read timing out while the
+// handler still works would cancel the request.
+type deadlineBody struct {
+	io.ReadCloser
+	rc   *http.ResponseController
+	done bool
+}
+
+func (b *deadlineBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && !b.done {
+		b.done = true
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			_ = b.rc.SetReadDeadline(time.Time{})
+		}
+	}
+	return n, err
+}
+
+// refuse answers a request before its body is read, and closes the
+// connection instead of reading the body: net/http would otherwise drain
+// up to 256 KiB of it first, at whatever pace the client sends, before the
+// answer leaves.
+func refuse(c *gin.Context, p Problem) {
+	if c.Request.ContentLength != 0 {
+		c.Header("Connection", "close")
+		_ = http.NewResponseController(c.Writer).SetReadDeadline(time.Now())
+	}
+	fail(c, p)
+}
+
 func (s *Server) requireReady(c *gin.Context) {
 	if !s.ready.Load() {
-		fail(c, newProblem(TypeNotReady, "loading models and index"))
+		refuse(c, newProblem(TypeNotReady, "loading models and index"))
 		return
 	}
 	c.Next()
@@ -250,7 +322,7 @@ func (s *Server) authenticate(c *gin.Context) {
 	token, ok := strings.CutPrefix(h, "Bearer ")
 	if !ok || token == "" {
 		c.Header("WWW-Authenticate", `Bearer realm="visage"`)
-		fail(c, newProblem(TypeUnauthorized, "send Authorization: Bearer <key>"))
+		refuse(c, newProblem(TypeUnauthorized, "send Authorization: Bearer <key>"))
 		return
 	}
 	k, err := s.keys.GetKey(c.Request.Context(), KeyID(token))
@@ -260,7 +332,7 @@ func (s *Server) authenticate(c *gin.Context) {
 			return
 		}
 		c.Header("WWW-Authenticate", `Bearer realm="visage", error="invalid_token"`)
-		fail(c, newProblem(TypeUnauthorized, "unknown or revoked key"))
+		refuse(c, newProblem(TypeUnauthorized, "unknown or revoked key"))
 		return
 	}
 	c.Set(ctxKey, k)
@@ -300,7 +372,7 @@ func (s *Server) rateLimit(c *gin.Context) {
 	s.mu.Unlock()
 	if !l.Allow() {
 		c.Header("Retry-After", "1")
-		fail(c, newProblem(TypeRateLimited, fmt.Sprintf("at most %g requests per second per key", s.cfg.RateLimit)))
+		refuse(c, newProblem(TypeRateLimited, fmt.Sprintf("at most %g requests per second per key", s.cfg.RateLimit)))
 		return
 	}
 	c.Next()
@@ -343,7 +415,7 @@ func allowed(r store.Role, p permission) bool {
 func (s *Server) allow(p permission) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		if k := key(c); !allowed(k.Role, p) {
-			fail(c, newProblem(TypeForbidden, fmt.Sprintf("role %s may not call this endpoint", k.Role)))
+			refuse(c, newProblem(TypeForbidden, fmt.Sprintf("role %s may not call this endpoint", k.Role)))
 			return
 		}
 		c.Next()
@@ -353,7 +425,7 @@ func (s *Server) allow(p permission) gin.HandlerFunc {
 // scoped refuses a collection-scoped key outside its collection.
 func (s *Server) scoped(c *gin.Context) {
 	if !inScope(key(c), c.Param("name")) {
-		fail(c, newProblem(TypeForbidden, "the key is scoped to another collection"))
+		refuse(c, newProblem(TypeForbidden, "the key is scoped to another collection"))
 		return
 	}
 	c.Next()

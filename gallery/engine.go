@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/visage/visage/align"
 	"github.com/visage/visage/detect"
 	"github.com/visage/visage/embed"
+	"github.com/visage/visage/internal/admission"
 	"github.com/visage/visage/internal/imageio"
 )
 
@@ -35,6 +37,12 @@ type EngineConfig struct {
 	Landmarks int
 	// Limits bound decoded images.
 	Limits imageio.Limits
+	// DecodeBudget bounds the bytes that images being decoded and
+	// scanned for faces may hold at once, across all requests and jobs
+	// (0: unbounded); beyond it work waits up to AdmissionWait, then
+	// fails with admission.ErrBusy.
+	DecodeBudget  int64
+	AdmissionWait time.Duration
 }
 
 // DefaultEngineConfig returns the defaults used by the CLI and server.
@@ -124,7 +132,8 @@ func OpenEngine(cfg EngineConfig) (*Engine, error) {
 		lm.Close()
 		return nil, err
 	}
-	pl, err := NewPipeline(cfg.Limits, det, lm, pool, Recipes{Model: model, Probe: cfg.Variant, Enroll: cfg.EnrollVariant})
+	pixels := admission.NewPool("decode budget", cfg.DecodeBudget, cfg.AdmissionWait)
+	pl, err := NewPipeline(cfg.Limits, pixels, det, lm, pool, Recipes{Model: model, Probe: cfg.Variant, Enroll: cfg.EnrollVariant})
 	if err != nil {
 		pool.Close()
 		det.Close()

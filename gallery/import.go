@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/visage/visage/internal/admission"
 	"github.com/visage/visage/store"
 )
 
@@ -208,11 +209,18 @@ func (im *Importer) Close() {
 	im.wg.Wait()
 }
 
+// importAdmissionWait is how long an import job's photo waits for room in
+// the decode budget.
+const importAdmissionWait = 10 * time.Minute
+
 // Wait waits until no job runs (for tests and benchmarks).
 func (im *Importer) Wait() { im.wg.Wait() }
 
 func (im *Importer) launch(job store.ImportJob, src sourceRecord) {
-	ctx, cancel := context.WithCancel(im.base)
+	// A job's photos wait for room in the decode budget as long as it
+	// takes rather than fail when requests fill it: nobody waits on a
+	// job's single photo, and a failed item would need a re-run.
+	ctx, cancel := context.WithCancel(admission.WithWait(im.base, importAdmissionWait))
 	im.mu.Lock()
 	im.cancel[job.ID] = cancel
 	im.mu.Unlock()

@@ -14,6 +14,7 @@ import (
 	"github.com/visage/visage/align"
 	"github.com/visage/visage/detect"
 	"github.com/visage/visage/embed"
+	"github.com/visage/visage/internal/admission"
 	"github.com/visage/visage/internal/imageio"
 )
 
@@ -80,6 +81,7 @@ var ErrNoFace = errors.New("no face found")
 // concurrent use.
 type Pipeline struct {
 	limits  imageio.Limits
+	pixels  *admission.Pool
 	det     Detector
 	lm      Landmarker
 	emb     Embedder
@@ -87,12 +89,13 @@ type Pipeline struct {
 }
 
 // NewPipeline assembles a pipeline from its stages. It refuses recipes
-// whose probe and enrollment descriptors could not be compared.
-func NewPipeline(limits imageio.Limits, det Detector, lm Landmarker, emb Embedder, r Recipes) (*Pipeline, error) {
+// whose probe and enrollment descriptors could not be compared. Decoded
+// images reserve their memory from pixels first (nil: unbounded).
+func NewPipeline(limits imageio.Limits, pixels *admission.Pool, det Detector, lm Landmarker, emb Embedder, r Recipes) (*Pipeline, error) {
 	if r.Probe.Base() != r.Enroll.Base() {
 		return nil, fmt.Errorf("new pipeline: probe variant %s and enrollment variant %s are not comparable (normalisation differs)", r.Probe, r.Enroll)
 	}
-	return &Pipeline{limits: limits, det: det, lm: lm, emb: emb, recipes: r}, nil
+	return &Pipeline{limits: limits, pixels: pixels, det: det, lm: lm, emb: emb, recipes: r}, nil
 }
 
 // ModelID identifies how enrolled faces' descriptors are made; it is
@@ -129,8 +132,22 @@ func (p *Pipeline) Faces(ctx context.Context, data []byte) (*Result, error) {
 // Locate decodes data and returns every face with its landmarks and
 // quality but no descriptor, most confident detection first: enrollment
 // describes only the face it keeps (DescribeForEnrollment).
+//
+// The image's memory is reserved from the pipeline's pixel budget after its
+// header is checked and before it is decoded, and held until its faces are
+// located; when the budget stays spent, Locate fails with
+// admission.ErrBusy.
 func (p *Pipeline) Locate(ctx context.Context, data []byte) (*Result, error) {
 	t0 := time.Now()
+	hdr, err := imageio.Inspect(data, p.limits)
+	if err != nil {
+		return nil, err
+	}
+	held, err := p.pixels.Acquire(ctx, locateBytes(hdr))
+	if err != nil {
+		return nil, err
+	}
+	defer held.Release()
 	img, err := imageio.Decode(data, p.limits)
 	if err != nil {
 		return nil, err
@@ -142,6 +159,14 @@ func (p *Pipeline) Locate(ctx context.Context, data []byte) (*Result, error) {
 	res.Format = img.Format
 	res.Timings.Decode = time.Since(t0) - res.Timings.Detect - res.Timings.Align
 	return res, nil
+}
+
+// locateBytes estimates the memory Locate holds for an image: its decoding
+// (imageio.Header.DecodeBytes) and the detector's working copies (a scan
+// copy and an enlarged retry, each at most 2048 pixels on a side).
+func locateBytes(h imageio.Header) int64 {
+	const maxScan = 2048 * 2048
+	return h.DecodeBytes() + 2*3*min(int64(h.Width)*int64(h.Height), maxScan)
 }
 
 // FacesIn runs the pipeline on a decoded image.

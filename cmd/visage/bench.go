@@ -27,11 +27,14 @@ func runBench(ctx context.Context, env *cliEnv, args []string) error {
 	if len(args) > 0 && args[0] == "index" {
 		return runBenchIndex(ctx, env, args[1:])
 	}
+	if len(args) > 0 && args[0] == "hostile" {
+		return runBenchHostile(ctx, env, args[1:])
+	}
 	if len(args) > 0 && args[0] == "import" {
 		return runBenchImport(ctx, env, args[1:])
 	}
 	if len(args) == 0 || args[0] != "engine" {
-		return fmt.Errorf("usage: visage bench engine [--workers N] [--seconds S] [--repeat R] IMAGE... | visage bench index [flags] | visage bench import --dir DIR [flags]")
+		return fmt.Errorf("usage: visage bench engine [--workers N] [--seconds S] [--repeat R] IMAGE... | visage bench index [flags] | visage bench import --dir DIR [flags] | visage bench hostile --image FILE [flags]")
 	}
 	fs := flag.NewFlagSet("bench engine", flag.ContinueOnError)
 	fs.SetOutput(env.stderr)

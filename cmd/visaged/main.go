@@ -15,14 +15,18 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"golang.org/x/net/netutil"
+
 	"github.com/visage/visage/api"
 	"github.com/visage/visage/gallery"
+	"github.com/visage/visage/internal/admission"
 	"github.com/visage/visage/internal/backend"
 	"github.com/visage/visage/internal/config"
 	"github.com/visage/visage/internal/imageio"
@@ -52,6 +56,13 @@ type settings struct {
 	importDir        string
 	importRoot       string
 	importMaxBytes   int64
+	decodeBudget     int64
+	bodyBudget       int64
+	admissionWait    time.Duration
+	bodyTimeout      time.Duration
+	minBodyRate      int64
+	maxConns         int
+	memoryLimit      int64
 }
 
 func env(name, def string) string {
@@ -98,6 +109,13 @@ func parseSettings(args []string, stderr io.Writer) (settings, error) {
 	fs.Int64Var(&s.importMaxBytes, "import-max-bytes", envInt("VISAGE_IMPORT_MAX_BYTES", 16<<30), "largest uploaded import archive ($VISAGE_IMPORT_MAX_BYTES)")
 	fs.Int64Var(&s.maxBodyBytes, "max-body-bytes", envInt("VISAGE_MAX_BODY_BYTES", def.MaxBodyBytes), "largest request body ($VISAGE_MAX_BODY_BYTES)")
 	fs.Int64Var(&s.maxPixels, "max-pixels", envInt("VISAGE_MAX_PIXELS", imageio.DefaultMaxPixels), "largest decoded image in pixels ($VISAGE_MAX_PIXELS)")
+	fs.Int64Var(&s.decodeBudget, "decode-budget", envInt("VISAGE_DECODE_BUDGET", 512<<20), "bytes that images being decoded and scanned may hold at once, 0 for no bound ($VISAGE_DECODE_BUDGET)")
+	fs.Int64Var(&s.bodyBudget, "body-budget", envInt("VISAGE_BODY_BUDGET", def.BodyBudget), "bytes that request bodies being parsed may hold at once, 0 for no bound ($VISAGE_BODY_BUDGET)")
+	fs.DurationVar(&s.admissionWait, "admission-wait", envDuration("VISAGE_ADMISSION_WAIT", admission.DefaultWait), "how long a request waits for room in a budget before it is answered 503 busy ($VISAGE_ADMISSION_WAIT)")
+	fs.DurationVar(&s.bodyTimeout, "body-timeout", envDuration("VISAGE_BODY_TIMEOUT", def.BodyTimeout), "time a request body may take to arrive, plus its length at --min-body-rate ($VISAGE_BODY_TIMEOUT)")
+	fs.Int64Var(&s.minBodyRate, "min-body-rate", envInt("VISAGE_MIN_BODY_RATE", def.MinBodyRate), "slowest accepted upload rate, bytes per second ($VISAGE_MIN_BODY_RATE)")
+	fs.Int64Var(&s.memoryLimit, "memory-limit", envInt("VISAGE_MEMORY_LIMIT", 0), "soft limit of the Go heap, bytes; 0 derives it from the budgets (their sum plus 256 MiB) unless $GOMEMLIMIT is set, -1 sets none ($VISAGE_MEMORY_LIMIT)")
+	fs.IntVar(&s.maxConns, "max-connections", int(envInt("VISAGE_MAX_CONNECTIONS", 1024)), "open client connections at most; more wait to be accepted ($VISAGE_MAX_CONNECTIONS)")
 	fs.Float64Var(&s.rateLimit, "rate-limit", envFloat("VISAGE_RATE_LIMIT", def.RateLimit), "requests per second per key, 0 for none ($VISAGE_RATE_LIMIT)")
 	fs.IntVar(&s.rateBurst, "rate-burst", int(envInt("VISAGE_RATE_BURST", int64(def.RateBurst))), "burst per key ($VISAGE_RATE_BURST)")
 	fs.StringVar(&s.trustedProxies, "trusted-proxies", env("VISAGE_TRUSTED_PROXIES", ""), "comma-separated proxy IPs/CIDRs whose X-Forwarded-For is trusted; empty trusts none ($VISAGE_TRUSTED_PROXIES)")
@@ -116,6 +134,21 @@ func parseSettings(args []string, stderr io.Writer) (settings, error) {
 		return s, err
 	}
 	return s, nil
+}
+
+// goMemoryLimit is the soft limit of the Go heap: with the budgets bounding
+// what requests hold, it makes the collector run before the heap doubles
+// past them (GOGC's default), so that peak memory stays near the idle
+// footprint plus the budgets under a flood of large images. 0: leave the
+// runtime's setting.
+func (s settings) goMemoryLimit() int64 {
+	switch {
+	case s.memoryLimit > 0:
+		return s.memoryLimit
+	case s.memoryLimit < 0, os.Getenv("GOMEMLIMIT") != "", s.decodeBudget <= 0, s.bodyBudget <= 0:
+		return 0
+	}
+	return s.decodeBudget + s.bodyBudget + 256<<20
 }
 
 func newLogger(s settings, w io.Writer) (*slog.Logger, error) {
@@ -148,6 +181,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if lim := s.goMemoryLimit(); lim > 0 {
+		debug.SetMemoryLimit(lim)
+		log.Info("go memory limit", "mib", lim>>20)
+	}
 	if s.backend.EmbeddedIndex() {
 		unlock, err := backend.LockDataDir(s.dataDir)
 		if err != nil {
@@ -171,7 +208,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			proxies = append(proxies, p)
 		}
 	}
-	srv, err := api.New(st, metrics, api.Config{MaxBodyBytes: s.maxBodyBytes, RateLimit: s.rateLimit, RateBurst: s.rateBurst, TrustedProxies: proxies}, log)
+	srv, err := api.New(st, metrics, api.Config{MaxBodyBytes: s.maxBodyBytes, RateLimit: s.rateLimit, RateBurst: s.rateBurst, TrustedProxies: proxies,
+		BodyBudget: s.bodyBudget, AdmissionWait: s.admissionWait, BodyTimeout: s.bodyTimeout, MinBodyRate: s.minBodyRate}, log)
 	if err != nil {
 		return err
 	}
@@ -179,7 +217,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	httpSrv := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	if s.maxConns > 0 {
+		ln = netutil.LimitListener(ln, s.maxConns)
+	}
+	// Header and idle timeouts bound what an idle or slow client holds;
+	// the body's deadline is set per request (api.Config.BodyTimeout).
+	httpSrv := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute,
+		MaxHeaderBytes: 64 << 10}
 	served := make(chan error, 1)
 	go func() { served <- httpSrv.Serve(ln) }()
 	log.Info("listening", "addr", ln.Addr().String(), "backends", s.backend.Describe(), "data", s.dataDir)
@@ -189,6 +233,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cfg := gallery.DefaultEngineConfig(config.ModelDir(s.models))
 	cfg.Workers = max(s.workers, 1)
 	cfg.Limits = imageio.Limits{MaxBytes: s.maxBodyBytes, MaxPixels: s.maxPixels}
+	cfg.DecodeBudget, cfg.AdmissionWait = s.decodeBudget, s.admissionWait
 	model, err := gallery.SpaceID(cfg)
 	if err != nil {
 		_ = httpSrv.Close()

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"github.com/visage/visage/internal/dlib"
 	"image"
+	"image/color"
 	"image/gif"
 	"image/jpeg"
 	"image/png"
@@ -105,11 +106,41 @@ func codecFor(format string) codec {
 	panic("imageio: no codec for " + format) // unreachable: sniff only returns the formats above
 }
 
+// Header is what Inspect learns of an image without decoding its pixels.
+type Header struct {
+	Format        string
+	Width, Height int
+	// Orientation is the EXIF orientation (1: stored upright).
+	Orientation int
+	// canvas is the decoder's bytes per pixel before conversion to RGB.
+	canvas int64
+}
+
+// DecodeBytes estimates the peak memory Decode allocates for the image:
+// the decoder's own canvas (none for libjpeg, which writes packed RGB),
+// the packed RGB result and, for an image stored rotated, its upright
+// copy. Admission control reserves it before decoding.
+func (h Header) DecodeBytes() int64 {
+	perPixel := h.canvas + 3
+	if h.Orientation != 1 {
+		perPixel += 3
+	}
+	return int64(h.Width) * int64(h.Height) * perPixel
+}
+
+// Inspect runs every check that needs no pixel decoding (see Decode) and
+// returns the image's header. Its error is always an *Error.
+func Inspect(data []byte, lim Limits) (Header, error) {
+	h, _, err := inspect(data, lim.withDefaults())
+	return h, err
+}
+
 // Decode decodes an untrusted encoded image into upright packed RGB.
 //
 // Checks run cheapest first so that hostile input is refused before it costs
 // memory: empty input, byte size, magic bytes, header (DecodeConfig),
-// declared dimensions against lim.MaxPixels, and only then the pixel data.
+// declared dimensions against lim.MaxPixels, whether the file is long
+// enough to hold that many pixels, and only then the pixel data.
 // The returned error is always an *Error (see Code).
 //
 // Alpha is dropped, not composited: the colour channels are used
@@ -122,68 +153,11 @@ func codecFor(format string) codec {
 // For GIF only the first frame is decoded; its own bounds (which may be
 // smaller than the logical screen) define the result's size.
 func Decode(data []byte, lim Limits) (*Image, error) {
-	lim = lim.withDefaults()
-	if len(data) == 0 {
-		return nil, newError(CodeEmptyImage, "no image data")
-	}
-	if int64(len(data)) > lim.MaxBytes {
-		return nil, newError(CodeImageTooLarge,
-			fmt.Sprintf("%d bytes exceeds the limit of %d bytes", len(data), lim.MaxBytes))
-	}
-	format, other := sniff(data)
-	if format == "" {
-		detail := "unrecognised data (supported: jpeg, png, gif, webp, bmp)"
-		if other != "" {
-			detail = other + " is not supported (supported: jpeg, png, gif, webp, bmp)"
-		}
-		return nil, newError(CodeUnsupportedFormat, detail)
-	}
-	if format == FormatWebP && webpAnimated(data) {
-		return nil, newError(CodeUnsupportedFormat, "animated webp is not supported")
-	}
-	c := codecFor(format)
-
-	cfg, err := safeConfig(c, data)
+	h, cfg, err := inspect(data, lim.withDefaults())
 	if err != nil {
-		return nil, classify(format, "header", err)
+		return nil, err
 	}
-	if cfg.Width <= 0 || cfg.Height <= 0 {
-		return nil, newError(CodeCorruptImage,
-			fmt.Sprintf("%s: invalid dimensions %dx%d", format, cfg.Width, cfg.Height))
-	}
-	if tooMany(cfg.Width, cfg.Height, lim.MaxPixels) {
-		return nil, newError(CodeImageTooLarge,
-			fmt.Sprintf("%dx%d pixels exceeds the limit of %d pixels", cfg.Width, cfg.Height, lim.MaxPixels))
-	}
-	if format == FormatBMP {
-		// BMP pixels are stored uncompressed, so a file shorter than its
-		// declared pixel array is certainly truncated; refuse it before the
-		// decoder allocates the full canvas for nothing.
-		if err := bmpCheckLength(data, cfg); err != nil {
-			return nil, err
-		}
-	}
-
-	if format == FormatPNG {
-		// Go's PNG decoder allocates the whole canvas before inflating, so
-		// a 1 KB file declaring 6000x6000 would cost 144 MB before failing.
-		// Deflate cannot expand more than 1032:1, which bounds how small a
-		// genuine PNG of the declared size can be.
-		if err := pngCheckCompressed(data, cfg); err != nil {
-			return nil, err
-		}
-	}
-	if format == FormatJPEG {
-		// Every progressive scan costs a pass over all blocks, so a small
-		// file holding thousands of tiny scans burns minutes of CPU (the
-		// progressive-JPEG "scan bomb"). Count scans before decoding.
-		if n := jpegScans(data, maxJPEGScans); n > maxJPEGScans {
-			return nil, newError(CodeCorruptImage,
-				fmt.Sprintf("jpeg: more than %d scans (legitimate encoders write at most a few dozen)", maxJPEGScans))
-		}
-	}
-
-	out, err := decodePixels(c, format, data, cfg)
+	out, err := decodePixels(codecFor(h.Format), h.Format, data, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -192,16 +166,92 @@ func Decode(data []byte, lim Limits) (*Image, error) {
 	if out.Width <= 0 || out.Height <= 0 || out.Width > cfg.Width || out.Height > cfg.Height {
 		return nil, newError(CodeCorruptImage,
 			fmt.Sprintf("%s: decoded size %dx%d does not match header %dx%d",
-				format, out.Width, out.Height, cfg.Width, cfg.Height))
+				h.Format, out.Width, out.Height, cfg.Width, cfg.Height))
 	}
+	if h.Orientation != 1 {
+		out = out.oriented(h.Orientation)
+	}
+	out.Format = h.Format
+	return out, nil
+}
 
+func inspect(data []byte, lim Limits) (Header, image.Config, error) {
+	var cfg image.Config
+	if len(data) == 0 {
+		return Header{}, cfg, newError(CodeEmptyImage, "no image data")
+	}
+	if int64(len(data)) > lim.MaxBytes {
+		return Header{}, cfg, newError(CodeImageTooLarge,
+			fmt.Sprintf("%d bytes exceeds the limit of %d bytes", len(data), lim.MaxBytes))
+	}
+	format, other := sniff(data)
+	if format == "" {
+		detail := "unrecognised data (supported: jpeg, png, gif, webp, bmp)"
+		if other != "" {
+			detail = other + " is not supported (supported: jpeg, png, gif, webp, bmp)"
+		}
+		return Header{}, cfg, newError(CodeUnsupportedFormat, detail)
+	}
+	if format == FormatWebP && webpAnimated(data) {
+		return Header{}, cfg, newError(CodeUnsupportedFormat, "animated webp is not supported")
+	}
+	cfg, err := safeConfig(codecFor(format), data)
+	if err != nil {
+		return Header{}, cfg, classify(format, "header", err)
+	}
+	if cfg.Width <= 0 || cfg.Height <= 0 {
+		return Header{}, cfg, newError(CodeCorruptImage,
+			fmt.Sprintf("%s: invalid dimensions %dx%d", format, cfg.Width, cfg.Height))
+	}
+	if tooMany(cfg.Width, cfg.Height, lim.MaxPixels) {
+		return Header{}, cfg, newError(CodeImageTooLarge,
+			fmt.Sprintf("%dx%d pixels exceeds the limit of %d pixels", cfg.Width, cfg.Height, lim.MaxPixels))
+	}
+	h := Header{Format: format, Width: cfg.Width, Height: cfg.Height, canvas: 4}
+	switch format {
+	case FormatBMP:
+		// BMP pixels are stored uncompressed, so a file shorter than its
+		// declared pixel array is certainly truncated; refuse it before the
+		// decoder allocates the full canvas for nothing.
+		if err := bmpCheckLength(data, cfg); err != nil {
+			return Header{}, cfg, err
+		}
+	case FormatPNG:
+		// Go's PNG decoder allocates the whole canvas before inflating, so
+		// a 1 KB file declaring 6000x6000 would cost 144 MB before failing.
+		// Deflate cannot expand more than 1032:1, which bounds how small a
+		// genuine PNG of the declared size can be.
+		if err := pngCheckCompressed(data, cfg); err != nil {
+			return Header{}, cfg, err
+		}
+		if len(data) > 24 && data[24] == 16 {
+			h.canvas = 8
+		}
+	case FormatJPEG:
+		// Every progressive scan costs a pass over all blocks, so a small
+		// file holding thousands of tiny scans burns minutes of CPU (the
+		// progressive-JPEG "scan bomb"). Count scans before decoding.
+		if n := jpegScans(data, maxJPEGScans); n > maxJPEGScans {
+			return Header{}, cfg, newError(CodeCorruptImage,
+				fmt.Sprintf("jpeg: more than %d scans (legitimate encoders write at most a few dozen)", maxJPEGScans))
+		}
+		// libjpeg decodes a file cut short as if the rest were grey, after
+		// allocating and filling the whole declared image; refuse one too
+		// short to hold that image at all.
+		if err := jpegCheckLength(data, cfg); err != nil {
+			return Header{}, cfg, err
+		}
+		h.canvas = 0
+		if cfg.ColorModel == color.CMYKModel {
+			h.canvas = 4 // four-component JPEGs go to Go's decoder
+		}
+	case FormatGIF:
+		h.canvas = 1
+	}
 	// Metadata problems are never errors: an image with unreadable EXIF is
 	// still a perfectly good image, just left in stored orientation.
-	if o := exifOrientation(format, data); o != 1 {
-		out = out.oriented(o)
-	}
-	out.Format = format
-	return out, nil
+	h.Orientation = exifOrientation(format, data)
+	return h, cfg, nil
 }
 
 // decodePixels decodes JPEGs with libjpeg-turbo (several times faster than
@@ -376,4 +426,90 @@ func pngCheckCompressed(data []byte, cfg image.Config) error {
 			"png: %d bytes of compressed data cannot hold %dx%d pixels", idat, cfg.Width, cfg.Height))
 	}
 	return nil
+}
+
+// jpegCheckLength refuses a Huffman-coded JPEG too short to hold the image
+// its frame header declares. Every block of every component carries at
+// least a one-bit DC code (in a sequential scan, or in the first DC scan of
+// a progressive file), so the entropy-coded data of a complete file takes
+// at least one bit per block of its largest component. The bound ignores
+// everything else a file holds, so no complete file can fail it.
+// Arithmetic-coded and other frames are left to the decoder.
+func jpegCheckLength(data []byte, cfg image.Config) error {
+	blocks, ok := jpegLargestComponentBlocks(data)
+	if !ok {
+		return nil
+	}
+	if int64(len(data)) < blocks/8 {
+		return newError(CodeCorruptImage, fmt.Sprintf(
+			"truncated jpeg: %d bytes cannot hold %dx%d pixels", len(data), cfg.Width, cfg.Height))
+	}
+	return nil
+}
+
+// jpegLargestComponentBlocks reads the first frame header of a
+// Huffman-coded JPEG and returns the 8×8 block count of its largest
+// component; ok is false for other frames or a header it cannot read.
+func jpegLargestComponentBlocks(data []byte) (blocks int64, ok bool) {
+	for i := 2; i+4 <= len(data); {
+		if data[i] != 0xFF {
+			return 0, false
+		}
+		marker := data[i+1]
+		if marker == 0xFF {
+			i++
+			continue
+		}
+		if marker == 0xD8 || marker == 0x01 || (marker >= 0xD0 && marker <= 0xD7) {
+			i += 2
+			continue
+		}
+		n := int(binary.BigEndian.Uint16(data[i+2 : i+4]))
+		if n < 2 || n > len(data)-i-2 {
+			return 0, false
+		}
+		seg := data[i+4 : i+2+n]
+		switch {
+		case marker == 0xC0 || marker == 0xC1 || marker == 0xC2:
+			return frameBlocks(seg)
+		case marker >= 0xC3 && marker <= 0xCF && marker != 0xC4 && marker != 0xC8 && marker != 0xCC:
+			return 0, false // lossless, hierarchical or arithmetic-coded
+		case marker == 0xDA || marker == 0xD9:
+			return 0, false // no frame header before the data
+		}
+		i += 2 + n
+	}
+	return 0, false
+}
+
+// frameBlocks computes, from an SOF segment's payload (precision, height,
+// width, components with their sampling factors), the block count of the
+// component with the most blocks.
+func frameBlocks(seg []byte) (int64, bool) {
+	if len(seg) < 6 {
+		return 0, false
+	}
+	h := int64(binary.BigEndian.Uint16(seg[1:3]))
+	w := int64(binary.BigEndian.Uint16(seg[3:5]))
+	nc := int(seg[5])
+	if h == 0 || w == 0 || nc == 0 || len(seg) < 6+3*nc {
+		return 0, false
+	}
+	var hmax, vmax int64 = 1, 1
+	for c := 0; c < nc; c++ {
+		f := seg[6+3*c+1]
+		hmax, vmax = max(hmax, int64(f>>4)), max(vmax, int64(f&0x0F))
+	}
+	var most int64
+	for c := 0; c < nc; c++ {
+		f := seg[6+3*c+1]
+		hs, vs := int64(f>>4), int64(f&0x0F)
+		if hs == 0 || vs == 0 {
+			return 0, false
+		}
+		cw := (w*hs + hmax - 1) / hmax
+		ch := (h*vs + vmax - 1) / vmax
+		most = max(most, ((cw+7)/8)*((ch+7)/8))
+	}
+	return most, true
 }
