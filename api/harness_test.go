@@ -143,6 +143,9 @@ func newHarness(t testing.TB, opts harnessOptions) *harness {
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	svc := gallery.NewService(eng, st, idx, gallery.DefaultServiceConfig(), log)
+	// Registered after the stores' cleanups, so it runs first: background
+	// calibrations end before the index they search closes.
+	t.Cleanup(svc.Close)
 	cfg := api.DefaultConfig()
 	cfg.RateLimit = 0
 	if opts.cfg != nil {

@@ -195,6 +195,7 @@ func backendPhotos(b *testing.B) []photo {
 func newBenchService(b *testing.B, eng *Engine, st Store, idx Index) *Service {
 	b.Helper()
 	svc := NewService(eng, st, idx, DefaultServiceConfig(), slog.New(slog.DiscardHandler))
+	b.Cleanup(svc.Close)
 	if _, err := svc.CreateCollection(context.Background(), benchCollection, Policy{}); err != nil {
 		b.Fatal(err)
 	}

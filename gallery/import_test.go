@@ -90,6 +90,8 @@ func TestImportJobs(t *testing.T) {
 			bst, idx := d.open(t, eng.ModelID())
 			st := bst.(importDeps)
 			svc := NewService(eng, st, idx, DefaultServiceConfig(), quietLog())
+	t.Cleanup(svc.Close)
+			t.Cleanup(svc.Close)
 			if _, err := svc.CreateCollection(ctx, "staff", Policy{}); err != nil {
 				t.Fatal(err)
 			}

@@ -315,6 +315,7 @@ func TestReconcileDuringTraffic(t *testing.T) {
 			ctx := context.Background()
 			st, idx := d.open(t, eng.ModelID())
 			svc := NewService(eng, st, idx, DefaultServiceConfig(), quietLog())
+			t.Cleanup(svc.Close)
 			if _, err := svc.CreateCollection(ctx, "live", Policy{}); err != nil {
 				t.Fatal(err)
 			}
