@@ -11,13 +11,13 @@ import (
 )
 
 // Bodies are held in memory while their images are decoded and searched;
-// what one costs depends on its encoding. JSON holds the raw body, the
-// base64 strings taken from it and the decoded bytes at once, plus the
-// decoder's buffer: about four times its length. Multipart keeps parts up
+// what one costs depends on its encoding. JSON holds the body, its raw
+// values and the decoded images at once (readPayload): under three times
+// its length. Multipart keeps parts up
 // to 8 MiB in memory and larger ones on disk, then reads each image in:
 // about twice.
 const (
-	jsonBodyFactor      = 4
+	jsonBodyFactor      = 3
 	multipartBodyFactor = 2
 	// bodyStep is what a body of unknown length reserves at a time.
 	bodyStep = 1 << 20

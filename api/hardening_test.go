@@ -130,7 +130,7 @@ func TestBodyBudget(t *testing.T) {
 	h.must(http.StatusCreated, "POST", "/v1/collections", h.admin, ptr(jsonBody(map[string]any{"name": "budget"})))
 	probe := jsonBody(map[string]any{"image": portrait(t, "penny", 1)})
 
-	// A JSON body declaring 400 KB is charged four times that: more than
+	// A JSON body declaring 400 KB is charged three times that: more than
 	// the whole budget, so it takes all of it while it trickles in.
 	hog := h.rawConn(t)
 	fmt.Fprintf(hog, "POST /v1/collections/budget/identify HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: 400000\r\n\r\n{\"image\":\"", h.admin)

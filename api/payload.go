@@ -68,16 +68,25 @@ func (s *Server) readPayload(c *gin.Context) (*payload, error) {
 			}
 		}
 	case "application/json":
+		// The body is read whole (it is bounded), parsed into raw values,
+		// and images are decoded from their raw quoted strings: the body,
+		// its values and the decoded images are all the memory it costs
+		// (jsonBodyFactor), not a decoder's doubling buffer and string
+		// copies on top.
+		buf, err := readBody(c.Request)
+		if err != nil {
+			return nil, bodyError(err, "read body: ")
+		}
 		var raw map[string]json.RawMessage
-		dec := json.NewDecoder(c.Request.Body)
-		if err := dec.Decode(&raw); err != nil {
-			return nil, bodyError(err, "malformed JSON: ")
+		if err := json.Unmarshal(buf, &raw); err != nil {
+			return nil, invalid("body", "malformed JSON: "+err.Error())
 		}
 		for name, v := range raw {
 			if isImageField(name) {
 				if err := p.addBase64(name, v); err != nil {
 					return nil, err
 				}
+				raw[name] = nil
 				continue
 			}
 			var str string
@@ -95,28 +104,67 @@ func (s *Server) readPayload(c *gin.Context) (*payload, error) {
 
 // addBase64 decodes a JSON string or array of strings of base64 images.
 func (p *payload) addBase64(name string, v json.RawMessage) error {
-	var list []string
+	var list []json.RawMessage
 	if err := json.Unmarshal(v, &list); err != nil {
-		var one string
-		if err := json.Unmarshal(v, &one); err != nil {
-			return invalid(name, "must be a base64 string or an array of them")
-		}
-		list = []string{one}
+		list = []json.RawMessage{v}
 	}
-	for _, s := range list {
-		// Tolerate a data URL prefix, which browsers produce.
-		if i := strings.Index(s, ";base64,"); i >= 0 && strings.HasPrefix(s, "data:") {
-			s = s[i+len(";base64,"):]
-		}
-		b, err := base64.StdEncoding.DecodeString(s)
+	for _, item := range list {
+		b, err := decodeBase64(item)
 		if err != nil {
-			if b, err = base64.RawStdEncoding.DecodeString(s); err != nil {
-				return invalid(name, "not valid base64")
-			}
+			return invalid(name, "must be a base64 string or an array of them")
 		}
 		p.files[name] = append(p.files[name], b)
 	}
 	return nil
+}
+
+// decodeBase64 decodes a raw JSON string of base64, padded or not, with
+// or without a data URL prefix (which browsers produce). Base64 needs no
+// JSON escapes, so the quoted bytes are decoded in place of a string copy;
+// a string with escapes (a "\/" some encoders write) is unquoted first.
+func decodeBase64(raw json.RawMessage) ([]byte, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) < 2 || raw[0] != '"' || raw[len(raw)-1] != '"' {
+		return nil, errors.New("not a JSON string")
+	}
+	s := []byte(raw[1 : len(raw)-1])
+	if bytes.IndexByte(s, '\\') >= 0 {
+		var str string
+		if err := json.Unmarshal(raw, &str); err != nil {
+			return nil, err
+		}
+		s = []byte(str)
+	}
+	if bytes.HasPrefix(s, []byte("data:")) {
+		if i := bytes.Index(s, []byte(";base64,")); i >= 0 {
+			s = s[i+len(";base64,"):]
+		}
+	}
+	out := make([]byte, base64.RawStdEncoding.DecodedLen(len(s)))
+	n, err := base64.StdEncoding.Decode(out, s)
+	if err != nil {
+		if n, err = base64.RawStdEncoding.Decode(out, s); err != nil {
+			return nil, err
+		}
+	}
+	return out[:n], nil
+}
+
+// readBody reads a whole request body, into a buffer of its declared size
+// when it has one.
+func readBody(r *http.Request) ([]byte, error) {
+	if r.ContentLength > 0 {
+		buf := make([]byte, r.ContentLength)
+		n, err := io.ReadFull(r.Body, buf)
+		if err == io.ErrUnexpectedEOF {
+			err = fmt.Errorf("body shorter than its Content-Length: %w", err)
+		}
+		if err != nil {
+			return nil, err
+		}
+		return buf[:n], nil
+	}
+	return io.ReadAll(r.Body)
 }
 
 // images returns the images sent as "image" (or "images").
