@@ -7,15 +7,13 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/visage/visage/gallery"
 	"github.com/visage/visage/store"
 )
 
-// maxKeyNameLen caps a key's name, in characters.
-const maxKeyNameLen = 200
 
 // keyAdmin refuses key management to a collection-scoped admin key: it
 // could otherwise create an unscoped admin key and leave its scope.
@@ -53,8 +51,8 @@ func (s *Server) createKey(c *gin.Context) {
 	}
 	req.Name = strings.TrimSpace(req.Name)
 	switch {
-	case req.Name == "" || utf8.RuneCountInString(req.Name) > maxKeyNameLen:
-		s.failErr(c, invalid("name", "1 to 200 characters"))
+	case gallery.CheckKeyName(req.Name) != nil:
+		s.failErr(c, gallery.CheckKeyName(req.Name))
 		return
 	case !req.Role.Valid():
 		s.failErr(c, invalid("role", "admin, enroll, identify or read"))

@@ -215,29 +215,22 @@ type subjectRequest struct {
 	Metadata    json.RawMessage `json:"metadata"`
 }
 
-// maxMetadataBytes caps a subject's metadata.
-const maxMetadataBytes = 16 << 10
-
+// check applies gallery's field rules, the same as import jobs'.
 func (r subjectRequest) check(create bool) error {
-	if create && (r.ExternalID == nil || *r.ExternalID == "") {
+	if create && r.ExternalID == nil {
 		return invalid("external_id", "required")
 	}
-	if r.ExternalID != nil && (len(*r.ExternalID) == 0 || len(*r.ExternalID) > 256) {
-		return invalid("external_id", "1–256 bytes")
-	}
-	if r.DisplayName != nil && len(*r.DisplayName) > 256 {
-		return invalid("display_name", "at most 256 bytes")
-	}
-	if len(r.Metadata) > maxMetadataBytes {
-		return invalid("metadata", fmt.Sprintf("at most %d bytes", maxMetadataBytes))
-	}
-	if len(r.Metadata) > 0 && string(r.Metadata) != "null" {
-		var obj map[string]any
-		if err := json.Unmarshal(r.Metadata, &obj); err != nil {
-			return invalid("metadata", "must be a JSON object")
+	if r.ExternalID != nil {
+		if err := gallery.CheckExternalID(*r.ExternalID); err != nil {
+			return err
 		}
 	}
-	return nil
+	if r.DisplayName != nil {
+		if err := gallery.CheckDisplayName(*r.DisplayName); err != nil {
+			return err
+		}
+	}
+	return gallery.CheckMetadata(r.Metadata)
 }
 
 func (s *Server) createSubject(c *gin.Context) {

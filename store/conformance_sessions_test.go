@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"testing"
 	"time"
 )
@@ -86,6 +87,33 @@ func testSessions(t *testing.T, b backend) {
 		_, err = s.GetSession(ctx, []byte("h-bye"))
 		wantErr(t, "get deleted", err, ErrNotFound)
 		noErr(t, "delete again", s.DeleteSession(ctx, []byte("h-bye")))
+	})
+
+	t.Run("a key keeps only its newest sessions", func(t *testing.T) {
+		_, err := s.CreateKey(ctx, APIKey{ID: "admin2", Name: "loop", Hash: []byte{3}, Role: RoleAdmin})
+		noErr(t, "create key", err)
+		defer setClock(t, s, func() time.Time { return now })
+		const extra = 4
+		for i := range MaxSessionsPerKey + extra {
+			at := now.Add(time.Duration(i) * time.Second)
+			setClock(t, s, func() time.Time { return at })
+			_, err := s.CreateSession(ctx, Session{IDHash: fmt.Appendf(nil, "loop-%d", i), KeyID: "admin2", CSRF: "c", ExpiresAt: at.Add(time.Hour)})
+			noErr(t, "create", err)
+		}
+		if n := countRows(t, s, "session", "key_id = 'admin2'"); n != MaxSessionsPerKey {
+			t.Fatalf("%d sessions of admin2, want %d", n, MaxSessionsPerKey)
+		}
+		for i := range MaxSessionsPerKey + extra {
+			_, err := s.GetSession(ctx, fmt.Appendf(nil, "loop-%d", i))
+			if i < extra {
+				wantErr(t, fmt.Sprintf("oldest session %d", i), err, ErrNotFound)
+			} else {
+				noErr(t, fmt.Sprintf("session %d", i), err)
+			}
+		}
+		if _, err := s.GetSession(ctx, []byte("h-admin")); err != nil {
+			t.Errorf("another key's session was ended: %v", err)
+		}
 	})
 
 	t.Run("revoking the key ends its sessions", func(t *testing.T) {

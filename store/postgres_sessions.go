@@ -8,7 +8,8 @@ import (
 )
 
 // CreateSession stores a new session, with CreatedAt set to now, and
-// deletes the expired ones. Its key must exist (ErrNotFound otherwise).
+// deletes the expired ones and the key's oldest beyond MaxSessionsPerKey.
+// Its key must exist (ErrNotFound otherwise).
 func (p *Postgres) CreateSession(ctx context.Context, sess Session) (Session, error) {
 	if err := checkNewSession(sess); err != nil {
 		return Session{}, fmt.Errorf("create session: %w", err)
@@ -22,6 +23,10 @@ func (p *Postgres) CreateSession(ctx context.Context, sess Session) (Session, er
 		_, err := tx.Exec(ctx,
 			`INSERT INTO session (id_hash, key_id, csrf, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)`,
 			sess.IDHash, sess.KeyID, sess.CSRF, toNanos(sess.CreatedAt), toNanos(sess.ExpiresAt))
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, trimSessions, sess.KeyID, MaxSessionsPerKey)
 		return err
 	})
 	if err != nil {

@@ -7,7 +7,8 @@ import (
 )
 
 // CreateSession stores a new session, with CreatedAt set to now, and
-// deletes the expired ones. Its key must exist (ErrNotFound otherwise).
+// deletes the expired ones and the key's oldest beyond MaxSessionsPerKey.
+// Its key must exist (ErrNotFound otherwise).
 func (s *SQLite) CreateSession(ctx context.Context, sess Session) (Session, error) {
 	if err := checkNewSession(sess); err != nil {
 		return Session{}, fmt.Errorf("create session: %w", err)
@@ -27,6 +28,10 @@ func (s *SQLite) CreateSession(ctx context.Context, sess Session) (Session, erro
 		if isUniqueViolation(err) {
 			return ErrConflict
 		}
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, trimSessions, sess.KeyID, MaxSessionsPerKey)
 		return err
 	})
 	if err != nil {

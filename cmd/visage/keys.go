@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/visage/visage/api"
+	"github.com/visage/visage/gallery"
 	"github.com/visage/visage/internal/backend"
 	"github.com/visage/visage/internal/config"
 	"github.com/visage/visage/store"
@@ -40,6 +41,12 @@ func runKeys(ctx context.Context, env *cliEnv, args []string) error {
 		r := store.Role(*role)
 		if !r.Valid() {
 			return fmt.Errorf("--role must be admin, enroll, identify or read")
+		}
+		if *name == "" {
+			*name = string(r) + " key"
+		}
+		if err := gallery.CheckKeyName(*name); err != nil {
+			return fmt.Errorf("--name: %w", err)
 		}
 		id, token := api.NewKeyToken()
 		k, err := st.CreateKey(ctx, store.APIKey{ID: id, Name: *name, Hash: api.HashToken(token), Role: r, Collection: *collection})
