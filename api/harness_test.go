@@ -68,8 +68,10 @@ type harness struct {
 	importRoot string
 	router     routers.Router
 	client     *http.Client
-	// svc is the gallery service behind the server.
+	// svc is the gallery service behind the server, and idx its vector
+	// index.
 	svc *gallery.Service
+	idx gallery.Index
 }
 
 type harnessOptions struct {
@@ -77,6 +79,9 @@ type harnessOptions struct {
 	// scaleOut runs the service on PostgreSQL and Qdrant (the in-process
 	// gRPC server, over TCP) instead of SQLite and HNSW.
 	scaleOut bool
+	// database is the URL of the scale-out deployment's PostgreSQL
+	// database; empty takes a fresh one from pgtest.New.
+	database string
 }
 
 // deployments names the two ways to run the same API, for tests that
@@ -114,7 +119,11 @@ func newHarness(t testing.TB, opts harnessOptions) *harness {
 		qs  *qdranttest.Server
 	)
 	if opts.scaleOut {
-		pg, err := store.OpenPostgres(ctx, pgtest.New(t))
+		url := opts.database
+		if url == "" {
+			url = pgtest.New(t)
+		}
+		pg, err := store.OpenPostgres(ctx, url)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -176,7 +185,7 @@ func newHarness(t testing.TB, opts harnessOptions) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &harness{t: t, url: ts.URL, admin: token, store: st, qdrant: qs, importRoot: importRoot, router: router, client: ts.Client(), svc: svc}
+	return &harness{t: t, url: ts.URL, admin: token, store: st, qdrant: qs, importRoot: importRoot, router: router, client: ts.Client(), svc: svc, idx: idx}
 }
 
 // newKey creates a key with a role and optional collection scope.
@@ -260,13 +269,25 @@ func (r response) problemType() string {
 // request and the response against the OpenAPI document.
 func (h *harness) do(method, path, token string, b *body) response {
 	h.t.Helper()
+	r, err := h.send(method, path, token, b)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return r
+}
+
+// send is do for goroutines other than the test's: a failed exchange is
+// returned rather than fatal (a mismatch with the document is still
+// reported, with Errorf).
+func (h *harness) send(method, path, token string, b *body) (response, error) {
+	h.t.Helper()
 	var rd io.Reader
 	if b != nil {
 		rd = bytes.NewReader(b.data)
 	}
 	req, err := http.NewRequest(method, h.url+path, rd)
 	if err != nil {
-		h.t.Fatal(err)
+		return response{}, err
 	}
 	if b != nil {
 		req.Header.Set("Content-Type", b.ct)
@@ -276,15 +297,15 @@ func (h *harness) do(method, path, token string, b *body) response {
 	}
 	resp, err := h.client.Do(req)
 	if err != nil {
-		h.t.Fatal(err)
+		return response{}, err
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(resp.Body)
 	if err != nil {
-		h.t.Fatal(err)
+		return response{}, fmt.Errorf("%s %s: read the answer: %w", method, path, err)
 	}
 	h.validate(req, b, resp, raw)
-	return response{status: resp.StatusCode, header: resp.Header, raw: raw}
+	return response{status: resp.StatusCode, header: resp.Header, raw: raw}, nil
 }
 
 // validate checks an exchange against the OpenAPI document.

@@ -552,7 +552,7 @@ func TestOpenAPISchemasMatchGoValues(t *testing.T) {
 		checks = append(checks, check{"problem " + typ, "Problem", newProblem(typ, ""), true})
 	}
 	for _, err := range []error{errBodyTooLarge, gallery.ErrNoFace, &gallery.QualityError{Reasons: []string{align.ReasonYaw}},
-		&gallery.InvalidError{Field: "limit", Reason: "too big"}, store.ErrNotFound, store.ErrConflict, fmt.Errorf("enroll: %w", index.ErrUnavailable), errors.New("boom")} {
+		&gallery.InvalidError{Field: "limit", Reason: "too big"}, store.ErrNotFound, store.ErrConflict, fmt.Errorf("enroll: %w", index.ErrUnavailable), fmt.Errorf("get key: %w", store.ErrUnavailable), errors.New("boom")} {
 		checks = append(checks, check{"problem for " + err.Error(), "Problem", problemFor(err), true})
 	}
 	for _, c := range checks {

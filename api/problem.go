@@ -66,7 +66,7 @@ var problemTitles = map[string]struct {
 	TypeTooLarge:        {http.StatusRequestEntityTooLarge, "Too large"},
 	TypeRateLimited:     {http.StatusTooManyRequests, "Rate limit exceeded"},
 	TypeNotReady:        {http.StatusServiceUnavailable, "Not ready"},
-	TypeUnavailable:     {http.StatusServiceUnavailable, "Vector store unavailable"},
+	TypeUnavailable:     {http.StatusServiceUnavailable, "Storage unavailable"},
 	TypeInternal:        {http.StatusInternalServerError, "Internal error"},
 }
 
@@ -124,6 +124,10 @@ func problemFor(err error) Problem {
 		return p
 	case errors.Is(err, index.ErrUnavailable):
 		return newProblem(TypeUnavailable, "the vector store cannot be reached; nothing was stored; retry later")
+	case errors.Is(err, store.ErrUnavailable):
+		// Before the not-found and conflict cases: an outage is no answer
+		// about the row. The detail is fixed, as the cause names servers.
+		return newProblem(TypeUnavailable, "the metadata database cannot be reached; retry later")
 	case errors.Is(err, store.ErrNotFound):
 		return newProblem(TypeNotFound, err.Error())
 	case errors.Is(err, store.ErrConflict):
@@ -135,7 +139,8 @@ func problemFor(err error) Problem {
 }
 
 // unavailableRetryAfter is the Retry-After of unavailable, in seconds:
-// about the time the index's own retries span.
+// about the time the index's own retries span, and a few of the
+// database's connect timeouts.
 const unavailableRetryAfter = "5"
 
 // CodeBusy refines unavailable when admission control refused the request
@@ -162,7 +167,7 @@ func (s *Server) failErr(c *gin.Context, err error) {
 		s.log.InfoContext(c.Request.Context(), "refused: memory budget in use", "route", c.FullPath(), "err", err)
 		c.Header("Retry-After", busyRetryAfter)
 	} else if p.Type == TypeUnavailable {
-		s.log.WarnContext(c.Request.Context(), "vector store unavailable", "route", c.FullPath(), "err", err)
+		s.log.WarnContext(c.Request.Context(), "storage unavailable", "route", c.FullPath(), "err", err)
 		c.Header("Retry-After", unavailableRetryAfter)
 	} else if p.Type == TypeInternal {
 		s.log.ErrorContext(c.Request.Context(), "request failed", "route", c.FullPath(), "err", err)

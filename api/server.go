@@ -37,6 +37,17 @@ type KeyStore interface {
 	DeleteSession(ctx context.Context, idHash []byte) error
 }
 
+// Pinger is a metadata store that can tell whether its database answers
+// (the Postgres store; SQLite, a file, has no outages to report). When the
+// KeyStore given to New is one, /readyz asks it.
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
+
+// readyPingTimeout bounds /readyz's question to the store: a probe that
+// hangs is no answer either.
+const readyPingTimeout = 3 * time.Second
+
 // Config is the HTTP policy.
 type Config struct {
 	// MaxBodyBytes caps a request body (all images of it together).
@@ -90,7 +101,9 @@ type Server struct {
 
 // New builds the server. Until Ready it serves /healthz, /metrics and
 // /openapi.json, and answers /readyz and /v1 with 503, so that it can
-// listen while the models and the index load.
+// listen while the models and the index load. Once ready, /readyz also
+// answers 503 while the metadata database cannot be reached, if keys is a
+// Pinger.
 func New(keys KeyStore, metrics *Metrics, cfg Config, log *slog.Logger) (*Server, error) {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultConfig().MaxBodyBytes
@@ -150,13 +163,7 @@ func (s *Server) svc() *gallery.Service { return s.service.Load() }
 
 func (s *Server) routes(e *gin.Engine) {
 	e.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
-	e.GET("/readyz", func(c *gin.Context) {
-		if !s.ready.Load() {
-			fail(c, newProblem(TypeNotReady, "loading models and index"))
-			return
-		}
-		c.JSON(http.StatusOK, gin.H{"status": "ready"})
-	})
+	e.GET("/readyz", s.readyz)
 	e.GET("/openapi.json", func(c *gin.Context) { c.Data(http.StatusOK, "application/json", OpenAPIDocument()) })
 	if s.metrics != nil {
 		e.GET("/metrics", gin.WrapH(s.metrics.Handler()))
@@ -202,6 +209,36 @@ func (s *Server) routes(e *gin.Engine) {
 	a.GET("/keys", keyAdmin, s.listKeys)
 	a.POST("/keys", keyAdmin, s.createKey)
 	a.DELETE("/keys/:id", keyAdmin, s.revokeKey)
+}
+
+// readyz answers whether /v1 can serve: not before Ready or after Unready,
+// nor while the metadata database is unreachable (every /v1 request reads
+// it, to authenticate), so that a load balancer sends the traffic to
+// replicas that can serve it. A replica whose vector store is down still
+// serves reads and deletions, and stays ready.
+func (s *Server) readyz(c *gin.Context) {
+	if !s.ready.Load() {
+		fail(c, newProblem(TypeNotReady, "loading models and index"))
+		return
+	}
+	if p, ok := s.keys.(Pinger); ok {
+		ctx, cancel := context.WithTimeout(c.Request.Context(), readyPingTimeout)
+		defer cancel()
+		if err := p.Ping(ctx); err != nil {
+			prob := problemFor(err)
+			if prob.Type == TypeUnavailable {
+				c.Header("Retry-After", unavailableRetryAfter)
+			} else {
+				// Not an outage (a revoked grant, say): only the log says
+				// what.
+				s.log.ErrorContext(c.Request.Context(), "readiness: the metadata store does not answer", "err", err)
+				prob = newProblem(TypeNotReady, "the metadata database does not answer")
+			}
+			fail(c, prob)
+			return
+		}
+	}
+	c.JSON(http.StatusOK, gin.H{"status": "ready"})
 }
 
 // recoverer turns a panic into a 500 problem instead of a dropped

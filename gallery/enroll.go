@@ -73,6 +73,7 @@ func (s *Service) enrollOne(ctx context.Context, collection, subjectID string, d
 	face.SubjectID, face.Collection = subjectID, collection
 	f, created, err := s.store.InsertFace(ctx, face)
 	if err != nil {
+		s.outcomeUnknown(err)
 		return EnrollResult{}, fmt.Errorf("enroll: store face: %w", err)
 	}
 	r := p.result
@@ -203,12 +204,18 @@ func (s *Service) indexFaces(ctx context.Context, collection string, faces []sto
 // returns the keys of those deleted meanwhile (with their subject, say):
 // that deletion may have removed their vectors before they were written,
 // and then nothing else would, so they are removed again here.
+//
+// Should the store fail here (the database went down), the faces stay
+// pending with their vectors written: identification does not name them
+// yet, and the reconciler, told to run soon, marks them indexed.
 func (s *Service) settleIndexed(ctx context.Context, collection string, keys []uint64) ([]uint64, error) {
 	if err := s.store.MarkFacesIndexed(ctx, keys); err != nil {
+		s.rec.deferWork()
 		return nil, fmt.Errorf("mark faces indexed: %w", err)
 	}
 	states, err := s.store.FaceStates(ctx, keys)
 	if err != nil {
+		s.rec.deferWork()
 		return nil, err
 	}
 	var gone []uint64
@@ -235,7 +242,19 @@ func (s *Service) settleIndexed(ctx context.Context, collection string, keys []u
 // the reconciler indexes it; a retry of the same image returns that face.
 func (s *Service) unstore(ctx context.Context, f store.Face) {
 	if err := s.store.DeleteFaces(context.WithoutCancel(ctx), []uint64{f.Key}); err != nil {
+		s.rec.deferWork()
 		s.log.Error("delete the row of a face that was not indexed", "face", f.ID, "err", err)
+	}
+}
+
+// outcomeUnknown notes a store write that failed because the database
+// could not be reached: if the connection broke while the write committed,
+// it may have taken effect unseen, leaving work only the reconciler does
+// (a pending face to index, vectors of deleted rows to remove), so the
+// reconciler is told to run soon.
+func (s *Service) outcomeUnknown(err error) {
+	if errors.Is(err, store.ErrUnavailable) {
+		s.rec.deferWork()
 	}
 }
 

@@ -36,8 +36,8 @@ type Reconciler struct {
 	index Index
 	model string
 	log   *slog.Logger
-	// unfinished is set when an index failure left work for the
-	// reconciler (deferred deletions), so that it runs again soon.
+	// unfinished is set when a failure left work for the reconciler
+	// (deferred deletions, pending faces), so that it runs again soon.
 	unfinished atomic.Bool
 }
 
@@ -58,11 +58,13 @@ type ReconcileReport struct {
 	SpacesDropped      int `json:"spaces_dropped"`
 }
 
-// Unfinished reports whether an index failure left work that only a
-// reconciliation finishes.
+// Unfinished reports whether a failure left work that only a
+// reconciliation finishes: an index write that failed, or a store write
+// that failed after the index write or whose outcome the database's
+// outage left unknown.
 func (r *Reconciler) Unfinished() bool { return r.unfinished.Load() }
 
-// deferWork records that a failed index write left work behind.
+// deferWork records that a failed write left work behind.
 func (r *Reconciler) deferWork() { r.unfinished.Store(true) }
 
 // Reconcile finishes deletions and enrollments a crash interrupted or an

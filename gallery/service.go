@@ -226,6 +226,7 @@ func PolicyOf(c store.Collection) Policy {
 // reconciler finishes it from the mark. Its name is free again when done.
 func (s *Service) DeleteCollection(ctx context.Context, actor, name string) error {
 	if err := s.store.MarkCollectionDeleting(ctx, name); err != nil {
+		s.outcomeUnknown(err)
 		return fmt.Errorf("delete collection: %w", err)
 	}
 	ctx = context.WithoutCancel(ctx)
@@ -256,6 +257,7 @@ func (s *Service) DeleteSubject(ctx context.Context, actor, collection, id strin
 	}
 	ctx = context.WithoutCancel(ctx)
 	if err := s.store.DeleteSubject(ctx, collection, id); err != nil {
+		s.outcomeUnknown(err)
 		return fmt.Errorf("delete subject: %w", err)
 	}
 	keys := make([]uint64, len(faces))
@@ -284,6 +286,7 @@ func (s *Service) DeleteFace(ctx context.Context, actor, collection, faceID stri
 	}
 	key, err := s.store.MarkFaceDeleting(ctx, collection, faceID)
 	if err != nil {
+		s.outcomeUnknown(err)
 		return fmt.Errorf("delete face: %w", err)
 	}
 	ctx = context.WithoutCancel(ctx)

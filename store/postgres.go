@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"math/rand/v2"
+	"net"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -36,26 +39,79 @@ type Postgres struct {
 	deleteBatch int
 }
 
+// defaultConnectTimeout bounds one connection attempt (the dial, TLS and
+// authentication) unless the URL's connect_timeout sets another bound.
+// Without one a request made while the server's host is unreachable would
+// wait for the kernel's TCP timeout, minutes, instead of failing with
+// ErrUnavailable in seconds.
+const defaultConnectTimeout = 5 * time.Second
+
 // OpenPostgres connects to the database at url (a postgres:// URL or a
 // key=value connection string; pool settings such as pool_max_conns may
 // be given in it) and applies the missing migrations. Several replicas may
 // open one database at once: the migrations run under an advisory lock.
 // The database's role needs the right to create tables in its schema.
+//
+// The store outlives outages of the database: while it cannot be reached
+// every method fails at once with ErrUnavailable, and once it is back the
+// pool opens new connections by itself (the first statement that fails
+// for the outage closes the idle connections, see outageReset).
 func OpenPostgres(ctx context.Context, url string) (*Postgres, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		// The URL may hold a password: pgx's parse errors do not repeat it.
 		return nil, fmt.Errorf("open postgres: %w", err)
 	}
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = defaultConnectTimeout
+	}
 	p := &Postgres{now: time.Now, deleteBatch: defaultDeleteBatch}
 	if err := migratePostgres(ctx, cfg.ConnConfig.Copy(), p.now); err != nil {
-		return nil, fmt.Errorf("open postgres: %w", err)
+		// Only an outage is classified: pgError would reduce a migration's
+		// constraint violation to a bare ErrConflict.
+		return nil, fmt.Errorf("open postgres: %w", markUnavailable(err))
 	}
+	reset := &outageReset{}
+	cfg.ConnConfig.Tracer = reset
 	p.pool, err = pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open postgres: %w", err)
 	}
+	reset.pool.Store(p.pool)
 	return p, nil
+}
+
+// outageReset is the pool's tracer: a statement that fails for want of
+// the server (pgUnavailable) resets the pool, closing its idle
+// connections, which the same outage broke. Otherwise, once the server is
+// back, each of them would fail one more request before the pool dropped
+// it: a connection idle for less than a second is handed out without a
+// ping. Connections in use are closed when released. Every statement
+// passes here, the transactions' BEGIN included.
+type outageReset struct {
+	pool atomic.Pointer[pgxpool.Pool] // set once the pool exists
+}
+
+func (r *outageReset) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	return ctx
+}
+
+func (r *outageReset) TraceQueryEnd(_ context.Context, _ *pgx.Conn, data pgx.TraceQueryEndData) {
+	r.failed(data.Err)
+}
+
+func (r *outageReset) TraceCopyFromStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceCopyFromStartData) context.Context {
+	return ctx
+}
+
+func (r *outageReset) TraceCopyFromEnd(_ context.Context, _ *pgx.Conn, data pgx.TraceCopyFromEndData) {
+	r.failed(data.Err)
+}
+
+func (r *outageReset) failed(err error) {
+	if pool := r.pool.Load(); pool != nil && pgUnavailable(err) {
+		pool.Reset()
+	}
 }
 
 // Close closes the connection pool, waiting for connections in use to be
@@ -63,6 +119,15 @@ func OpenPostgres(ctx context.Context, url string) (*Postgres, error) {
 // that callers close either store alike.
 func (p *Postgres) Close() error {
 	p.pool.Close()
+	return nil
+}
+
+// Ping checks that the database answers, on a connection of the pool:
+// ErrUnavailable while it cannot be reached. Readiness probes call it.
+func (p *Postgres) Ping(ctx context.Context) error {
+	if err := p.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("ping: %w", pgError(err))
+	}
 	return nil
 }
 
@@ -151,6 +216,17 @@ const (
 	pgDeadlockDetected     = "40P01"
 	pgProgramLimitExceeded = "54000"
 	pgDataExceptionClass   = "22"
+
+	// A server that is not there for now: the connection failed or broke
+	// (class 08), the server is shutting down or ended the session
+	// (57P01 admin_shutdown, 57P02 crash_shutdown), is starting up or in
+	// recovery (57P03 cannot_connect_now), or has no connection slot left
+	// (53300 too_many_connections).
+	pgConnectionExceptionClass = "08"
+	pgAdminShutdown            = "57P01"
+	pgCrashShutdown            = "57P02"
+	pgCannotConnectNow         = "57P03"
+	pgTooManyConnections       = "53300"
 )
 
 // pgCode returns the SQLSTATE of a PostgreSQL error, or "".
@@ -178,15 +254,20 @@ func isRetryable(err error) bool {
 	return c == pgSerializationFailure || c == pgDeadlockDetected || errors.As(err, &r)
 }
 
-// pgError maps PostgreSQL's errors to the store's sentinels: a unique
+// pgError maps PostgreSQL's errors to the store's sentinels: a database
+// that cannot be reached is ErrUnavailable (see pgUnavailable); a unique
 // violation is ErrConflict; a foreign key violation means that the parent
 // row went away meanwhile (ErrNotFound); a value PostgreSQL cannot take
 // though SQLite would, such as text with a NUL byte or invalid UTF-8 (an
 // id from a URL, say), is ErrInvalid rather than an internal error, in
 // reads as in writes. Other errors are returned as they are. The server's
 // details (constraint and column names) stay out of the message, which
-// the API shows to clients.
+// the API shows to clients. Every method passes its errors through it:
+// it is the one place where the store classifies them.
 func pgError(err error) error {
+	if pgUnavailable(err) {
+		return markUnavailable(err)
+	}
 	var e *pgconn.PgError
 	if !errors.As(err, &e) {
 		return err
@@ -200,6 +281,56 @@ func pgError(err error) error {
 		return fmt.Errorf("%s: %w", e.Message, ErrInvalid)
 	}
 	return err
+}
+
+// pgUnavailable reports whether err means that the database cannot be
+// reached now, rather than that it refused the operation:
+//
+//   - an error the server sent decides by its SQLSTATE alone (see
+//     pgConnectionExceptionClass): a failed authentication or a missing
+//     database is a configuration error, not an outage, even while
+//     connecting;
+//   - otherwise a failed connection attempt (refused, no socket, no
+//     answer within the connect timeout) and a connection that broke
+//     (reset, closed, EOF in the middle of a message) are;
+//   - a caller that gave up (context.Canceled) is not, nor a deadline
+//     that passed outside a connection attempt: the server was there.
+func pgUnavailable(err error) bool {
+	if err == nil {
+		return false
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		switch pe.Code {
+		case pgAdminShutdown, pgCrashShutdown, pgCannotConnectNow, pgTooManyConnections:
+			return true
+		}
+		return strings.HasPrefix(pe.Code, pgConnectionExceptionClass)
+	}
+	if errors.Is(err, context.Canceled) {
+		return false
+	}
+	var ce *pgconn.ConnectError
+	if errors.As(err, &ce) {
+		return true
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		// Not connecting: a slow statement, or a pool that stayed full
+		// (context.DeadlineExceeded is a net.Error, hence this test first).
+		return false
+	}
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, pgconn.ErrConnClosed)
+}
+
+// markUnavailable wraps err in ErrUnavailable if pgUnavailable holds. The
+// cause stays in the chain, for the log; the API shows a fixed detail.
+func markUnavailable(err error) error {
+	if errors.Is(err, ErrUnavailable) || !pgUnavailable(err) {
+		return err // classified already (inside a transaction), or no outage
+	}
+	return fmt.Errorf("%w: %w", ErrUnavailable, err)
 }
 
 // pgNotFound maps pgx.ErrNoRows to ErrNotFound.

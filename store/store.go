@@ -22,6 +22,13 @@ var (
 	// ErrInvalid means an argument the store cannot act on: a malformed
 	// page cursor, metadata that is not JSON, an empty descriptor.
 	ErrInvalid = errors.New("invalid argument")
+	// ErrUnavailable means the database could not be reached, or dropped
+	// the connection: it is down, restarting, failing over or refusing
+	// connections for now. The same call may succeed later. A write whose
+	// connection broke while it committed may have taken effect; the
+	// writes' idempotency (an image enrolled twice is one face) and the
+	// reconciler cover that case. Only the Postgres store returns it.
+	ErrUnavailable = errors.New("metadata store unavailable")
 )
 
 // The audit event kind and outcome of one successfully enrolled face. The

@@ -123,7 +123,7 @@ func parseSettings(args []string, stderr io.Writer) (settings, error) {
 	fs.StringVar(&s.logFormat, "log-format", env("VISAGE_LOG_FORMAT", "json"), "json or text ($VISAGE_LOG_FORMAT)")
 	fs.DurationVar(&s.snapshotInterval, "snapshot-interval", envDuration("VISAGE_SNAPSHOT_INTERVAL", 5*time.Minute), "how often changed index spaces are saved ($VISAGE_SNAPSHOT_INTERVAL)")
 	fs.DurationVar(&s.reconcileEvery, "reconcile-interval", envDuration("VISAGE_RECONCILE_INTERVAL", 10*time.Minute), "how often the index is checked against the store ($VISAGE_RECONCILE_INTERVAL)")
-	fs.DurationVar(&s.reconcileRetry, "reconcile-retry", envDuration("VISAGE_RECONCILE_RETRY", 15*time.Second), "how soon work the vector store's unavailability left behind is retried ($VISAGE_RECONCILE_RETRY)")
+	fs.DurationVar(&s.reconcileRetry, "reconcile-retry", envDuration("VISAGE_RECONCILE_RETRY", 15*time.Second), "how soon work an unavailable vector store or database left behind is retried ($VISAGE_RECONCILE_RETRY)")
 	fs.DurationVar(&s.shutdownTimeout, "shutdown-timeout", envDuration("VISAGE_SHUTDOWN_TIMEOUT", 30*time.Second), "time in-flight requests get to finish ($VISAGE_SHUTDOWN_TIMEOUT)")
 	if err := fs.Parse(args); err != nil {
 		return s, err
@@ -320,7 +320,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 }
 
 // maintain saves index snapshots and reconciles periodically until ctx
-// ends; work an unreachable vector store left behind is retried sooner.
+// ends; work an unreachable vector store or database left behind is
+// retried sooner.
 func maintain(ctx context.Context, svc *gallery.Service, idx *backend.Index, s settings, log *slog.Logger) {
 	snap := time.NewTicker(positive(s.snapshotInterval))
 	defer snap.Stop()

@@ -50,9 +50,11 @@ type binaries struct {
 	initdb, postgres string
 }
 
-// cluster is a running private server.
+// cluster is a private server, running unless halted.
 type cluster struct {
 	dir    string // the temporary directory: data/, the socket, the log
+	bin    binaries
+	cred   *syscall.Credential
 	cmd    *exec.Cmd
 	exited chan struct{} // closed when cmd has been waited for
 	log    string
@@ -103,25 +105,39 @@ func initCluster(dir string, bin binaries, cred *syscall.Credential) (*cluster, 
 		}
 		return nil, fmt.Errorf("initdb%s: %w\n%s", hint, err, out)
 	}
-	c := &cluster{dir: dir, exited: make(chan struct{}), log: filepath.Join(dir, "postgres.log")}
-	logFile, err := os.Create(c.log)
-	if err != nil {
-		return nil, fmt.Errorf("create server log: %w", err)
-	}
-	defer func() { _ = logFile.Close() }()
-	c.cmd = serverCommand(dir, cred, bin.postgres, serverArgs(data, dir)...)
-	c.cmd.Stdout, c.cmd.Stderr = logFile, logFile
-	if err := c.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start postgres: %w", err)
-	}
-	go func() {
-		_ = c.cmd.Wait()
-		close(c.exited)
-	}()
-	if err := c.waitReady(); err != nil {
-		return nil, errors.Join(err, c.kill())
+	c := &cluster{dir: dir, bin: bin, cred: cred, log: filepath.Join(dir, "postgres.log")}
+	if err := c.launch(); err != nil {
+		return nil, err
 	}
 	return c, nil
+}
+
+// launch starts the server on the cluster's data directory and waits
+// until it accepts connections; if it does not, the server is killed and
+// the directory removed. A server started again after halt listens on the
+// same socket and appends to the same log.
+func (c *cluster) launch() error {
+	logFile, err := os.OpenFile(c.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("open server log: %w", err)
+	}
+	defer func() { _ = logFile.Close() }()
+	c.exited = make(chan struct{})
+	c.cmd = serverCommand(c.dir, c.cred, c.bin.postgres, serverArgs(filepath.Join(c.dir, "data"), c.dir)...)
+	c.cmd.Stdout, c.cmd.Stderr = logFile, logFile
+	if err := c.cmd.Start(); err != nil {
+		close(c.exited) // no server runs: halt and kill have nothing to do
+		return fmt.Errorf("start postgres: %w", err)
+	}
+	cmd, exited := c.cmd, c.exited
+	go func() {
+		_ = cmd.Wait()
+		close(exited)
+	}()
+	if err := c.waitReady(); err != nil {
+		return errors.Join(err, c.kill())
+	}
+	return nil
 }
 
 // serverArgs are the server's arguments. The settings make the throwaway
@@ -190,14 +206,8 @@ func (c *cluster) stop() error {
 	// SIGQUIT is PostgreSQL's immediate shutdown: the postmaster stops its
 	// children and exits without a checkpoint, which a cluster about to
 	// be deleted does not need.
-	err := c.cmd.Process.Signal(syscall.SIGQUIT)
-	if err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return errors.Join(fmt.Errorf("stop postgres: %w", err), c.kill())
-	}
-	select {
-	case <-c.exited:
-	case <-time.After(stopTimeout):
-		return errors.Join(fmt.Errorf("postgres still running %v after SIGQUIT", stopTimeout), c.kill())
+	if err := c.halt(syscall.SIGQUIT); err != nil {
+		return errors.Join(err, c.kill())
 	}
 	if err := os.RemoveAll(c.dir); err != nil {
 		return fmt.Errorf("remove cluster directory: %w", err)
@@ -205,15 +215,46 @@ func (c *cluster) stop() error {
 	return nil
 }
 
+// halt sends the postmaster sig (SIGTERM smart, SIGINT fast, SIGQUIT
+// immediate shutdown) and waits until it has exited, keeping the data
+// directory for launch. Halting a server that has exited does nothing.
+func (c *cluster) halt(sig syscall.Signal) error {
+	if c.hasExited() {
+		return nil
+	}
+	err := c.cmd.Process.Signal(sig)
+	if err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("stop postgres: %w", err)
+	}
+	select {
+	case <-c.exited:
+		return nil
+	case <-time.After(stopTimeout):
+		return fmt.Errorf("postgres still running %v after %v", stopTimeout, sig)
+	}
+}
+
 // kill ends the server at once and removes the cluster's directory. The
 // postmaster's children notice its death and exit by themselves.
 func (c *cluster) kill() error {
-	err := c.cmd.Process.Kill()
-	if err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return fmt.Errorf("kill postgres: %w", err)
+	if !c.hasExited() {
+		err := c.cmd.Process.Kill()
+		if err != nil && !errors.Is(err, os.ErrProcessDone) {
+			return fmt.Errorf("kill postgres: %w", err)
+		}
+		<-c.exited
 	}
-	<-c.exited
 	return os.RemoveAll(c.dir)
+}
+
+// hasExited reports whether the server has exited (or never started).
+func (c *cluster) hasExited() bool {
+	select {
+	case <-c.exited:
+		return true
+	default:
+		return false
+	}
 }
 
 // logTail returns the end of the server's log, for error messages.

@@ -16,6 +16,9 @@
 // On Linux the server also dies with the test binary when that ends
 // abnormally (a panic, a -timeout, a kill), and a later run removes the
 // directories such runs left behind.
+//
+// A test that stops its server, to see what its clients do while the
+// database is down, starts one of its own with NewCluster.
 package pgtest
 
 import (

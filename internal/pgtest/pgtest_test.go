@@ -255,3 +255,45 @@ func TestRemoveStale(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterStopAndStart stops a test's own cluster and starts it again:
+// while it is down nobody connects and open sessions are ended; once up
+// again the same URL reaches the same data; the clean-up removes it.
+func TestClusterStopAndStart(t *testing.T) {
+	ctx := context.Background()
+	var dir string
+	t.Run("user", func(t *testing.T) {
+		cl := NewCluster(t)
+		dir = cl.c.dir
+		conn := connect(t, cl.URL())
+		if _, err := conn.Exec(ctx, `CREATE TABLE t (x int); INSERT INTO t VALUES (42)`); err != nil {
+			t.Fatal(err)
+		}
+		if err := cl.Start(); err == nil {
+			t.Error("Start of a running cluster succeeded")
+		}
+		if err := cl.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		if err := cl.Stop(); err != nil {
+			t.Errorf("second Stop: %v", err)
+		}
+		if _, err := conn.Exec(ctx, `SELECT 1`); err == nil {
+			t.Error("a session survived the shutdown")
+		}
+		if c, err := pgx.Connect(ctx, cl.URL()); err == nil {
+			_ = c.Close(ctx)
+			t.Fatal("connected to a stopped cluster")
+		}
+		if err := cl.Start(); err != nil {
+			t.Fatal(err)
+		}
+		var x int
+		if err := connect(t, cl.URL()).QueryRow(ctx, `SELECT x FROM t`).Scan(&x); err != nil || x != 42 {
+			t.Fatalf("after the restart: x = %d, %v; want 42", x, err)
+		}
+	})
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("cluster directory %s: %v, want it removed", dir, err)
+	}
+}
