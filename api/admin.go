@@ -14,7 +14,6 @@ import (
 	"github.com/visage/visage/store"
 )
 
-
 // keyAdmin refuses key management to a collection-scoped admin key: it
 // could otherwise create an unscoped admin key and leave its scope.
 func keyAdmin(c *gin.Context) {

@@ -166,3 +166,67 @@ func TestBodyBudget(t *testing.T) {
 		t.Fatalf("unexpected answer %s", truncate(r.raw))
 	}
 }
+
+// TestFailedAuthenticationThrottled: an address that keeps failing to
+// authenticate (bearer keys or dashboard sign-ins) is refused 429 with
+// Retry-After before any key is looked up, until its allowance recovers.
+func TestFailedAuthenticationThrottled(t *testing.T) {
+	cfg := api.DefaultConfig()
+	cfg.RateLimit = 0
+	cfg.AuthFailureRate, cfg.AuthFailureBurst = 4, 3
+	h := newHarness(t, harnessOptions{cfg: &cfg})
+
+	for i := range 3 {
+		if r := h.do("GET", "/v1/collections", fmt.Sprintf("vsk_guess%d_secret", i), nil); r.status != http.StatusUnauthorized {
+			t.Fatalf("guess %d: %d, want 401", i, r.status)
+		}
+	}
+	r := h.do("GET", "/v1/collections", "vsk_guess9_secret", nil)
+	if r.status != http.StatusTooManyRequests || r.problemType() != api.TypeRateLimited || r.header.Get("Retry-After") == "" {
+		t.Fatalf("fourth guess: %d %s (Retry-After %q), want 429 rate_limited with Retry-After", r.status, r.raw, r.header.Get("Retry-After"))
+	}
+	if r := h.do("GET", "/v1/collections", h.admin, nil); r.status != http.StatusTooManyRequests {
+		t.Fatalf("the address is throttled, yet a request was looked up: %d", r.status)
+	}
+	req, _ := http.NewRequest("POST", h.url+"/admin/session", strings.NewReader(`{"key":"vsk_guess_secret"}`))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := h.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("sign-in while throttled: %d, want 429", resp.StatusCode)
+	}
+
+	time.Sleep(300 * time.Millisecond) // one failure's worth at 4 per second
+	h.must(http.StatusOK, "GET", "/v1/collections", h.admin, nil)
+}
+
+// TestInputRules: the API refuses the text an import
+// refuses (control and bidirectional formatting characters).
+func TestInputRules(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	h.must(http.StatusCreated, "POST", "/v1/collections", h.admin, ptr(jsonBody(map[string]any{"name": "rules"})))
+	for _, tc := range []struct {
+		name string
+		body map[string]any
+	}{
+		{"NUL in external id", map[string]any{"external_id": "a\x00b"}},
+		{"newline in external id", map[string]any{"external_id": "a\nb"}},
+		{"override in display name", map[string]any{"external_id": "ok", "display_name": "\u202egnp.exe"}},
+		{"control character in metadata", map[string]any{"external_id": "ok2", "metadata": map[string]any{"note": "x\u0007"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := h.do("POST", "/v1/collections/rules/subjects", h.admin, ptr(jsonBody(tc.body)))
+			if r.status != http.StatusBadRequest || r.problemType() != api.TypeInvalidRequest {
+				t.Fatalf("%d %s, want 400 invalid_request", r.status, r.raw)
+			}
+		})
+	}
+	r := h.do("POST", "/v1/admin/keys", h.admin, ptr(jsonBody(map[string]any{"name": "door\u2066", "role": "read"})))
+	if r.status != http.StatusBadRequest {
+		t.Fatalf("key name with an isolate: %d %s, want 400", r.status, r.raw)
+	}
+	h.must(http.StatusCreated, "POST", "/v1/collections/rules/subjects", h.admin, ptr(jsonBody(map[string]any{"external_id": "Zoë Ångström", "display_name": "زوي"})))
+}

@@ -157,6 +157,9 @@ func newHarness(t testing.TB, opts harnessOptions) *harness {
 	t.Cleanup(svc.Close)
 	cfg := api.DefaultConfig()
 	cfg.RateLimit = 0
+	// Tests send many unauthenticated requests on purpose; the throttle
+	// has its own test (TestFailedAuthenticationThrottled).
+	cfg.AuthFailureRate = 0
 	if opts.cfg != nil {
 		cfg = *opts.cfg
 	}

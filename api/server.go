@@ -73,12 +73,19 @@ type Config struct {
 	// that sends slower is answered 408 and disconnected.
 	BodyTimeout time.Duration
 	MinBodyRate int64
+	// AuthFailureRate and AuthFailureBurst throttle failed
+	// authentication (bearer keys and dashboard sign-ins) per client
+	// address: AuthFailureBurst failures, then AuthFailureRate per second;
+	// beyond, 429 rate_limited with Retry-After. 0: no throttle.
+	AuthFailureRate  float64
+	AuthFailureBurst int
 }
 
 // DefaultConfig is the policy of a default visaged.
 func DefaultConfig() Config {
 	return Config{MaxBodyBytes: 64 << 20, RateLimit: 50, RateBurst: 100, MaxImages: 16,
-		BodyBudget: 256 << 20, BodyTimeout: 30 * time.Second, MinBodyRate: 64 << 10}
+		BodyBudget: 256 << 20, BodyTimeout: 30 * time.Second, MinBodyRate: 64 << 10,
+		AuthFailureRate: 1, AuthFailureBurst: 20}
 }
 
 // Server is the HTTP API over a gallery service.
@@ -93,6 +100,8 @@ type Server struct {
 	ready   atomic.Bool
 	imports atomic.Pointer[importService]
 	bodies  *admission.Pool
+	// authFailures throttles failed authentication per client address.
+	authFailures *authThrottle
 
 	mu       sync.Mutex
 	limiters map[string]*rate.Limiter
@@ -119,7 +128,8 @@ func New(keys KeyStore, metrics *Metrics, cfg Config, log *slog.Logger) (*Server
 	}
 	s := &Server{keys: keys, cfg: cfg, log: log, metrics: metrics,
 		limiters: map[string]*rate.Limiter{}, touched: map[string]time.Time{},
-		bodies: admission.NewPool("body budget", cfg.BodyBudget, cfg.AdmissionWait)}
+		bodies:       admission.NewPool("body budget", cfg.BodyBudget, cfg.AdmissionWait),
+		authFailures: newAuthThrottle(cfg.AuthFailureRate, cfg.AuthFailureBurst)}
 	assets, err := dashboard.Load()
 	if err != nil {
 		return nil, fmt.Errorf("load dashboard: %w", err)
@@ -345,6 +355,9 @@ const ctxKey = "visage.key"
 // authenticate checks the bearer token, or else the dashboard's session
 // cookie (with its CSRF token for changes), and remembers the key.
 func (s *Server) authenticate(c *gin.Context) {
+	if s.throttled(c) {
+		return
+	}
 	h := c.GetHeader("Authorization")
 	if _, err := c.Cookie(sessionCookie); h == "" && err == nil {
 		sk, ok := s.cookieSession(c)
@@ -358,6 +371,7 @@ func (s *Server) authenticate(c *gin.Context) {
 	}
 	token, ok := strings.CutPrefix(h, "Bearer ")
 	if !ok || token == "" {
+		s.authFailures.failed(c.ClientIP())
 		c.Header("WWW-Authenticate", `Bearer realm="visage"`)
 		refuse(c, newProblem(TypeUnauthorized, "send Authorization: Bearer <key>"))
 		return
@@ -368,6 +382,7 @@ func (s *Server) authenticate(c *gin.Context) {
 			s.failErr(c, err)
 			return
 		}
+		s.authFailures.failed(c.ClientIP())
 		c.Header("WWW-Authenticate", `Bearer realm="visage", error="invalid_token"`)
 		refuse(c, newProblem(TypeUnauthorized, "unknown or revoked key"))
 		return

@@ -56,6 +56,9 @@ func (s *Server) signIn(c *gin.Context) {
 	// as JSON, and would sign the browser in with the other site's key.
 	// A cross-site request with this content type needs a CORS preflight,
 	// which visaged never grants.
+	if s.throttled(c) {
+		return
+	}
 	if c.ContentType() != "application/json" {
 		fail(c, newProblem(TypeInvalidRequest, "send Content-Type: application/json"))
 		return
@@ -73,6 +76,7 @@ func (s *Server) signIn(c *gin.Context) {
 			s.failErr(c, err)
 			return
 		}
+		s.authFailures.failed(c.ClientIP())
 		fail(c, newProblem(TypeUnauthorized, "unknown or revoked key"))
 		return
 	}

@@ -63,6 +63,8 @@ type settings struct {
 	minBodyRate      int64
 	maxConns         int
 	memoryLimit      int64
+	authFailRate     float64
+	authFailBurst    int
 }
 
 func env(name, def string) string {
@@ -115,6 +117,8 @@ func parseSettings(args []string, stderr io.Writer) (settings, error) {
 	fs.DurationVar(&s.bodyTimeout, "body-timeout", envDuration("VISAGE_BODY_TIMEOUT", def.BodyTimeout), "time a request body may take to arrive, plus its length at --min-body-rate ($VISAGE_BODY_TIMEOUT)")
 	fs.Int64Var(&s.minBodyRate, "min-body-rate", envInt("VISAGE_MIN_BODY_RATE", def.MinBodyRate), "slowest accepted upload rate, bytes per second ($VISAGE_MIN_BODY_RATE)")
 	fs.Int64Var(&s.memoryLimit, "memory-limit", envInt("VISAGE_MEMORY_LIMIT", 0), "soft limit of the Go heap, bytes; 0 derives it from the budgets (their sum plus 256 MiB) unless $GOMEMLIMIT is set, -1 sets none ($VISAGE_MEMORY_LIMIT)")
+	fs.Float64Var(&s.authFailRate, "auth-failure-rate", envFloat("VISAGE_AUTH_FAILURE_RATE", def.AuthFailureRate), "failed authentications per second a client address recovers after --auth-failure-burst; beyond, 429; 0 for no throttle ($VISAGE_AUTH_FAILURE_RATE)")
+	fs.IntVar(&s.authFailBurst, "auth-failure-burst", int(envInt("VISAGE_AUTH_FAILURE_BURST", int64(def.AuthFailureBurst))), "failed authentications a client address may make in a row ($VISAGE_AUTH_FAILURE_BURST)")
 	fs.IntVar(&s.maxConns, "max-connections", int(envInt("VISAGE_MAX_CONNECTIONS", 1024)), "open client connections at most; more wait to be accepted ($VISAGE_MAX_CONNECTIONS)")
 	fs.Float64Var(&s.rateLimit, "rate-limit", envFloat("VISAGE_RATE_LIMIT", def.RateLimit), "requests per second per key, 0 for none ($VISAGE_RATE_LIMIT)")
 	fs.IntVar(&s.rateBurst, "rate-burst", int(envInt("VISAGE_RATE_BURST", int64(def.RateBurst))), "burst per key ($VISAGE_RATE_BURST)")
@@ -209,7 +213,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	srv, err := api.New(st, metrics, api.Config{MaxBodyBytes: s.maxBodyBytes, RateLimit: s.rateLimit, RateBurst: s.rateBurst, TrustedProxies: proxies,
-		BodyBudget: s.bodyBudget, AdmissionWait: s.admissionWait, BodyTimeout: s.bodyTimeout, MinBodyRate: s.minBodyRate}, log)
+		BodyBudget: s.bodyBudget, AdmissionWait: s.admissionWait, BodyTimeout: s.bodyTimeout, MinBodyRate: s.minBodyRate,
+		AuthFailureRate: s.authFailRate, AuthFailureBurst: s.authFailBurst}, log)
 	if err != nil {
 		return err
 	}
