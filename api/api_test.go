@@ -93,7 +93,9 @@ func testIdentifyTheFifthPortrait(t *testing.T, opts harnessOptions) {
 	})
 
 	t.Run("metrics", func(t *testing.T) {
-		m := string(h.must(http.StatusOK, "GET", "/metrics", "", nil).raw)
+		h.must(http.StatusUnauthorized, "GET", "/metrics", "", nil)
+		h.must(http.StatusForbidden, "GET", "/metrics", h.newKey(store.RoleRead, "bbt"), nil)
+		m := string(h.must(http.StatusOK, "GET", "/metrics", h.newKey(store.RoleRead, ""), nil).raw)
 		for _, want := range []string{
 			`visage_http_request_duration_seconds_count{method="POST",route="/v1/collections/:name/identify",status="200"}`,
 			`visage_engine_stage_seconds_count{stage="embed"}`,

@@ -163,7 +163,7 @@ func newHarness(t testing.TB, opts harnessOptions) *harness {
 	if opts.cfg != nil {
 		cfg = *opts.cfg
 	}
-	srv, err := api.New(st, api.NewMetrics(st, log), cfg, log)
+	srv, err := api.New(st, api.NewMetrics(st, true, log), cfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}

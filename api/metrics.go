@@ -30,8 +30,10 @@ type Metrics struct {
 }
 
 // NewMetrics registers the request, engine-stage, process and gallery
-// metrics; gallery sizes are read from src at each scrape.
-func NewMetrics(src StatsSource, log *slog.Logger) *Metrics {
+// metrics; gallery sizes are read from src at each scrape, one series per
+// collection when perCollection is set, else totals over all collections
+// (collection names can be sensitive: a scraper then learns none).
+func NewMetrics(src StatsSource, perCollection bool, log *slog.Logger) *Metrics {
 	reg := prometheus.NewRegistry()
 	m := &Metrics{
 		reg: reg,
@@ -48,7 +50,7 @@ func NewMetrics(src StatsSource, log *slog.Logger) *Metrics {
 	}
 	reg.MustRegister(m.requests, m.stages, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if src != nil {
-		reg.MustRegister(&galleryCollector{src: src, log: log})
+		reg.MustRegister(&galleryCollector{src: src, perCollection: perCollection, log: log})
 	}
 	return m
 }
@@ -80,22 +82,30 @@ func (m *Metrics) observeSearch(d time.Duration) {
 	m.stages.WithLabelValues("search").Observe(d.Seconds())
 }
 
-var (
-	subjectsDesc = prometheus.NewDesc("visage_gallery_subjects", "Subjects per collection.", []string{"collection"}, nil)
-	facesDesc    = prometheus.NewDesc("visage_gallery_faces", "Enrolled faces per collection.", []string{"collection"}, nil)
-	pendingDesc  = prometheus.NewDesc("visage_gallery_pending_faces", "Faces not yet confirmed in the vector index.", []string{"collection"}, nil)
-)
+// galleryDescs are the gallery gauges, by collection or in total.
+func galleryDescs(perCollection bool) (subjects, faces, pending *prometheus.Desc) {
+	var labels []string
+	of := "over all collections"
+	if perCollection {
+		labels, of = []string{"collection"}, "per collection"
+	}
+	return prometheus.NewDesc("visage_gallery_subjects", "Subjects "+of+".", labels, nil),
+		prometheus.NewDesc("visage_gallery_faces", "Enrolled faces "+of+".", labels, nil),
+		prometheus.NewDesc("visage_gallery_pending_faces", "Faces not yet confirmed in the vector index, "+of+".", labels, nil)
+}
 
 // galleryCollector reads gallery sizes at scrape time.
 type galleryCollector struct {
-	src StatsSource
-	log *slog.Logger
+	src           StatsSource
+	perCollection bool
+	log           *slog.Logger
 }
 
 func (g *galleryCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- subjectsDesc
-	ch <- facesDesc
-	ch <- pendingDesc
+	subjects, faces, pending := galleryDescs(g.perCollection)
+	ch <- subjects
+	ch <- faces
+	ch <- pending
 }
 
 func (g *galleryCollector) Collect(ch chan<- prometheus.Metric) {
@@ -106,6 +116,8 @@ func (g *galleryCollector) Collect(ch chan<- prometheus.Metric) {
 		g.log.Warn("collect gallery metrics", "err", err)
 		return
 	}
+	subjectsDesc, facesDesc, pendingDesc := galleryDescs(g.perCollection)
+	var total store.CollectionStats
 	for _, c := range colls {
 		st, err := g.src.CollectionStats(ctx, c.Name)
 		if errors.Is(err, store.ErrNotFound) {
@@ -115,8 +127,19 @@ func (g *galleryCollector) Collect(ch chan<- prometheus.Metric) {
 			g.log.Warn("collect gallery metrics", "collection", c.Name, "err", err)
 			return
 		}
+		if !g.perCollection {
+			total.Subjects += st.Subjects
+			total.Faces += st.Faces
+			total.PendingFaces += st.PendingFaces
+			continue
+		}
 		ch <- prometheus.MustNewConstMetric(subjectsDesc, prometheus.GaugeValue, float64(st.Subjects), c.Name)
 		ch <- prometheus.MustNewConstMetric(facesDesc, prometheus.GaugeValue, float64(st.Faces), c.Name)
 		ch <- prometheus.MustNewConstMetric(pendingDesc, prometheus.GaugeValue, float64(st.PendingFaces), c.Name)
+	}
+	if !g.perCollection {
+		ch <- prometheus.MustNewConstMetric(subjectsDesc, prometheus.GaugeValue, float64(total.Subjects))
+		ch <- prometheus.MustNewConstMetric(facesDesc, prometheus.GaugeValue, float64(total.Faces))
+		ch <- prometheus.MustNewConstMetric(pendingDesc, prometheus.GaugeValue, float64(total.PendingFaces))
 	}
 }

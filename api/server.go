@@ -79,13 +79,32 @@ type Config struct {
 	// beyond, 429 rate_limited with Retry-After. 0: no throttle.
 	AuthFailureRate  float64
 	AuthFailureBurst int
+	// Metrics is who may read /metrics on the API's address.
+	Metrics MetricsAccess
 }
+
+// MetricsAccess is who may read /metrics on the API's address.
+type MetricsAccess string
+
+const (
+	// MetricsKey serves /metrics to unscoped admin and read keys (the
+	// default): gallery sizes and request rates are the operator's.
+	MetricsKey MetricsAccess = "key"
+	// MetricsOpen serves /metrics to anyone who can reach the address.
+	MetricsOpen MetricsAccess = "open"
+	// MetricsOff does not serve /metrics on the API's address (visaged
+	// --metrics-addr serves it on an address of its own).
+	MetricsOff MetricsAccess = "off"
+)
+
+// Valid reports whether a is one of the three accesses.
+func (a MetricsAccess) Valid() bool { return a == MetricsKey || a == MetricsOpen || a == MetricsOff }
 
 // DefaultConfig is the policy of a default visaged.
 func DefaultConfig() Config {
 	return Config{MaxBodyBytes: 64 << 20, RateLimit: 50, RateBurst: 100, MaxImages: 16,
 		BodyBudget: 256 << 20, BodyTimeout: 30 * time.Second, MinBodyRate: 64 << 10,
-		AuthFailureRate: 1, AuthFailureBurst: 20}
+		AuthFailureRate: 1, AuthFailureBurst: 20, Metrics: MetricsKey}
 }
 
 // Server is the HTTP API over a gallery service.
@@ -176,7 +195,13 @@ func (s *Server) routes(e *gin.Engine) {
 	e.GET("/readyz", s.readyz)
 	e.GET("/openapi.json", func(c *gin.Context) { c.Data(http.StatusOK, "application/json", OpenAPIDocument()) })
 	if s.metrics != nil {
-		e.GET("/metrics", gin.WrapH(s.metrics.Handler()))
+		switch s.cfg.Metrics {
+		case MetricsOpen:
+			e.GET("/metrics", gin.WrapH(s.metrics.Handler()))
+		case MetricsOff:
+		default:
+			e.GET("/metrics", s.authenticate, operatorsOnly, unscoped, gin.WrapH(s.metrics.Handler()))
+		}
 	}
 
 	s.dashboardRoutes(e)
@@ -472,6 +497,26 @@ func (s *Server) allow(p permission) gin.HandlerFunc {
 		}
 		c.Next()
 	}
+}
+
+// operatorsOnly lets admin and read keys through: the keys of people who
+// run the service, not of the applications that enroll and identify.
+func operatorsOnly(c *gin.Context) {
+	if r := key(c).Role; r != store.RoleAdmin && r != store.RoleRead {
+		refuse(c, newProblem(TypeForbidden, fmt.Sprintf("role %s may not read the metrics", r)))
+		return
+	}
+	c.Next()
+}
+
+// unscoped refuses a collection-scoped key: what it guards spans every
+// collection.
+func unscoped(c *gin.Context) {
+	if key(c).Collection != "" {
+		refuse(c, newProblem(TypeForbidden, "the key is scoped to a collection"))
+		return
+	}
+	c.Next()
 }
 
 // scoped refuses a collection-scoped key outside its collection.

@@ -2,7 +2,9 @@ package main
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -65,5 +67,33 @@ func TestHostileBurstStaysWithinBudget(t *testing.T) {
 	}
 	if status, out := d.call("GET", "/readyz", nil, ""); status != http.StatusOK {
 		t.Errorf("after the burst /readyz: %d %s", status, out)
+	}
+}
+
+// TestMetricsOnTheirOwnAddress: with --metrics-addr the metrics leave the
+// API's address (404 there, even with a key) for their own, where the
+// scraper needs no key; collection names can be left out.
+func TestMetricsOnTheirOwnAddress(t *testing.T) {
+	bin := buildVisaged(t)
+	secret := "test-metrics-secret-0123456789abcdef"
+	maddr := freeAddr(t)
+	d := start(t, bin, t.TempDir(), "VISAGE_BOOTSTRAP_ADMIN_KEY="+secret,
+		"VISAGE_METRICS_ADDR="+maddr, "VISAGE_METRICS_COLLECTIONS=false")
+	d.key = secret
+	d.jsonCall(http.StatusCreated, "POST", "/v1/collections", map[string]any{"name": "private-name"})
+	if status, _ := d.call("GET", "/metrics", nil, ""); status != http.StatusNotFound {
+		t.Errorf("/metrics on the API's address: %d, want 404", status)
+	}
+	resp, err := http.Get("http://" + maddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), "visage_gallery_subjects 0") {
+		t.Fatalf("metrics address: %d, want 200 with visage_gallery_subjects 0:\n%.300s", resp.StatusCode, b)
+	}
+	if strings.Contains(string(b), "private-name") {
+		t.Error("a collection's name was exported with --metrics-collections=false")
 	}
 }

@@ -65,6 +65,9 @@ type settings struct {
 	memoryLimit      int64
 	authFailRate     float64
 	authFailBurst    int
+	metrics          string
+	metricsAddr      string
+	metricsPerColl   bool
 }
 
 func env(name, def string) string {
@@ -83,6 +86,13 @@ func envInt(name string, def int64) int64 {
 
 func envFloat(name string, def float64) float64 {
 	if v, err := strconv.ParseFloat(os.Getenv(name), 64); err == nil {
+		return v
+	}
+	return def
+}
+
+func envBool(name string, def bool) bool {
+	if v, err := strconv.ParseBool(os.Getenv(name)); err == nil {
 		return v
 	}
 	return def
@@ -119,6 +129,9 @@ func parseSettings(args []string, stderr io.Writer) (settings, error) {
 	fs.Int64Var(&s.memoryLimit, "memory-limit", envInt("VISAGE_MEMORY_LIMIT", 0), "soft limit of the Go heap, bytes; 0 derives it from the budgets (their sum plus 256 MiB) unless $GOMEMLIMIT is set, -1 sets none ($VISAGE_MEMORY_LIMIT)")
 	fs.Float64Var(&s.authFailRate, "auth-failure-rate", envFloat("VISAGE_AUTH_FAILURE_RATE", def.AuthFailureRate), "failed authentications per second a client address recovers after --auth-failure-burst; beyond, 429; 0 for no throttle ($VISAGE_AUTH_FAILURE_RATE)")
 	fs.IntVar(&s.authFailBurst, "auth-failure-burst", int(envInt("VISAGE_AUTH_FAILURE_BURST", int64(def.AuthFailureBurst))), "failed authentications a client address may make in a row ($VISAGE_AUTH_FAILURE_BURST)")
+	fs.StringVar(&s.metrics, "metrics", env("VISAGE_METRICS", ""), "who may read /metrics on --addr: key (unscoped admin or read keys), open, or off; default key, or off with --metrics-addr ($VISAGE_METRICS)")
+	fs.StringVar(&s.metricsAddr, "metrics-addr", env("VISAGE_METRICS_ADDR", ""), "also serve /metrics, without a key, on this address of its own, e.g. one only the scraper reaches ($VISAGE_METRICS_ADDR)")
+	fs.BoolVar(&s.metricsPerColl, "metrics-collections", envBool("VISAGE_METRICS_COLLECTIONS", true), "label gallery sizes with each collection's name; false exports totals only ($VISAGE_METRICS_COLLECTIONS)")
 	fs.IntVar(&s.maxConns, "max-connections", int(envInt("VISAGE_MAX_CONNECTIONS", 1024)), "open client connections at most; more wait to be accepted ($VISAGE_MAX_CONNECTIONS)")
 	fs.Float64Var(&s.rateLimit, "rate-limit", envFloat("VISAGE_RATE_LIMIT", def.RateLimit), "requests per second per key, 0 for none ($VISAGE_RATE_LIMIT)")
 	fs.IntVar(&s.rateBurst, "rate-burst", int(envInt("VISAGE_RATE_BURST", int64(def.RateBurst))), "burst per key ($VISAGE_RATE_BURST)")
@@ -131,6 +144,15 @@ func parseSettings(args []string, stderr io.Writer) (settings, error) {
 	fs.DurationVar(&s.shutdownTimeout, "shutdown-timeout", envDuration("VISAGE_SHUTDOWN_TIMEOUT", 30*time.Second), "time in-flight requests get to finish ($VISAGE_SHUTDOWN_TIMEOUT)")
 	if err := fs.Parse(args); err != nil {
 		return s, err
+	}
+	if s.metrics == "" {
+		s.metrics = string(api.MetricsKey)
+		if s.metricsAddr != "" {
+			s.metrics = string(api.MetricsOff)
+		}
+	}
+	if !api.MetricsAccess(s.metrics).Valid() {
+		return s, fmt.Errorf("--metrics must be key, open or off, not %q", s.metrics)
 	}
 	s.backend.FromEnv()
 	s.backend.DataDir, s.backend.Index = s.dataDir, s.index
@@ -205,7 +227,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 
-	metrics := api.NewMetrics(st, log)
+	metrics := api.NewMetrics(st, s.metricsPerColl, log)
 	var proxies []string
 	for _, p := range strings.Split(s.trustedProxies, ",") {
 		if p = strings.TrimSpace(p); p != "" {
@@ -214,7 +236,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	srv, err := api.New(st, metrics, api.Config{MaxBodyBytes: s.maxBodyBytes, RateLimit: s.rateLimit, RateBurst: s.rateBurst, TrustedProxies: proxies,
 		BodyBudget: s.bodyBudget, AdmissionWait: s.admissionWait, BodyTimeout: s.bodyTimeout, MinBodyRate: s.minBodyRate,
-		AuthFailureRate: s.authFailRate, AuthFailureBurst: s.authFailBurst}, log)
+		AuthFailureRate: s.authFailRate, AuthFailureBurst: s.authFailBurst, Metrics: api.MetricsAccess(s.metrics)}, log)
 	if err != nil {
 		return err
 	}
@@ -231,6 +253,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		MaxHeaderBytes: 64 << 10}
 	served := make(chan error, 1)
 	go func() { served <- httpSrv.Serve(ln) }()
+	if s.metricsAddr != "" {
+		mln, err := net.Listen("tcp", s.metricsAddr)
+		if err != nil {
+			_ = httpSrv.Close()
+			return fmt.Errorf("listen for metrics: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", metrics.Handler())
+		metricsSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute}
+		go func() {
+			if err := metricsSrv.Serve(mln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("serve metrics", "err", err)
+			}
+		}()
+		defer metricsSrv.Close()
+		log.Info("metrics listening", "addr", mln.Addr().String())
+	}
 	log.Info("listening", "addr", ln.Addr().String(), "backends", s.backend.Describe(), "data", s.dataDir)
 
 	// Load the engine and the index while /healthz already answers.

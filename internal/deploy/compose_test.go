@@ -174,8 +174,8 @@ func TestComposeConfig(t *testing.T) {
 			t.Errorf("%s publishes ports %v", name, p)
 		}
 	}
-	if ports, err := containerPorts(vd.Ports); err != nil || !slices.Contains(ports, 8080) {
-		t.Errorf("visaged ports %v (%v): container port 8080 not published", vd.Ports, err)
+	if ports, err := containerPorts(vd.Ports); err != nil || !slices.Contains(ports, 8080) || slices.Contains(ports, 9090) {
+		t.Errorf("visaged ports %v (%v): want container port 8080 published and the metrics port 9090 not", vd.Ports, err)
 	}
 
 	// The secrets arrive where they are used, and the addresses match the
@@ -190,6 +190,10 @@ func TestComposeConfig(t *testing.T) {
 		{"visaged", "VISAGE_QDRANT_ADDR", "qdrant:6334"},
 		{"visaged", "VISAGE_QDRANT_API_KEY", secrets["QDRANT_API_KEY"]},
 		{"visaged", "VISAGE_BOOTSTRAP_ADMIN_KEY", secrets["VISAGE_BOOTSTRAP_ADMIN_KEY"]},
+		// Metrics on an address of their own, not published, without
+		// collection names.
+		{"visaged", "VISAGE_METRICS_ADDR", "0.0.0.0:9090"},
+		{"visaged", "VISAGE_METRICS_COLLECTIONS", "false"},
 	} {
 		got, ok := cf.Services[c.service].Environment[c.key]
 		if !ok || got != c.want {
