@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"encoding/csv"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/visage/visage/gallery"
 	"github.com/visage/visage/internal/archive"
+	"github.com/visage/visage/internal/csvsafe"
 	"github.com/visage/visage/store"
 )
 
@@ -316,7 +316,9 @@ func (s *Server) importFailures(c *gin.Context) {
 	c.Header("Content-Type", "text/csv; charset=utf-8")
 	c.Header("Content-Disposition", `attachment; filename="import-`+j.ID+`-failures.csv"`)
 	c.Status(http.StatusOK)
-	w := csv.NewWriter(c.Writer)
+	// Paths, ids and reasons come from uploads and manifests: escaped so
+	// that a spreadsheet opening the file runs none of them.
+	w := csvsafe.NewWriter(c.Writer)
 	_ = w.Write([]string{"seq", "path", "external_id", "state", "code", "reason"})
 	after := -1
 	for {

@@ -4,6 +4,8 @@ import (
 	"archive/zip"
 	"bytes"
 	"encoding/csv"
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -183,4 +185,47 @@ func TestImportJobsOverHTTP(t *testing.T) {
 			t.Errorf("a server-local source was removed: %v", err)
 		}
 	})
+}
+
+// TestImportFailuresCSVEscapesFormulas: cells a spreadsheet would run as
+// a formula (=, +, -, @, tab, CR first) start with a quote in the
+// failures CSV.
+func TestImportFailuresCSVEscapesFormulas(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	h.must(http.StatusCreated, "POST", "/v1/collections", h.admin, ptr(jsonBody(map[string]any{"name": "formulas"})))
+	evil := []string{`=HYPERLINK("http://evil.example/","click")`, "+1+2.png", "-2.png", "@SUM(A1).png", "\tcmd.png", "\rcr.png"}
+	var manifest bytes.Buffer
+	for i, p := range evil {
+		line, _ := json.Marshal(map[string]string{"path": p, "external_id": fmt.Sprintf("=1+%d", i)})
+		manifest.Write(append(line, '\n'))
+	}
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	w, _ := zw.Create("manifest.jsonl")
+	w.Write(manifest.Bytes())
+	zw.Close()
+	var j importJob
+	h.must(http.StatusAccepted, "POST", "/v1/collections/formulas/imports", h.admin, &body{buf.Bytes(), "application/zip"}).decode(t, &j)
+	if got := h.waitImport("formulas", j.ID); got.Skipped != len(evil) {
+		t.Fatalf("import: %+v, want %d lines skipped", got, len(evil))
+	}
+	r := h.must(http.StatusOK, "GET", "/v1/collections/formulas/imports/"+j.ID+"/failures", h.admin, nil)
+	rows, err := csv.NewReader(bytes.NewReader(r.raw)).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	paths := map[string]bool{}
+	for _, row := range rows[1:] {
+		for _, cell := range row {
+			if cell != "" && strings.ContainsRune("=+-@\t\r", rune(cell[0])) {
+				t.Errorf("cell %q starts a formula", cell)
+			}
+		}
+		paths[row[1]] = true
+	}
+	for _, p := range evil {
+		if !paths["'"+p] {
+			t.Errorf("no row with the path '%s:\n%s", p, r.raw)
+		}
+	}
 }
