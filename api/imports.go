@@ -171,13 +171,11 @@ func (s *Server) importLocal(c *gin.Context, is *importService, work string) (ga
 	if err := decodeJSON(c, &req); err != nil {
 		return gallery.Source{}, nil, err
 	}
-	rel := filepath.FromSlash(req.Path)
-	if req.Path == "" || !filepath.IsLocal(rel) {
-		return gallery.Source{}, nil, invalid("path", "a relative path inside the import root, without ..")
-	}
-	src, err := gallery.OpenSource(c.Request.Context(), filepath.Join(is.cfg.Root, rel), is.cfg.Archive, work)
+	// Sealed in the root: no link is followed, and a bad path is a
+	// *gallery.SourcePathError, which problemFor makes a 400.
+	src, err := gallery.OpenSourceIn(c.Request.Context(), is.cfg.Root, req.Path, is.cfg.Archive, work)
 	if err != nil {
-		return gallery.Source{}, nil, sourceError(err)
+		return gallery.Source{}, nil, err
 	}
 	// An archive was extracted into work, the job's own copy.
 	return src, map[string]any{"path": req.Path, "owned": src.Archive != ""}, nil
@@ -229,21 +227,9 @@ func (s *Server) importUpload(ctx context.Context, is *importService, work strin
 	}
 	src, err := gallery.OpenSource(ctx, f.Name(), is.cfg.Archive, work)
 	if err != nil {
-		return gallery.Source{}, nil, sourceError(err)
+		return gallery.Source{}, nil, err
 	}
 	return src, map[string]any{"name": filepath.Base(name), "bytes": n, "owned": true}, nil
-}
-
-// sourceError makes the reasons an import source is refused invalid
-// requests.
-func sourceError(err error) error {
-	switch {
-	case errors.Is(err, archive.ErrUnsafe), errors.Is(err, archive.ErrTooLarge), errors.Is(err, archive.ErrCorrupt),
-		errors.Is(err, archive.ErrUnsupported), errors.Is(err, gallery.ErrBadManifest), errors.Is(err, gallery.ErrUnsupportedSource),
-		errors.Is(err, os.ErrNotExist):
-		return invalid("archive", err.Error())
-	}
-	return err
 }
 
 func (s *Server) listImports(c *gin.Context) {

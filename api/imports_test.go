@@ -187,6 +187,149 @@ func TestImportJobsOverHTTP(t *testing.T) {
 	})
 }
 
+// secretLine is the first line of a file outside the import root that a
+// link inside it points to: no answer, error or CSV may quote it.
+const secretLine = "SECRET-first-line-of-an-outside-file-7f3a"
+
+// importRootWithLinks fills the harness's import root with a real tree
+// and links leading out of it (and one staying inside), and returns the
+// outside directory.
+func importRootWithLinks(t *testing.T, h *harness) string {
+	t.Helper()
+	outside := t.TempDir()
+	write := func(p string, data []byte) {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	link := func(target, name string) {
+		t.Helper()
+		if err := os.Symlink(target, filepath.Join(h.importRoot, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, p := range []string{"penny", "raj"} {
+		write(filepath.Join(h.importRoot, "tree", p, "1.png"), portrait(t, p, 1))
+		write(filepath.Join(outside, "tree", p, "1.png"), portrait(t, p, 1))
+	}
+	zipped, _ := galleryZip(t, nil)
+	write(filepath.Join(outside, "gallery.zip"), zipped)
+	write(filepath.Join(outside, "people.csv"), []byte(secretLine+"\npenny/1.png,penny\n"))
+	write(filepath.Join(outside, "manifest", "manifest.csv"), []byte(secretLine+"\n"))
+	link("/etc", "etc")
+	link(filepath.Join(outside, "tree"), "outside")
+	link(filepath.Join(outside, "gallery.zip"), "gallery.zip")
+	link(filepath.Join(outside, "people.csv"), "people.csv")
+	link(filepath.Join(outside, "manifest"), "manifest")
+	link("tree", "alias") // stays inside, still not followed
+	return outside
+}
+
+// TestImportServerPathSealed: a server-local import resolves its path
+// inside the import root and follows no symbolic link; every refused path
+// is a 400 invalid_request that quotes nothing from outside the root.
+func TestImportServerPathSealed(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	h.must(http.StatusCreated, "POST", "/v1/collections", h.admin, ptr(jsonBody(map[string]any{"name": "sealed"})))
+	importRootWithLinks(t, h)
+	etc, err := os.ReadDir("/etc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		path string
+	}{
+		{"link to /etc", "etc"},
+		{"path through a link to /etc", "etc/passwd"},
+		{"link to an outside tree", "outside"},
+		{"path through a link to an outside tree", "outside/penny"},
+		{"link to an outside archive", "gallery.zip"},
+		{"link to an outside manifest", "people.csv"},
+		{"link to an outside manifest folder", "manifest"},
+		{"link staying inside the root", "alias"},
+		{"dot-dot out of the root", "tree/../../etc"},
+		{"absolute path", "/etc"},
+		{"NUL byte", "tree\x00/penny"},
+		{"name longer than the file system takes", strings.Repeat("n", 300)},
+		{"path longer than the file system takes", strings.Repeat("d/", 2100) + "x"},
+		{"path through a file", "tree/penny/1.png/x"},
+		{"missing", "nothing-here"},
+		{"empty", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := h.do("POST", "/v1/collections/sealed/imports", h.admin, ptr(jsonBody(map[string]any{"path": tc.path})))
+			if r.status != http.StatusBadRequest || r.problemType() != api.TypeInvalidRequest {
+				t.Fatalf("status %d %s, want 400 invalid_request", r.status, truncate(r.raw))
+			}
+			if strings.Contains(strings.ToLower(string(r.raw)), strings.ToLower(secretLine)) {
+				t.Errorf("the answer quotes the outside file: %s", r.raw)
+			}
+			for _, e := range etc {
+				if len(e.Name()) >= 6 && strings.Contains(string(r.raw), e.Name()) && !strings.Contains(tc.path, e.Name()) {
+					t.Errorf("the answer names /etc/%s: %s", e.Name(), r.raw)
+				}
+			}
+		})
+	}
+	var list struct {
+		Imports []importJob `json:"imports"`
+	}
+	h.must(http.StatusOK, "GET", "/v1/collections/sealed/imports", h.admin, nil).decode(t, &list)
+	if len(list.Imports) != 0 {
+		t.Errorf("refused paths started %d jobs: %+v", len(list.Imports), list.Imports)
+	}
+
+	t.Run("a real tree holding links imports only its own photos", func(t *testing.T) {
+		if err := os.Symlink("/etc", filepath.Join(h.importRoot, "tree", "etc")); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(filepath.Join(h.importRoot, "outside", "raj", "1.png"), filepath.Join(h.importRoot, "tree", "penny", "2.png")); err != nil {
+			t.Fatal(err)
+		}
+		h.must(http.StatusCreated, "POST", "/v1/collections", h.admin, ptr(jsonBody(map[string]any{"name": "sealed-tree"})))
+		var j importJob
+		h.must(http.StatusAccepted, "POST", "/v1/collections/sealed-tree/imports", h.admin, ptr(jsonBody(map[string]any{"path": "tree"}))).decode(t, &j)
+		got := h.waitImport("sealed-tree", j.ID)
+		if got.Enrolled != 2 || got.Skipped != 2 || got.Total != 4 {
+			t.Fatalf("import of a tree with links: %+v %s, want 2 enrolled and the 2 links skipped", got, got.Source)
+		}
+		r := h.must(http.StatusOK, "GET", "/v1/collections/sealed-tree/imports/"+j.ID+"/failures", h.admin, nil)
+		if n := strings.Count(string(r.raw), "\n"); n != 3 || !strings.Contains(string(r.raw), ",etc,,skipped,symlink,") || strings.Contains(string(r.raw), "passwd") {
+			t.Errorf("failures CSV of a tree with links, want the two links skipped:\n%s", r.raw)
+		}
+	})
+
+	t.Run("a manifest pointing out of its folder", func(t *testing.T) {
+		dir := filepath.Join(h.importRoot, "m")
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(filepath.Join(h.importRoot, "outside"), filepath.Join(dir, "out")); err != nil {
+			t.Fatal(err)
+		}
+		manifest := "path,external_id\n../tree/penny/1.png,penny\n/etc/passwd,x\nout/raj/1.png,raj\n../people.csv,y\n"
+		if err := os.WriteFile(filepath.Join(dir, "manifest.csv"), []byte(manifest), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		var j importJob
+		h.must(http.StatusAccepted, "POST", "/v1/collections/sealed/imports", h.admin, ptr(jsonBody(map[string]any{"path": "m"}))).decode(t, &j)
+		got := h.waitImport("sealed", j.ID)
+		if got.Enrolled != 0 || got.Skipped != 4 {
+			t.Fatalf("import of a manifest pointing out: %+v, want its 4 lines skipped", got)
+		}
+		r := h.must(http.StatusOK, "GET", "/v1/collections/sealed/imports/"+j.ID+"/failures", h.admin, nil)
+		if strings.Contains(strings.ToLower(string(r.raw)), strings.ToLower(secretLine)) || strings.Contains(string(r.raw), "root:") {
+			t.Errorf("the failures CSV quotes an outside file:\n%s", r.raw)
+		}
+	})
+}
+
 // TestImportFailuresCSVEscapesFormulas: cells a spreadsheet would run as
 // a formula (=, +, -, @, tab, CR first) start with a quote in the
 // failures CSV.

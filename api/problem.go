@@ -9,6 +9,7 @@ import (
 
 	"github.com/visage/visage/gallery"
 	"github.com/visage/visage/index"
+	"github.com/visage/visage/internal/archive"
 	"github.com/visage/visage/internal/imageio"
 	"github.com/visage/visage/store"
 )
@@ -107,6 +108,10 @@ func problemFor(err error) Problem {
 		return p
 	case errors.As(err, &inv):
 		return newProblem(TypeInvalidRequest, err.Error())
+	case isBadImportSource(err):
+		// The message names paths relative to the import root or the
+		// archive, and quotes only what the client sent or uploaded.
+		return newProblem(TypeInvalidRequest, err.Error())
 	case errors.Is(err, index.ErrUnavailable):
 		return newProblem(TypeUnavailable, "the vector store cannot be reached; nothing was stored; retry later")
 	case errors.Is(err, store.ErrNotFound):
@@ -117,6 +122,19 @@ func problemFor(err error) Problem {
 		return newProblem(TypeInvalidRequest, err.Error())
 	}
 	return newProblem(TypeInternal, "")
+}
+
+// isBadImportSource reports the reasons an import's source is refused
+// for what it is: an unsafe, oversized, corrupt or unknown archive, a bad
+// manifest, or a server-local path naming nothing an import may read.
+func isBadImportSource(err error) bool {
+	for _, target := range []error{archive.ErrUnsafe, archive.ErrTooLarge, archive.ErrCorrupt, archive.ErrUnsupported,
+		gallery.ErrBadManifest, gallery.ErrUnsupportedSource, gallery.ErrBadSourcePath} {
+		if errors.Is(err, target) {
+			return true
+		}
+	}
+	return false
 }
 
 // unavailableRetryAfter is the Retry-After of unavailable, in seconds:

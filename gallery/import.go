@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -248,6 +249,14 @@ func (im *Importer) run(ctx context.Context, job store.ImportJob, root string) e
 		return err
 	}
 	im.log.Info("import job running", "job", job.ID, "collection", job.Collection, "total", job.Total, "done", job.Done)
+	// Photos are read through an os.Root: a photo swapped for a link
+	// since the source was scanned cannot lead out of it.
+	photos, err := os.OpenRoot(root)
+	if err != nil {
+		// Without the path: the job's error is shown to read keys.
+		return fmt.Errorf("open the import's photos: %s", pathErrText(err))
+	}
+	defer photos.Close()
 	// The readers and workers stop with the job, or when its results can
 	// no longer be written.
 	work, stopWork := context.WithCancel(ctx)
@@ -260,7 +269,7 @@ func (im *Importer) run(ctx context.Context, job store.ImportJob, root string) e
 		go func() {
 			defer workers.Done()
 			for it := range todo {
-				o, ok := im.examine(work, root, it)
+				o, ok := im.examine(work, photos, it)
 				if !ok {
 					continue // stopped: the photo stays pending
 				}
@@ -414,7 +423,7 @@ func (im *Importer) retry(ctx context.Context, job store.ImportJob, what string,
 
 // examine reads one photo and runs the engine on it. ok is false when the
 // job stopped before the photo's outcome was known.
-func (im *Importer) examine(ctx context.Context, root string, it store.ImportItem) (store.ImportOutcome, bool) {
+func (im *Importer) examine(ctx context.Context, root *os.Root, it store.ImportItem) (store.ImportOutcome, bool) {
 	fail := func(code string, err error) (store.ImportOutcome, bool) {
 		return store.ImportOutcome{Seq: it.Seq, State: store.ItemFailed, Code: code, Reason: err.Error()}, true
 	}
@@ -440,14 +449,20 @@ func (im *Importer) examine(ctx context.Context, root string, it store.ImportIte
 }
 
 // readPhoto reads a photo of a source, refusing paths that leave root and
-// reading at most one byte more than limit, so that the engine refuses a
-// larger one with its own code.
-func readPhoto(root, rel string, limit int64) ([]byte, error) {
+// symbolic links, and reading at most one byte more than limit, so that
+// the engine refuses a larger one with its own code. Errors name the
+// photo by its path in the source, never by a server path.
+func readPhoto(root *os.Root, rel string, limit int64) ([]byte, error) {
 	p := filepath.FromSlash(rel)
 	if !filepath.IsLocal(p) {
 		return nil, fmt.Errorf("read %s: path leaves the source", rel)
 	}
-	f, err := os.Open(filepath.Join(root, p))
+	// The scan skipped links; one found now was swapped in since, and is
+	// refused as the scan would have (the root stops those leading out).
+	if fi, err := root.Lstat(p); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+		return nil, fmt.Errorf("read %s: a symbolic link, which imports never follow", rel)
+	}
+	f, err := root.Open(p)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", rel, err)
 	}

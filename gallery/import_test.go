@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -311,4 +312,70 @@ func TestImportWaitsOutAnIndexOutage(t *testing.T) {
 		t.Errorf("%d upserts: the outage was not met", srv.Calls("Points/Upsert"))
 	}
 	assertAllIndexed(t, st, idx, "staff", good)
+}
+
+// TestImportFollowsNoLinkSwappedIn: a photo replaced by a symbolic link
+// after its source was scanned is not read through the link: one leading
+// out of the source fails as unreadable, as does one staying inside.
+func TestImportFollowsNoLinkSwappedIn(t *testing.T) {
+	eng := openEngine(t, 2)
+	ctx := context.Background()
+	root := t.TempDir()
+	outside := t.TempDir()
+	for _, p := range []string{"amy", "raj", "penny"} {
+		data := testenv.ReadShared(t, "testdata/faces/bbt/"+p+"/"+p+"1.png")
+		for _, dir := range []string{root, outside} {
+			if err := os.MkdirAll(filepath.Join(dir, p), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, p, "1.png"), data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	bst, idx := backendPairs()[0].open(t, eng.ModelID())
+	st := bst.(importDeps)
+	svc := NewService(eng, st, idx, DefaultServiceConfig(), quietLog())
+	if _, err := svc.CreateCollection(ctx, "staff", Policy{}); err != nil {
+		t.Fatal(err)
+	}
+	src, err := OpenSource(ctx, root, archive.Limits{}, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	swap := map[string]string{
+		"amy/1.png": filepath.Join(outside, "amy", "1.png"), // out of the source
+		"raj/1.png": filepath.Join(root, "penny", "1.png"),  // inside it
+	}
+	for rel, target := range swap {
+		p := filepath.Join(root, filepath.FromSlash(rel))
+		if err := os.Remove(p); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(target, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	im := NewImporter(svc, st, DefaultImportConfig(2), quietLog())
+	defer im.Close()
+	job, err := im.Start(ctx, "k1", "staff", src, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := waitJob(t, st, job.ID)
+	if got.Enrolled != 1 || got.Failed != 2 {
+		t.Fatalf("job: %+v, want penny enrolled and the two links failed", got)
+	}
+	failed, err := st.ImportItems(ctx, job.ID, []store.ItemState{store.ItemFailed}, -1, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, it := range failed {
+		if _, swapped := swap[it.Path]; !swapped || it.Code != ImportUnreadable {
+			t.Errorf("failed %s with %s (%s), want the swapped photos unreadable", it.Path, it.Code, it.Reason)
+		}
+		if strings.Contains(it.Reason, root) || strings.Contains(it.Reason, outside) {
+			t.Errorf("the reason of %s names a server path: %s", it.Path, it.Reason)
+		}
+	}
 }
