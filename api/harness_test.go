@@ -64,10 +64,11 @@ type harness struct {
 	store galleryStore
 	// qdrant is the vector store's server in the scale-out deployment.
 	qdrant *qdranttest.Server
-	// importRoot is the server's root for server-local imports.
-	importRoot string
-	router     routers.Router
-	client     *http.Client
+	// importRoot is the server's root for server-local imports, and
+	// importDir where it extracts uploads.
+	importRoot, importDir string
+	router                routers.Router
+	client                *http.Client
 	// svc is the gallery service behind the server.
 	svc *gallery.Service
 }
@@ -152,10 +153,12 @@ func newHarness(t testing.TB, opts harnessOptions) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	im := gallery.NewImporter(svc, st, gallery.DefaultImportConfig(2), log)
+	importRoot, importDir := t.TempDir(), t.TempDir()
+	imCfg := gallery.DefaultImportConfig(2)
+	imCfg.ImportRoot, imCfg.ImportDir = importRoot, importDir
+	im := gallery.NewImporter(svc, st, imCfg, log)
 	t.Cleanup(im.Close)
-	importRoot := t.TempDir()
-	srv.ServeImports(im, st, api.ImportConfig{Dir: t.TempDir(), Root: importRoot})
+	srv.ServeImports(im, st, api.ImportConfig{Dir: importDir, Root: importRoot})
 	srv.Ready(svc)
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)
@@ -173,7 +176,7 @@ func newHarness(t testing.TB, opts harnessOptions) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &harness{t: t, url: ts.URL, admin: token, store: st, qdrant: qs, importRoot: importRoot, router: router, client: ts.Client(), svc: svc}
+	return &harness{t: t, url: ts.URL, admin: token, store: st, qdrant: qs, importRoot: importRoot, importDir: importDir, router: router, client: ts.Client(), svc: svc}
 }
 
 // newKey creates a key with a role and optional collection scope.

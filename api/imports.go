@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -80,6 +81,7 @@ type importJobJSON struct {
 }
 
 func toImportJob(j store.ImportJob, now time.Time) importJobJSON {
+	j.Source = withoutServerPaths(j.Source)
 	out := importJobJSON{ImportJob: j}
 	if j.StartedAt == nil {
 		return out
@@ -94,6 +96,26 @@ func toImportJob(j store.ImportJob, now time.Time) importJobJSON {
 	if !j.State.Finished() && out.FacesPerSecond > 0 {
 		eta := float64(j.Total-j.Done) / out.FacesPerSecond
 		out.ETASeconds = &eta
+	}
+	return out
+}
+
+// withoutServerPaths drops an absolute "root" from a job's source: jobs
+// record their root relative to the import root or directory, but jobs
+// recorded before did not, and read keys see the JSON.
+func withoutServerPaths(source json.RawMessage) json.RawMessage {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(source, &m) != nil {
+		return source
+	}
+	var root string
+	if json.Unmarshal(m["root"], &root) != nil || !filepath.IsAbs(root) {
+		return source
+	}
+	delete(m, "root")
+	out, err := json.Marshal(m)
+	if err != nil {
+		return source
 	}
 	return out
 }

@@ -330,6 +330,84 @@ func TestImportServerPathSealed(t *testing.T) {
 	})
 }
 
+// TestImportJobJSONHidesServerPaths: the job JSON, which read keys see,
+// names paths relative to the import root or the upload, never absolute
+// server paths.
+func TestImportJobJSONHidesServerPaths(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	h.must(http.StatusCreated, "POST", "/v1/collections", h.admin, ptr(jsonBody(map[string]any{"name": "paths"})))
+	reader := h.newKey(store.RoleRead, "paths")
+	for _, p := range []string{"penny", "raj"} {
+		dir := filepath.Join(h.importRoot, "nested", "tree", p)
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "1.png"), portrait(t, p, 1), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	zipped, _ := galleryZip(t, nil)
+	// An archive of a manifest's folder rather than of its contents.
+	var exported bytes.Buffer
+	zw := zip.NewWriter(&exported)
+	for name, data := range map[string][]byte{"export/manifest.csv": []byte("path,external_id\nimg/p.png,penny\n"), "export/img/p.png": portrait(t, "penny", 2)} {
+		w, _ := zw.Create(name)
+		w.Write(data)
+	}
+	zw.Close()
+	starts := []struct {
+		name string
+		body body
+		root string // the source's root the JSON shows, "" for any relative path
+	}{
+		{"server-local tree", jsonBody(map[string]any{"path": "nested/tree"}), "nested/tree"},
+		{"upload", body{zipped, "application/zip"}, ""},
+		{"upload of a folder", body{exported.Bytes(), "application/zip"}, ""},
+	}
+	for _, s := range starts {
+		t.Run(s.name, func(t *testing.T) {
+			var j importJob
+			r := h.must(http.StatusAccepted, "POST", "/v1/collections/paths/imports", h.admin, &s.body)
+			r.decode(t, &j)
+			h.waitImport("paths", j.ID)
+			for _, raw := range [][]byte{r.raw,
+				h.must(http.StatusOK, "GET", "/v1/collections/paths/imports/"+j.ID, reader, nil).raw,
+				h.must(http.StatusOK, "GET", "/v1/collections/paths/imports", reader, nil).raw} {
+				if strings.Contains(string(raw), h.importRoot) || strings.Contains(string(raw), os.TempDir()) {
+					t.Errorf("job JSON holds a server path: %s", raw)
+				}
+			}
+			var src map[string]any
+			if err := json.Unmarshal(j.Source, &src); err != nil {
+				t.Fatal(err)
+			}
+			root, _ := src["root"].(string)
+			if !filepath.IsLocal(root) || s.root != "" && root != s.root {
+				t.Errorf("source %s: root %q, want %q relative to the import root or directory", j.Source, root, s.root)
+			}
+			// An upload's extracted copy is removed once its job ends,
+			// whole (its folder too); a server-local source stays.
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				ents, err := os.ReadDir(h.importDir)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(ents) == 0 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("the import directory still holds %s after the job ended", ents[0].Name())
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			if _, err := os.Stat(filepath.Join(h.importRoot, "nested", "tree", "raj", "1.png")); err != nil {
+				t.Errorf("a server-local source was removed: %v", err)
+			}
+		})
+	}
+}
+
 // TestImportFailuresCSVEscapesFormulas: cells a spreadsheet would run as
 // a formula (=, +, -, @, tab, CR first) start with a quote in the
 // failures CSV.

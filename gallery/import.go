@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -49,6 +50,13 @@ type ImportConfig struct {
 	// unreachable, say): the job waits for the service to recover rather
 	// than fail photos.
 	RetryMax time.Duration
+	// ImportRoot and ImportDir are the server's import root (server-local
+	// sources) and upload directory (extracted archives), the API's: a
+	// job records its source's directory relative to one of them, so that
+	// its JSON, which read keys see, shows no server path, and another
+	// replica mounting them elsewhere resumes it. A source under neither
+	// is recorded by its absolute path.
+	ImportRoot, ImportDir string
 }
 
 // DefaultImportConfig suits an engine with engineWorkers workers.
@@ -119,10 +127,99 @@ func NewImporter(svc *Service, st ImportStore, cfg ImportConfig, log *slog.Logge
 // sourceRecord is the part of a job's stored source the importer reads
 // back when it resumes the job.
 type sourceRecord struct {
+	// Root is the directory the items' paths are relative to: relative to
+	// the directory Base names (slash-separated), or absolute when Base is
+	// empty (jobs recorded before Base existed, importers without the
+	// directories).
 	Root string `json:"root"`
+	Base string `json:"base,omitempty"`
 	// Owned: Root is the job's own copy (an extracted upload), removed
 	// when the job ends.
 	Owned bool `json:"owned,omitempty"`
+}
+
+// Bases of a recorded source's root.
+const (
+	baseImportRoot = "import_root" // ImportConfig.ImportRoot
+	baseImportDir  = "import_dir"  // ImportConfig.ImportDir
+)
+
+// locate records dir relative to the configured directory holding it.
+func (im *Importer) locate(dir string) sourceRecord {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return sourceRecord{Root: dir}
+	}
+	for _, b := range []struct{ name, dir string }{{baseImportDir, im.cfg.ImportDir}, {baseImportRoot, im.cfg.ImportRoot}} {
+		if b.dir == "" {
+			continue
+		}
+		base, err := filepath.Abs(b.dir)
+		if err != nil {
+			continue
+		}
+		if rel, err := filepath.Rel(base, abs); err == nil && filepath.IsLocal(rel) {
+			return sourceRecord{Root: filepath.ToSlash(rel), Base: b.name}
+		}
+	}
+	return sourceRecord{Root: abs}
+}
+
+// baseDir is the directory a recorded source's root is relative to, ""
+// for an absolute root; ok is false when this importer does not have it.
+func (im *Importer) baseDir(src sourceRecord) (dir string, ok bool) {
+	switch src.Base {
+	case "":
+		return "", filepath.IsAbs(src.Root)
+	case baseImportRoot:
+		return im.cfg.ImportRoot, im.cfg.ImportRoot != "" && filepath.IsLocal(filepath.FromSlash(src.Root))
+	case baseImportDir:
+		return im.cfg.ImportDir, im.cfg.ImportDir != "" && filepath.IsLocal(filepath.FromSlash(src.Root))
+	}
+	return "", false
+}
+
+// openPhotos opens the directory of a job's photos as an os.Root: inside
+// its base directory, through no symbolic link, as OpenSourceIn does.
+func (im *Importer) openPhotos(src sourceRecord) (*os.Root, error) {
+	dir, ok := im.baseDir(src)
+	if !ok {
+		return nil, errors.New("the job's source is not on this server")
+	}
+	if dir == "" {
+		return os.OpenRoot(src.Root)
+	}
+	base, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer base.Close()
+	if src.Root != "." {
+		if _, err := lstatNoLinks(base, src.Root, src.Root); err != nil {
+			return nil, err
+		}
+	}
+	return base.OpenRoot(filepath.FromSlash(src.Root))
+}
+
+// ownedDir is the directory removed when a job owning its photos ends:
+// the job's own folder in ImportDir (its archive may have extracted to a
+// folder inside it), or, for an absolute root, the root.
+func (im *Importer) ownedDir(src sourceRecord) string {
+	dir, ok := im.baseDir(src)
+	switch {
+	case !ok || !src.Owned:
+		return ""
+	case dir == "":
+		return src.Root
+	case src.Base != baseImportDir:
+		return "" // never a server-local source
+	}
+	top, _, _ := strings.Cut(src.Root, "/")
+	if top == "." {
+		return "" // never the directory itself
+	}
+	return filepath.Join(dir, top)
 }
 
 // Start records a job for the photos of src and starts it; describe is
@@ -137,7 +234,13 @@ func (im *Importer) Start(ctx context.Context, actor, collection string, src Sou
 	for k, v := range describe {
 		desc[k] = v
 	}
-	desc["root"] = src.Root
+	owned, _ := desc["owned"].(bool)
+	rec := im.locate(src.Root)
+	rec.Owned = owned
+	desc["root"] = rec.Root
+	if rec.Base != "" {
+		desc["base"] = rec.Base
+	}
 	source, err := json.Marshal(desc)
 	if err != nil {
 		return store.ImportJob{}, fmt.Errorf("start import: %w", err)
@@ -154,8 +257,7 @@ func (im *Importer) Start(ctx context.Context, actor, collection string, src Sou
 	if err != nil {
 		return store.ImportJob{}, fmt.Errorf("start import: %w", err)
 	}
-	owned, _ := desc["owned"].(bool)
-	im.launch(job, sourceRecord{Root: src.Root, Owned: owned})
+	im.launch(job, rec)
 	return job, nil
 }
 
@@ -178,10 +280,13 @@ func (im *Importer) Resume(ctx context.Context) (int, error) {
 			}
 			continue
 		}
-		if _, err := os.Stat(src.Root); err != nil {
-			im.log.Info("import job's photos are not here; leaving it to the replica that has them", "job", j.ID, "root", src.Root)
+		r, err := im.openPhotos(src)
+		if err != nil {
+			im.log.Info("import job's photos are not here; leaving it to the replica that has them", "job", j.ID,
+				"root", src.Root, "base", src.Base, "err", err)
 			continue
 		}
+		r.Close()
 		im.launch(j, src)
 		n++
 	}
@@ -226,15 +331,15 @@ func (im *Importer) launch(job store.ImportJob, src sourceRecord) {
 			im.mu.Unlock()
 			cancel()
 		}()
-		if err := im.run(ctx, job, src.Root); err != nil && ctx.Err() == nil {
+		if err := im.run(ctx, job, src); err != nil && ctx.Err() == nil {
 			im.log.Error("import job failed", "job", job.ID, "err", err)
 			if _, ferr := im.st.FinishImportJob(context.WithoutCancel(ctx), job.ID, store.ImportFailed, err.Error()); ferr != nil {
 				im.log.Error("record the failure of an import job", "job", job.ID, "err", ferr)
 			}
 		}
-		if src.Owned {
+		if dir := im.ownedDir(src); dir != "" {
 			if j, err := im.st.GetImportJob(context.WithoutCancel(ctx), job.ID); err == nil && j.State.Finished() {
-				if err := os.RemoveAll(src.Root); err != nil {
+				if err := os.RemoveAll(dir); err != nil {
 					im.log.Warn("remove an import's photos", "job", job.ID, "err", err)
 				}
 			}
@@ -243,7 +348,7 @@ func (im *Importer) launch(job store.ImportJob, src sourceRecord) {
 }
 
 // run enrolls a job's pending photos and records their outcomes.
-func (im *Importer) run(ctx context.Context, job store.ImportJob, root string) error {
+func (im *Importer) run(ctx context.Context, job store.ImportJob, src sourceRecord) error {
 	job, err := im.st.StartImportJob(ctx, job.ID)
 	if err != nil {
 		return err
@@ -251,7 +356,7 @@ func (im *Importer) run(ctx context.Context, job store.ImportJob, root string) e
 	im.log.Info("import job running", "job", job.ID, "collection", job.Collection, "total", job.Total, "done", job.Done)
 	// Photos are read through an os.Root: a photo swapped for a link
 	// since the source was scanned cannot lead out of it.
-	photos, err := os.OpenRoot(root)
+	photos, err := im.openPhotos(src)
 	if err != nil {
 		// Without the path: the job's error is shown to read keys.
 		return fmt.Errorf("open the import's photos: %s", pathErrText(err))

@@ -2,6 +2,7 @@ package gallery
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -168,10 +169,16 @@ func TestImportJobs(t *testing.T) {
 				if _, err := svc.CreateCollection(ctx, "resumed", Policy{}); err != nil {
 					t.Fatal(err)
 				}
-				first := NewImporter(svc, st, ImportConfig{Workers: 1, RecordEvery: 1}, quietLog())
+				// The tree is under the import root: the job records its
+				// place relative to it, and the resumed job finds it so.
+				first := NewImporter(svc, st, ImportConfig{Workers: 1, RecordEvery: 1, ImportRoot: filepath.Dir(root)}, quietLog())
 				job, err := first.Start(ctx, "k1", "resumed", src, nil)
 				if err != nil {
 					t.Fatal(err)
+				}
+				var rec sourceRecord
+				if err := json.Unmarshal(job.Source, &rec); err != nil || rec != (sourceRecord{Root: filepath.Base(root), Base: baseImportRoot}) {
+					t.Errorf("recorded source %s, want root %q relative to the import root", job.Source, filepath.Base(root))
 				}
 				for {
 					j, err := st.GetImportJob(ctx, job.ID)
@@ -191,7 +198,9 @@ func TestImportJobs(t *testing.T) {
 				if mid.State != store.ImportRunning || mid.Done >= mid.Total {
 					t.Fatalf("after the stop: %+v, want a running job with work left", mid)
 				}
-				second := NewImporter(svc, st, DefaultImportConfig(2), quietLog())
+				cfg := DefaultImportConfig(2)
+				cfg.ImportRoot = filepath.Dir(root)
+				second := NewImporter(svc, st, cfg, quietLog())
 				defer second.Close()
 				n, err := second.Resume(ctx)
 				if err != nil || n != 1 {

@@ -222,10 +222,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	eng := le.eng
 	svc := gallery.NewService(eng, st, idx, gallery.DefaultServiceConfig(), log)
 	defer svc.Close()
-	importer := gallery.NewImporter(svc, st, gallery.DefaultImportConfig(cfg.Workers), log)
+	importDir := cmp.Or(s.importDir, filepath.Join(s.dataDir, "imports"))
+	imCfg := gallery.DefaultImportConfig(cfg.Workers)
+	imCfg.ImportRoot, imCfg.ImportDir = s.importRoot, importDir
+	importer := gallery.NewImporter(svc, st, imCfg, log)
 	defer importer.Close()
-	srv.ServeImports(importer, st, api.ImportConfig{Dir: cmp.Or(s.importDir, filepath.Join(s.dataDir, "imports")),
-		Root: s.importRoot, MaxUploadBytes: s.importMaxBytes})
+	srv.ServeImports(importer, st, api.ImportConfig{Dir: importDir, Root: s.importRoot, MaxUploadBytes: s.importMaxBytes})
 	t1 := time.Now()
 	rep, err := svc.Reconcile(ctx)
 	if err != nil {
