@@ -69,8 +69,10 @@ type harness struct {
 	importRoot, importDir string
 	router                routers.Router
 	client                *http.Client
-	// svc is the gallery service behind the server.
-	svc *gallery.Service
+	// svc is the gallery service behind the server, and importer its
+	// import jobs.
+	svc      *gallery.Service
+	importer *gallery.Importer
 }
 
 type harnessOptions struct {
@@ -78,6 +80,10 @@ type harnessOptions struct {
 	// scaleOut runs the service on PostgreSQL and Qdrant (the in-process
 	// gRPC server, over TCP) instead of SQLite and HNSW.
 	scaleOut bool
+	// importer and imports, when set, adjust the import jobs' and the
+	// import endpoints' configurations.
+	importer func(*gallery.ImportConfig)
+	imports  func(*api.ImportConfig)
 }
 
 // deployments names the two ways to run the same API, for tests that
@@ -156,9 +162,16 @@ func newHarness(t testing.TB, opts harnessOptions) *harness {
 	importRoot, importDir := t.TempDir(), t.TempDir()
 	imCfg := gallery.DefaultImportConfig(2)
 	imCfg.ImportRoot, imCfg.ImportDir = importRoot, importDir
+	if opts.importer != nil {
+		opts.importer(&imCfg)
+	}
 	im := gallery.NewImporter(svc, st, imCfg, log)
 	t.Cleanup(im.Close)
-	srv.ServeImports(im, st, api.ImportConfig{Dir: importDir, Root: importRoot})
+	apiCfg := api.ImportConfig{Dir: importDir, Root: importRoot}
+	if opts.imports != nil {
+		opts.imports(&apiCfg)
+	}
+	srv.ServeImports(im, st, apiCfg)
 	srv.Ready(svc)
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)
@@ -176,7 +189,7 @@ func newHarness(t testing.TB, opts harnessOptions) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &harness{t: t, url: ts.URL, admin: token, store: st, qdrant: qs, importRoot: importRoot, importDir: importDir, router: router, client: ts.Client(), svc: svc}
+	return &harness{t: t, url: ts.URL, admin: token, store: st, qdrant: qs, importRoot: importRoot, importDir: importDir, router: router, client: ts.Client(), svc: svc, importer: im}
 }
 
 // newKey creates a key with a role and optional collection scope.

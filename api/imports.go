@@ -150,15 +150,22 @@ func (s *Server) startImport(c *gin.Context) {
 	var (
 		src      gallery.Source
 		describe map[string]any
-		err      error
 	)
 	ct, _, _ := mime.ParseMediaType(c.GetHeader("Content-Type"))
+	if ct == "application/json" && key(c).Role != store.RoleAdmin {
+		fail(c, newProblem(TypeForbidden, "only admin keys may import from the server's disk"))
+		return
+	}
+	// The job's slot is taken before the upload is read and extracted:
+	// beyond the server's limit, nothing is written to disk.
+	slot, err := is.importer.Reserve()
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	defer slot.Release() // once Start succeeds, the job's until it ends
 	switch ct {
 	case "application/json":
-		if key(c).Role != store.RoleAdmin {
-			fail(c, newProblem(TypeForbidden, "only admin keys may import from the server's disk"))
-			return
-		}
 		src, describe, err = s.importLocal(c, is, work)
 	case "multipart/form-data":
 		src, describe, err = s.importMultipart(c, is, work)
@@ -172,7 +179,7 @@ func (s *Server) startImport(c *gin.Context) {
 		s.failErr(c, err)
 		return
 	}
-	job, err := is.importer.Start(ctx, key(c).ID, collection, src, describe)
+	job, err := slot.Start(ctx, key(c).ID, collection, src, describe)
 	if err != nil {
 		_ = os.RemoveAll(work)
 		s.failErr(c, err)

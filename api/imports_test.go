@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/visage/visage/api"
+	"github.com/visage/visage/gallery"
 	"github.com/visage/visage/store"
 )
 
@@ -449,4 +450,82 @@ func TestImportFailuresCSVEscapesFormulas(t *testing.T) {
 			t.Errorf("no row with the path '%s:\n%s", p, r.raw)
 		}
 	}
+}
+
+// assertEmptyDir fails unless dir holds nothing.
+func assertEmptyDir(t *testing.T, dir string) {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		t.Errorf("%s left in %s", e.Name(), dir)
+	}
+}
+
+// TestImportJobLimit: beyond the server's import jobs at once, a new
+// import is refused with 429 rate_limited (code too_many_imports) and
+// Retry-After, before its upload is stored.
+func TestImportJobLimit(t *testing.T) {
+	h := newHarness(t, harnessOptions{importer: func(c *gallery.ImportConfig) { c.MaxJobs = 1 }})
+	h.must(http.StatusCreated, "POST", "/v1/collections", h.admin, ptr(jsonBody(map[string]any{"name": "busy"})))
+	zipped, _ := galleryZip(t, nil)
+	if err := os.MkdirAll(filepath.Join(h.importRoot, "tree", "penny"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(h.importRoot, "tree", "penny", "1.png"), portrait(t, "penny", 1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// A job being prepared elsewhere holds the only slot.
+	slot, err := h.importer.Reserve()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range []body{{zipped, "application/zip"}, jsonBody(map[string]any{"path": "tree"})} {
+		r := h.do("POST", "/v1/collections/busy/imports", h.admin, &b)
+		var p api.Problem
+		r.decode(t, &p)
+		if r.status != http.StatusTooManyRequests || p.Type != api.TypeRateLimited || p.Code != "too_many_imports" || r.header.Get("Retry-After") == "" {
+			t.Errorf("%s import at the limit: %d %s (Retry-After %q), want 429 too_many_imports", b.ct, r.status, r.raw, r.header.Get("Retry-After"))
+		}
+	}
+	assertEmptyDir(t, h.importDir)
+	slot.Release()
+	var j importJob
+	h.must(http.StatusAccepted, "POST", "/v1/collections/busy/imports", h.admin, &body{zipped, "application/zip"}).decode(t, &j)
+	h.waitImport("busy", j.ID)
+	// The ended job gave its slot back.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r := h.do("POST", "/v1/collections/busy/imports", h.admin, ptr(jsonBody(map[string]any{"path": "tree"})))
+		if r.status == http.StatusAccepted {
+			break
+		}
+		if r.status != http.StatusTooManyRequests || time.Now().After(deadline) {
+			t.Fatalf("import after the job ended: %d %s", r.status, r.raw)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestImportDiskSpace: an archive that would not leave the server's
+// margin of free disk space is refused with 507 insufficient_storage,
+// and nothing of it stays on disk.
+func TestImportDiskSpace(t *testing.T) {
+	h := newHarness(t, harnessOptions{imports: func(c *api.ImportConfig) { c.Archive.MinFreeBytes = 1 << 62 }})
+	h.must(http.StatusCreated, "POST", "/v1/collections", h.admin, ptr(jsonBody(map[string]any{"name": "full"})))
+	zipped, _ := galleryZip(t, nil)
+	if err := os.WriteFile(filepath.Join(h.importRoot, "gallery.zip"), zipped, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range []body{{zipped, "application/zip"}, jsonBody(map[string]any{"path": "gallery.zip"})} {
+		r := h.do("POST", "/v1/collections/full/imports", h.admin, &b)
+		if r.status != http.StatusInsufficientStorage || r.problemType() != api.TypeInsufficientStorage {
+			t.Errorf("%s import with no room: %d %s, want 507 insufficient_storage", b.ct, r.status, r.raw)
+		}
+	}
+	assertEmptyDir(t, h.importDir)
+	// The slots were given back.
+	h.must(http.StatusAccepted, "POST", "/v1/collections/full/imports", h.admin, ptr(jsonBody(map[string]any{"path": "."})))
 }

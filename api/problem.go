@@ -28,9 +28,12 @@ const (
 	TypeForbidden       = "forbidden"
 	TypeTooLarge        = "too_large"
 	TypeRateLimited     = "rate_limited"
-	TypeNotReady        = "not_ready"
-	TypeUnavailable     = "unavailable"
-	TypeInternal        = "internal"
+	// TypeInsufficientStorage: an import's archive would not leave the
+	// server's margin of free disk space once extracted.
+	TypeInsufficientStorage = "insufficient_storage"
+	TypeNotReady            = "not_ready"
+	TypeUnavailable         = "unavailable"
+	TypeInternal            = "internal"
 )
 
 // Problem is an application/problem+json body.
@@ -40,8 +43,9 @@ type Problem struct {
 	Status int    `json:"status"`
 	Detail string `json:"detail,omitempty"`
 	// Code refines bad_image and too_large (empty_image, corrupt_image,
-	// unsupported_format, image_too_large, body_too_large); on a failed
-	// enrollment it is the first image's rejection code.
+	// unsupported_format, image_too_large, body_too_large) and
+	// rate_limited (too_many_imports); on a failed enrollment it is the
+	// first image's rejection code.
 	Code string `json:"code,omitempty"`
 	// Reasons are the failed quality gates of quality_rejected.
 	Reasons []string `json:"reasons,omitempty"`
@@ -53,20 +57,21 @@ var problemTitles = map[string]struct {
 	status int
 	title  string
 }{
-	TypeBadImage:        {http.StatusUnprocessableEntity, "The image cannot be read"},
-	TypeNoFace:          {http.StatusUnprocessableEntity, "No face found"},
-	TypeTooManyFaces:    {http.StatusUnprocessableEntity, "Several equally large faces"},
-	TypeQualityRejected: {http.StatusUnprocessableEntity, "Face rejected by quality gates"},
-	TypeInvalidRequest:  {http.StatusBadRequest, "Invalid request"},
-	TypeNotFound:        {http.StatusNotFound, "Not found"},
-	TypeConflict:        {http.StatusConflict, "Already exists"},
-	TypeUnauthorized:    {http.StatusUnauthorized, "Missing or invalid API key"},
-	TypeForbidden:       {http.StatusForbidden, "The API key may not do this"},
-	TypeTooLarge:        {http.StatusRequestEntityTooLarge, "Too large"},
-	TypeRateLimited:     {http.StatusTooManyRequests, "Rate limit exceeded"},
-	TypeNotReady:        {http.StatusServiceUnavailable, "Not ready"},
-	TypeUnavailable:     {http.StatusServiceUnavailable, "Vector store unavailable"},
-	TypeInternal:        {http.StatusInternalServerError, "Internal error"},
+	TypeBadImage:            {http.StatusUnprocessableEntity, "The image cannot be read"},
+	TypeNoFace:              {http.StatusUnprocessableEntity, "No face found"},
+	TypeTooManyFaces:        {http.StatusUnprocessableEntity, "Several equally large faces"},
+	TypeQualityRejected:     {http.StatusUnprocessableEntity, "Face rejected by quality gates"},
+	TypeInvalidRequest:      {http.StatusBadRequest, "Invalid request"},
+	TypeNotFound:            {http.StatusNotFound, "Not found"},
+	TypeConflict:            {http.StatusConflict, "Already exists"},
+	TypeUnauthorized:        {http.StatusUnauthorized, "Missing or invalid API key"},
+	TypeForbidden:           {http.StatusForbidden, "The API key may not do this"},
+	TypeTooLarge:            {http.StatusRequestEntityTooLarge, "Too large"},
+	TypeRateLimited:         {http.StatusTooManyRequests, "Rate limit exceeded"},
+	TypeInsufficientStorage: {http.StatusInsufficientStorage, "Not enough disk space"},
+	TypeNotReady:            {http.StatusServiceUnavailable, "Not ready"},
+	TypeUnavailable:         {http.StatusServiceUnavailable, "Vector store unavailable"},
+	TypeInternal:            {http.StatusInternalServerError, "Internal error"},
 }
 
 func newProblem(typ, detail string) Problem {
@@ -108,6 +113,12 @@ func problemFor(err error) Problem {
 		return p
 	case errors.As(err, &inv):
 		return newProblem(TypeInvalidRequest, err.Error())
+	case errors.Is(err, gallery.ErrTooManyImports):
+		p := newProblem(TypeRateLimited, "the server runs as many import jobs as it is configured to; retry when one has ended")
+		p.Code = "too_many_imports"
+		return p
+	case errors.Is(err, archive.ErrNoSpace):
+		return newProblem(TypeInsufficientStorage, err.Error())
 	case isBadImportSource(err):
 		// The message names paths relative to the import root or the
 		// archive, and quotes only what the client sent or uploaded.
@@ -141,6 +152,10 @@ func isBadImportSource(err error) bool {
 // about the time the index's own retries span.
 const unavailableRetryAfter = "5"
 
+// importsRetryAfter is the Retry-After of too_many_imports, in seconds:
+// import jobs last minutes, so sooner is only more refusals.
+const importsRetryAfter = "60"
+
 // fail writes a problem and stops the handler chain.
 func fail(c *gin.Context, p Problem) {
 	c.Header("Content-Type", "application/problem+json")
@@ -150,13 +165,20 @@ func fail(c *gin.Context, p Problem) {
 // failErr logs unexpected errors and writes their problem.
 func (s *Server) failErr(c *gin.Context, err error) {
 	p := problemFor(err)
-	if p.Type == TypeInternal && errors.Is(err, context.Canceled) && c.Request.Context().Err() != nil {
+	switch {
+	case p.Type == TypeInternal && errors.Is(err, context.Canceled) && c.Request.Context().Err() != nil:
 		// The client went away; nobody reads the answer.
 		s.log.DebugContext(c.Request.Context(), "request cancelled by the client", "route", c.FullPath())
-	} else if p.Type == TypeUnavailable {
+	case p.Type == TypeUnavailable:
 		s.log.WarnContext(c.Request.Context(), "vector store unavailable", "route", c.FullPath(), "err", err)
 		c.Header("Retry-After", unavailableRetryAfter)
-	} else if p.Type == TypeInternal {
+	case p.Type == TypeRateLimited:
+		// Only the import job limit comes here; the per-key limiter
+		// answers on its own.
+		c.Header("Retry-After", importsRetryAfter)
+	case p.Type == TypeInsufficientStorage:
+		s.log.WarnContext(c.Request.Context(), "import refused: not enough disk space", "route", c.FullPath(), "err", err)
+	case p.Type == TypeInternal:
 		s.log.ErrorContext(c.Request.Context(), "request failed", "route", c.FullPath(), "err", err)
 	}
 	fail(c, p)

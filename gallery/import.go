@@ -57,12 +57,24 @@ type ImportConfig struct {
 	// replica mounting them elsewhere resumes it. A source under neither
 	// is recorded by its absolute path.
 	ImportRoot, ImportDir string
+	// MaxJobs bounds the jobs running, or being prepared (an upload being
+	// extracted), at once: each holds its extracted photos on disk and
+	// shares the engine with the others, so more only slows them all.
+	// Reserve refuses beyond it (ErrTooManyImports).
+	MaxJobs int
 }
+
+// DefaultMaxImportJobs is ImportConfig.MaxJobs's default.
+const DefaultMaxImportJobs = 4
+
+// ErrTooManyImports: the importer already runs or prepares
+// ImportConfig.MaxJobs jobs; retry once one has ended.
+var ErrTooManyImports = errors.New("gallery: too many import jobs at once")
 
 // DefaultImportConfig suits an engine with engineWorkers workers.
 func DefaultImportConfig(engineWorkers int) ImportConfig {
 	return ImportConfig{Workers: 2 * max(engineWorkers, 1), RecordEvery: 32, RecordAfter: 250 * time.Millisecond,
-		MaxPhotoBytes: 64 << 20, RetryMax: 30 * time.Second}
+		MaxPhotoBytes: 64 << 20, RetryMax: 30 * time.Second, MaxJobs: DefaultMaxImportJobs}
 }
 
 // Item codes of import results beyond the engine's and the sources'.
@@ -100,6 +112,9 @@ type Importer struct {
 	wg     sync.WaitGroup
 	mu     sync.Mutex
 	cancel map[string]context.CancelFunc // running jobs
+	// active counts the jobs running and the slots reserved for jobs
+	// being prepared.
+	active int
 }
 
 // NewImporter returns an importer enrolling through svc.
@@ -119,6 +134,9 @@ func NewImporter(svc *Service, st ImportStore, cfg ImportConfig, log *slog.Logge
 	}
 	if cfg.RetryMax <= 0 {
 		cfg.RetryMax = def.RetryMax
+	}
+	if cfg.MaxJobs <= 0 {
+		cfg.MaxJobs = def.MaxJobs
 	}
 	base, stop := context.WithCancel(context.Background())
 	return &Importer{svc: svc, st: st, cfg: cfg, log: log, base: base, stop: stop, cancel: map[string]context.CancelFunc{}}
@@ -222,11 +240,78 @@ func (im *Importer) ownedDir(src sourceRecord) string {
 	return filepath.Join(dir, top)
 }
 
-// Start records a job for the photos of src and starts it; describe is
-// shown with the job (the upload's name and size, say). With "owned":
-// true in describe, src.Root is the job's own copy of the photos, removed
-// when the job ends.
+// ImportSlot is a place for one job among the importer's MaxJobs,
+// reserved before the job's source is opened (an upload extracted, which
+// takes disk and time) and given to the job Start begins.
+type ImportSlot struct {
+	im   *Importer
+	used bool // released, or given to a job; guarded by im.mu
+}
+
+// Reserve takes a slot for a job, or fails with ErrTooManyImports when
+// MaxJobs jobs run or are being prepared. The caller starts the job with
+// the slot's Start, or gives it back with Release.
+func (im *Importer) Reserve() (*ImportSlot, error) {
+	im.mu.Lock()
+	defer im.mu.Unlock()
+	if im.active >= im.cfg.MaxJobs {
+		return nil, fmt.Errorf("%w: %d of %d running or starting", ErrTooManyImports, im.active, im.cfg.MaxJobs)
+	}
+	im.active++
+	return &ImportSlot{im: im}, nil
+}
+
+// Release gives the slot back, unless Start gave it to a job; it may be
+// called more than once, and after Start.
+func (sl *ImportSlot) Release() {
+	sl.im.mu.Lock()
+	defer sl.im.mu.Unlock()
+	if !sl.used {
+		sl.used = true
+		sl.im.active--
+	}
+}
+
+// Start records a job for the photos of src and starts it in a new slot,
+// or fails with ErrTooManyImports; see ImportSlot.Start.
 func (im *Importer) Start(ctx context.Context, actor, collection string, src Source, describe map[string]any) (store.ImportJob, error) {
+	sl, err := im.Reserve()
+	if err != nil {
+		return store.ImportJob{}, fmt.Errorf("start import: %w", err)
+	}
+	return sl.Start(ctx, actor, collection, src, describe)
+}
+
+// Start records a job for the photos of src and starts it in the slot,
+// which the job gives back when it ends (or Start, when it fails);
+// describe is shown with the job (the upload's name and size, say). With
+// "owned": true in describe, src.Root is the job's own copy of the
+// photos, removed when the job ends.
+func (sl *ImportSlot) Start(ctx context.Context, actor, collection string, src Source, describe map[string]any) (store.ImportJob, error) {
+	im := sl.im
+	im.mu.Lock()
+	used := sl.used
+	sl.used = true // from here the slot is the job's, or given back below
+	im.mu.Unlock()
+	if used {
+		return store.ImportJob{}, errors.New("start import: the slot was released or used")
+	}
+	job, err := im.start(ctx, actor, collection, src, describe)
+	if err != nil {
+		im.done()
+	}
+	return job, err
+}
+
+// done gives back the slot of a job that ended or never started.
+func (im *Importer) done() {
+	im.mu.Lock()
+	im.active--
+	im.mu.Unlock()
+}
+
+// start records the job and launches it in a slot already counted.
+func (im *Importer) start(ctx context.Context, actor, collection string, src Source, describe map[string]any) (store.ImportJob, error) {
 	desc := map[string]any{"kind": src.Kind}
 	if src.Archive != "" {
 		desc["archive"] = src.Archive
@@ -287,6 +372,10 @@ func (im *Importer) Resume(ctx context.Context) (int, error) {
 			continue
 		}
 		r.Close()
+		// A resumed job runs whatever the limit: it was accepted already.
+		im.mu.Lock()
+		im.active++
+		im.mu.Unlock()
 		im.launch(j, src)
 		n++
 	}
@@ -317,6 +406,8 @@ func (im *Importer) Close() {
 // Wait waits until no job runs (for tests and benchmarks).
 func (im *Importer) Wait() { im.wg.Wait() }
 
+// launch runs a job in the background, in a slot already counted, which
+// it gives back when it ends.
 func (im *Importer) launch(job store.ImportJob, src sourceRecord) {
 	ctx, cancel := context.WithCancel(im.base)
 	im.mu.Lock()
@@ -325,6 +416,7 @@ func (im *Importer) launch(job store.ImportJob, src sourceRecord) {
 	im.wg.Add(1)
 	go func() {
 		defer im.wg.Done()
+		defer im.done()
 		defer func() {
 			im.mu.Lock()
 			delete(im.cancel, job.ID)

@@ -388,3 +388,58 @@ func TestImportFollowsNoLinkSwappedIn(t *testing.T) {
 		}
 	}
 }
+
+// failingImportStore refuses to create jobs.
+type failingImportStore struct{ ImportStore }
+
+func (failingImportStore) CreateImportJob(context.Context, store.ImportJob, []store.ImportItem) (store.ImportJob, error) {
+	return store.ImportJob{}, errors.New("database down")
+}
+
+// TestImportSlots: at most MaxJobs jobs run or are prepared at once; a
+// slot comes back when released, or when its job fails to start.
+func TestImportSlots(t *testing.T) {
+	ctx := context.Background()
+	im := NewImporter(nil, failingImportStore{}, ImportConfig{MaxJobs: 2}, quietLog())
+	defer im.Close()
+	a, err := im.Reserve()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := im.Reserve()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := im.Reserve(); !errors.Is(err, ErrTooManyImports) {
+		t.Fatalf("third Reserve: %v, want ErrTooManyImports", err)
+	}
+	if _, err := im.Start(ctx, "k1", "staff", Source{}, nil); !errors.Is(err, ErrTooManyImports) {
+		t.Fatalf("Start beyond the limit: %v, want ErrTooManyImports", err)
+	}
+	a.Release()
+	a.Release() // a second release gives nothing back
+	c, err := im.Reserve()
+	if err != nil {
+		t.Fatalf("Reserve after a release: %v", err)
+	}
+	if _, err := im.Reserve(); !errors.Is(err, ErrTooManyImports) {
+		t.Fatalf("Reserve after a double release: %v, want ErrTooManyImports", err)
+	}
+	if _, err := a.Start(ctx, "k1", "staff", Source{}, nil); err == nil {
+		t.Error("Start on a released slot succeeded")
+	}
+	// A job that cannot be recorded gives its slot back.
+	if _, err := b.Start(ctx, "k1", "staff", Source{}, nil); err == nil {
+		t.Fatal("Start succeeded on a failing store")
+	}
+	b.Release() // no effect: Start gave it back already
+	d, err := im.Reserve()
+	if err != nil {
+		t.Fatalf("Reserve after a failed start: %v", err)
+	}
+	if _, err := im.Reserve(); !errors.Is(err, ErrTooManyImports) {
+		t.Fatalf("Reserve with c and d held: %v, want ErrTooManyImports", err)
+	}
+	c.Release()
+	d.Release()
+}
