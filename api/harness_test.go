@@ -64,14 +64,16 @@ type harness struct {
 	store galleryStore
 	// qdrant is the vector store's server in the scale-out deployment.
 	qdrant *qdranttest.Server
-	// importRoot is the server's root for server-local imports.
-	importRoot string
-	router     routers.Router
-	client     *http.Client
-	// svc is the gallery service behind the server, and idx its vector
-	// index.
-	svc *gallery.Service
-	idx gallery.Index
+	// importRoot is the server's root for server-local imports, and
+	// importDir where it extracts uploads.
+	importRoot, importDir string
+	router                routers.Router
+	client                *http.Client
+	// svc is the gallery service behind the server, idx its vector index
+	// and importer its import jobs.
+	svc      *gallery.Service
+	idx      gallery.Index
+	importer *gallery.Importer
 }
 
 type harnessOptions struct {
@@ -82,6 +84,10 @@ type harnessOptions struct {
 	// database is the URL of the scale-out deployment's PostgreSQL
 	// database; empty takes a fresh one from pgtest.New.
 	database string
+	// importer and imports, when set, adjust the import jobs' and the
+	// import endpoints' configurations.
+	importer func(*gallery.ImportConfig)
+	imports  func(*api.ImportConfig)
 }
 
 // deployments names the two ways to run the same API, for tests that
@@ -167,10 +173,19 @@ func newHarness(t testing.TB, opts harnessOptions) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	im := gallery.NewImporter(svc, st, gallery.DefaultImportConfig(2), log)
+	importRoot, importDir := t.TempDir(), t.TempDir()
+	imCfg := gallery.DefaultImportConfig(2)
+	imCfg.ImportRoot, imCfg.ImportDir = importRoot, importDir
+	if opts.importer != nil {
+		opts.importer(&imCfg)
+	}
+	im := gallery.NewImporter(svc, st, imCfg, log)
 	t.Cleanup(im.Close)
-	importRoot := t.TempDir()
-	srv.ServeImports(im, st, api.ImportConfig{Dir: t.TempDir(), Root: importRoot})
+	apiCfg := api.ImportConfig{Dir: importDir, Root: importRoot}
+	if opts.imports != nil {
+		opts.imports(&apiCfg)
+	}
+	srv.ServeImports(im, st, apiCfg)
 	srv.Ready(svc)
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)
@@ -188,7 +203,7 @@ func newHarness(t testing.TB, opts harnessOptions) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &harness{t: t, url: ts.URL, admin: token, store: st, qdrant: qs, importRoot: importRoot, router: router, client: ts.Client(), svc: svc, idx: idx}
+	return &harness{t: t, url: ts.URL, admin: token, store: st, qdrant: qs, importRoot: importRoot, importDir: importDir, router: router, client: ts.Client(), svc: svc, idx: idx, importer: im}
 }
 
 // newKey creates a key with a role and optional collection scope.

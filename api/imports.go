@@ -2,7 +2,7 @@ package api
 
 import (
 	"context"
-	"encoding/csv"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +18,7 @@ import (
 
 	"github.com/visage/visage/gallery"
 	"github.com/visage/visage/internal/archive"
+	"github.com/visage/visage/internal/csvsafe"
 	"github.com/visage/visage/store"
 )
 
@@ -80,6 +81,7 @@ type importJobJSON struct {
 }
 
 func toImportJob(j store.ImportJob, now time.Time) importJobJSON {
+	j.Source = withoutServerPaths(j.Source)
 	out := importJobJSON{ImportJob: j}
 	if j.StartedAt == nil {
 		return out
@@ -94,6 +96,26 @@ func toImportJob(j store.ImportJob, now time.Time) importJobJSON {
 	if !j.State.Finished() && out.FacesPerSecond > 0 {
 		eta := float64(j.Total-j.Done) / out.FacesPerSecond
 		out.ETASeconds = &eta
+	}
+	return out
+}
+
+// withoutServerPaths drops an absolute "root" from a job's source: jobs
+// record their root relative to the import root or directory, but jobs
+// recorded before did not, and read keys see the JSON.
+func withoutServerPaths(source json.RawMessage) json.RawMessage {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(source, &m) != nil {
+		return source
+	}
+	var root string
+	if json.Unmarshal(m["root"], &root) != nil || !filepath.IsAbs(root) {
+		return source
+	}
+	delete(m, "root")
+	out, err := json.Marshal(m)
+	if err != nil {
+		return source
 	}
 	return out
 }
@@ -128,15 +150,22 @@ func (s *Server) startImport(c *gin.Context) {
 	var (
 		src      gallery.Source
 		describe map[string]any
-		err      error
 	)
 	ct, _, _ := mime.ParseMediaType(c.GetHeader("Content-Type"))
+	if ct == "application/json" && key(c).Role != store.RoleAdmin {
+		fail(c, newProblem(TypeForbidden, "only admin keys may import from the server's disk"))
+		return
+	}
+	// The job's slot is taken before the upload is read and extracted:
+	// beyond the server's limit, nothing is written to disk.
+	slot, err := is.importer.Reserve()
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	defer slot.Release() // once Start succeeds, the job's until it ends
 	switch ct {
 	case "application/json":
-		if key(c).Role != store.RoleAdmin {
-			fail(c, newProblem(TypeForbidden, "only admin keys may import from the server's disk"))
-			return
-		}
 		src, describe, err = s.importLocal(c, is, work)
 	case "multipart/form-data":
 		src, describe, err = s.importMultipart(c, is, work)
@@ -150,7 +179,7 @@ func (s *Server) startImport(c *gin.Context) {
 		s.failErr(c, err)
 		return
 	}
-	job, err := is.importer.Start(ctx, key(c).ID, collection, src, describe)
+	job, err := slot.Start(ctx, key(c).ID, collection, src, describe)
 	if err != nil {
 		_ = os.RemoveAll(work)
 		s.failErr(c, err)
@@ -171,13 +200,11 @@ func (s *Server) importLocal(c *gin.Context, is *importService, work string) (ga
 	if err := decodeJSON(c, &req); err != nil {
 		return gallery.Source{}, nil, err
 	}
-	rel := filepath.FromSlash(req.Path)
-	if req.Path == "" || !filepath.IsLocal(rel) {
-		return gallery.Source{}, nil, invalid("path", "a relative path inside the import root, without ..")
-	}
-	src, err := gallery.OpenSource(c.Request.Context(), filepath.Join(is.cfg.Root, rel), is.cfg.Archive, work)
+	// Sealed in the root: no link is followed, and a bad path is a
+	// *gallery.SourcePathError, which problemFor makes a 400.
+	src, err := gallery.OpenSourceIn(c.Request.Context(), is.cfg.Root, req.Path, is.cfg.Archive, work)
 	if err != nil {
-		return gallery.Source{}, nil, sourceError(err)
+		return gallery.Source{}, nil, err
 	}
 	// An archive was extracted into work, the job's own copy.
 	return src, map[string]any{"path": req.Path, "owned": src.Archive != ""}, nil
@@ -229,21 +256,9 @@ func (s *Server) importUpload(ctx context.Context, is *importService, work strin
 	}
 	src, err := gallery.OpenSource(ctx, f.Name(), is.cfg.Archive, work)
 	if err != nil {
-		return gallery.Source{}, nil, sourceError(err)
+		return gallery.Source{}, nil, err
 	}
 	return src, map[string]any{"name": filepath.Base(name), "bytes": n, "owned": true}, nil
-}
-
-// sourceError makes the reasons an import source is refused invalid
-// requests.
-func sourceError(err error) error {
-	switch {
-	case errors.Is(err, archive.ErrUnsafe), errors.Is(err, archive.ErrTooLarge), errors.Is(err, archive.ErrCorrupt),
-		errors.Is(err, archive.ErrUnsupported), errors.Is(err, gallery.ErrBadManifest), errors.Is(err, gallery.ErrUnsupportedSource),
-		errors.Is(err, os.ErrNotExist):
-		return invalid("archive", err.Error())
-	}
-	return err
 }
 
 func (s *Server) listImports(c *gin.Context) {
@@ -316,7 +331,9 @@ func (s *Server) importFailures(c *gin.Context) {
 	c.Header("Content-Type", "text/csv; charset=utf-8")
 	c.Header("Content-Disposition", `attachment; filename="import-`+j.ID+`-failures.csv"`)
 	c.Status(http.StatusOK)
-	w := csv.NewWriter(c.Writer)
+	// Paths, ids and reasons come from uploads and manifests: escaped so
+	// that a spreadsheet opening the file runs none of them.
+	w := csvsafe.NewWriter(c.Writer)
 	_ = w.Write([]string{"seq", "path", "external_id", "state", "code", "reason"})
 	after := -1
 	for {

@@ -27,6 +27,7 @@ import (
 	"github.com/visage/visage/align"
 	"github.com/visage/visage/gallery"
 	"github.com/visage/visage/index"
+	"github.com/visage/visage/internal/archive"
 	"github.com/visage/visage/store"
 )
 
@@ -555,7 +556,9 @@ func TestOpenAPISchemasMatchGoValues(t *testing.T) {
 		checks = append(checks, check{"problem " + typ, "Problem", newProblem(typ, ""), true})
 	}
 	for _, err := range []error{errBodyTooLarge, gallery.ErrNoFace, &gallery.QualityError{Reasons: []string{align.ReasonYaw}},
-		&gallery.InvalidError{Field: "limit", Reason: "too big"}, store.ErrNotFound, store.ErrConflict, fmt.Errorf("enroll: %w", index.ErrUnavailable), fmt.Errorf("get key: %w", store.ErrUnavailable), errors.New("boom")} {
+		&gallery.InvalidError{Field: "limit", Reason: "too big"}, store.ErrNotFound, store.ErrConflict, fmt.Errorf("enroll: %w", index.ErrUnavailable), fmt.Errorf("get key: %w", store.ErrUnavailable),
+		fmt.Errorf("start import: %w", gallery.ErrTooManyImports), fmt.Errorf("extract a.zip: %w", archive.ErrNoSpace),
+		&gallery.SourcePathError{Path: "etc", Reason: "a symbolic link"}, errors.New("boom")} {
 		checks = append(checks, check{"problem for " + err.Error(), "Problem", problemFor(err), true})
 	}
 	for _, c := range checks {

@@ -10,6 +10,7 @@ import (
 	"github.com/visage/visage/gallery"
 	"github.com/visage/visage/index"
 	"github.com/visage/visage/internal/admission"
+	"github.com/visage/visage/internal/archive"
 	"github.com/visage/visage/internal/imageio"
 	"github.com/visage/visage/store"
 )
@@ -28,9 +29,12 @@ const (
 	TypeForbidden       = "forbidden"
 	TypeTooLarge        = "too_large"
 	TypeRateLimited     = "rate_limited"
-	TypeNotReady        = "not_ready"
-	TypeUnavailable     = "unavailable"
-	TypeInternal        = "internal"
+	// TypeInsufficientStorage: an import's archive would not leave the
+	// server's margin of free disk space once extracted.
+	TypeInsufficientStorage = "insufficient_storage"
+	TypeNotReady            = "not_ready"
+	TypeUnavailable         = "unavailable"
+	TypeInternal            = "internal"
 )
 
 // Problem is an application/problem+json body.
@@ -41,8 +45,8 @@ type Problem struct {
 	Detail string `json:"detail,omitempty"`
 	// Code refines bad_image and too_large (empty_image, corrupt_image,
 	// unsupported_format, image_too_large, body_too_large) and
-	// unavailable (busy); on a failed enrollment it is the first image's
-	// rejection code.
+	// unavailable (busy) and rate_limited (too_many_imports); on a failed
+	// enrollment it is the first image's rejection code.
 	Code string `json:"code,omitempty"`
 	// Reasons are the failed quality gates of quality_rejected.
 	Reasons []string `json:"reasons,omitempty"`
@@ -54,20 +58,21 @@ var problemTitles = map[string]struct {
 	status int
 	title  string
 }{
-	TypeBadImage:        {http.StatusUnprocessableEntity, "The image cannot be read"},
-	TypeNoFace:          {http.StatusUnprocessableEntity, "No face found"},
-	TypeTooManyFaces:    {http.StatusUnprocessableEntity, "Several equally large faces"},
-	TypeQualityRejected: {http.StatusUnprocessableEntity, "Face rejected by quality gates"},
-	TypeInvalidRequest:  {http.StatusBadRequest, "Invalid request"},
-	TypeNotFound:        {http.StatusNotFound, "Not found"},
-	TypeConflict:        {http.StatusConflict, "Already exists"},
-	TypeUnauthorized:    {http.StatusUnauthorized, "Missing or invalid API key"},
-	TypeForbidden:       {http.StatusForbidden, "The API key may not do this"},
-	TypeTooLarge:        {http.StatusRequestEntityTooLarge, "Too large"},
-	TypeRateLimited:     {http.StatusTooManyRequests, "Rate limit exceeded"},
-	TypeNotReady:        {http.StatusServiceUnavailable, "Not ready"},
-	TypeUnavailable:     {http.StatusServiceUnavailable, "Storage unavailable"},
-	TypeInternal:        {http.StatusInternalServerError, "Internal error"},
+	TypeBadImage:            {http.StatusUnprocessableEntity, "The image cannot be read"},
+	TypeNoFace:              {http.StatusUnprocessableEntity, "No face found"},
+	TypeTooManyFaces:        {http.StatusUnprocessableEntity, "Several equally large faces"},
+	TypeQualityRejected:     {http.StatusUnprocessableEntity, "Face rejected by quality gates"},
+	TypeInvalidRequest:      {http.StatusBadRequest, "Invalid request"},
+	TypeNotFound:            {http.StatusNotFound, "Not found"},
+	TypeConflict:            {http.StatusConflict, "Already exists"},
+	TypeUnauthorized:        {http.StatusUnauthorized, "Missing or invalid API key"},
+	TypeForbidden:           {http.StatusForbidden, "The API key may not do this"},
+	TypeTooLarge:            {http.StatusRequestEntityTooLarge, "Too large"},
+	TypeRateLimited:         {http.StatusTooManyRequests, "Rate limit exceeded"},
+	TypeInsufficientStorage: {http.StatusInsufficientStorage, "Not enough disk space"},
+	TypeNotReady:            {http.StatusServiceUnavailable, "Not ready"},
+	TypeUnavailable:         {http.StatusServiceUnavailable, "Storage unavailable"},
+	TypeInternal:            {http.StatusInternalServerError, "Internal error"},
 }
 
 func newProblem(typ, detail string) Problem {
@@ -122,6 +127,16 @@ func problemFor(err error) Problem {
 		p := newProblem(TypeUnavailable, "the server is at its memory budget for images and bodies; nothing was stored; retry shortly")
 		p.Code = CodeBusy
 		return p
+	case errors.Is(err, gallery.ErrTooManyImports):
+		p := newProblem(TypeRateLimited, "the server runs as many import jobs as it is configured to; retry when one has ended")
+		p.Code = "too_many_imports"
+		return p
+	case errors.Is(err, archive.ErrNoSpace):
+		return newProblem(TypeInsufficientStorage, err.Error())
+	case isBadImportSource(err):
+		// The message names paths relative to the import root or the
+		// archive, and quotes only what the client sent or uploaded.
+		return newProblem(TypeInvalidRequest, err.Error())
 	case errors.Is(err, index.ErrUnavailable):
 		return newProblem(TypeUnavailable, "the vector store cannot be reached; nothing was stored; retry later")
 	case errors.Is(err, store.ErrUnavailable):
@@ -138,6 +153,19 @@ func problemFor(err error) Problem {
 	return newProblem(TypeInternal, "")
 }
 
+// isBadImportSource reports the reasons an import's source is refused
+// for what it is: an unsafe, oversized, corrupt or unknown archive, a bad
+// manifest, or a server-local path naming nothing an import may read.
+func isBadImportSource(err error) bool {
+	for _, target := range []error{archive.ErrUnsafe, archive.ErrTooLarge, archive.ErrCorrupt, archive.ErrUnsupported,
+		gallery.ErrBadManifest, gallery.ErrUnsupportedSource, gallery.ErrBadSourcePath} {
+		if errors.Is(err, target) {
+			return true
+		}
+	}
+	return false
+}
+
 // unavailableRetryAfter is the Retry-After of unavailable, in seconds:
 // about the time the index's own retries span, and a few of the
 // database's connect timeouts.
@@ -151,6 +179,10 @@ const (
 	busyRetryAfter = "1"
 )
 
+// importsRetryAfter is the Retry-After of too_many_imports, in seconds:
+// import jobs last minutes, so sooner is only more refusals.
+const importsRetryAfter = "60"
+
 // fail writes a problem and stops the handler chain.
 func fail(c *gin.Context, p Problem) {
 	c.Header("Content-Type", "application/problem+json")
@@ -160,16 +192,23 @@ func fail(c *gin.Context, p Problem) {
 // failErr logs unexpected errors and writes their problem.
 func (s *Server) failErr(c *gin.Context, err error) {
 	p := problemFor(err)
-	if p.Type == TypeInternal && errors.Is(err, context.Canceled) && c.Request.Context().Err() != nil {
+	switch {
+	case p.Type == TypeInternal && errors.Is(err, context.Canceled) && c.Request.Context().Err() != nil:
 		// The client went away; nobody reads the answer.
 		s.log.DebugContext(c.Request.Context(), "request cancelled by the client", "route", c.FullPath())
-	} else if p.Code == CodeBusy {
+	case p.Code == CodeBusy:
 		s.log.InfoContext(c.Request.Context(), "refused: memory budget in use", "route", c.FullPath(), "err", err)
 		c.Header("Retry-After", busyRetryAfter)
-	} else if p.Type == TypeUnavailable {
+	case p.Type == TypeUnavailable:
 		s.log.WarnContext(c.Request.Context(), "storage unavailable", "route", c.FullPath(), "err", err)
 		c.Header("Retry-After", unavailableRetryAfter)
-	} else if p.Type == TypeInternal {
+	case p.Type == TypeRateLimited:
+		// Only the import job limit comes here; the per-key limiter
+		// answers on its own.
+		c.Header("Retry-After", importsRetryAfter)
+	case p.Type == TypeInsufficientStorage:
+		s.log.WarnContext(c.Request.Context(), "import refused: not enough disk space", "route", c.FullPath(), "err", err)
+	case p.Type == TypeInternal:
 		s.log.ErrorContext(c.Request.Context(), "request failed", "route", c.FullPath(), "err", err)
 	}
 	fail(c, p)

@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -49,12 +51,31 @@ type ImportConfig struct {
 	// unreachable, say): the job waits for the service to recover rather
 	// than fail photos.
 	RetryMax time.Duration
+	// ImportRoot and ImportDir are the server's import root (server-local
+	// sources) and upload directory (extracted archives), the API's: a
+	// job records its source's directory relative to one of them, so that
+	// its JSON, which read keys see, shows no server path, and another
+	// replica mounting them elsewhere resumes it. A source under neither
+	// is recorded by its absolute path.
+	ImportRoot, ImportDir string
+	// MaxJobs bounds the jobs running, or being prepared (an upload being
+	// extracted), at once: each holds its extracted photos on disk and
+	// shares the engine with the others, so more only slows them all.
+	// Reserve refuses beyond it (ErrTooManyImports).
+	MaxJobs int
 }
+
+// DefaultMaxImportJobs is ImportConfig.MaxJobs's default.
+const DefaultMaxImportJobs = 4
+
+// ErrTooManyImports: the importer already runs or prepares
+// ImportConfig.MaxJobs jobs; retry once one has ended.
+var ErrTooManyImports = errors.New("gallery: too many import jobs at once")
 
 // DefaultImportConfig suits an engine with engineWorkers workers.
 func DefaultImportConfig(engineWorkers int) ImportConfig {
 	return ImportConfig{Workers: 2 * max(engineWorkers, 1), RecordEvery: 32, RecordAfter: 250 * time.Millisecond,
-		MaxPhotoBytes: 64 << 20, RetryMax: 30 * time.Second}
+		MaxPhotoBytes: 64 << 20, RetryMax: 30 * time.Second, MaxJobs: DefaultMaxImportJobs}
 }
 
 // Item codes of import results beyond the engine's and the sources'.
@@ -92,6 +113,9 @@ type Importer struct {
 	wg     sync.WaitGroup
 	mu     sync.Mutex
 	cancel map[string]context.CancelFunc // running jobs
+	// active counts the jobs running and the slots reserved for jobs
+	// being prepared.
+	active int
 }
 
 // NewImporter returns an importer enrolling through svc.
@@ -112,6 +136,9 @@ func NewImporter(svc *Service, st ImportStore, cfg ImportConfig, log *slog.Logge
 	if cfg.RetryMax <= 0 {
 		cfg.RetryMax = def.RetryMax
 	}
+	if cfg.MaxJobs <= 0 {
+		cfg.MaxJobs = def.MaxJobs
+	}
 	base, stop := context.WithCancel(context.Background())
 	return &Importer{svc: svc, st: st, cfg: cfg, log: log, base: base, stop: stop, cancel: map[string]context.CancelFunc{}}
 }
@@ -119,17 +146,173 @@ func NewImporter(svc *Service, st ImportStore, cfg ImportConfig, log *slog.Logge
 // sourceRecord is the part of a job's stored source the importer reads
 // back when it resumes the job.
 type sourceRecord struct {
+	// Root is the directory the items' paths are relative to: relative to
+	// the directory Base names (slash-separated), or absolute when Base is
+	// empty (jobs recorded before Base existed, importers without the
+	// directories).
 	Root string `json:"root"`
+	Base string `json:"base,omitempty"`
 	// Owned: Root is the job's own copy (an extracted upload), removed
 	// when the job ends.
 	Owned bool `json:"owned,omitempty"`
 }
 
-// Start records a job for the photos of src and starts it; describe is
-// shown with the job (the upload's name and size, say). With "owned":
-// true in describe, src.Root is the job's own copy of the photos, removed
-// when the job ends.
+// Bases of a recorded source's root.
+const (
+	baseImportRoot = "import_root" // ImportConfig.ImportRoot
+	baseImportDir  = "import_dir"  // ImportConfig.ImportDir
+)
+
+// locate records dir relative to the configured directory holding it.
+func (im *Importer) locate(dir string) sourceRecord {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return sourceRecord{Root: dir}
+	}
+	for _, b := range []struct{ name, dir string }{{baseImportDir, im.cfg.ImportDir}, {baseImportRoot, im.cfg.ImportRoot}} {
+		if b.dir == "" {
+			continue
+		}
+		base, err := filepath.Abs(b.dir)
+		if err != nil {
+			continue
+		}
+		if rel, err := filepath.Rel(base, abs); err == nil && filepath.IsLocal(rel) {
+			return sourceRecord{Root: filepath.ToSlash(rel), Base: b.name}
+		}
+	}
+	return sourceRecord{Root: abs}
+}
+
+// baseDir is the directory a recorded source's root is relative to, ""
+// for an absolute root; ok is false when this importer does not have it.
+func (im *Importer) baseDir(src sourceRecord) (dir string, ok bool) {
+	switch src.Base {
+	case "":
+		return "", filepath.IsAbs(src.Root)
+	case baseImportRoot:
+		return im.cfg.ImportRoot, im.cfg.ImportRoot != "" && filepath.IsLocal(filepath.FromSlash(src.Root))
+	case baseImportDir:
+		return im.cfg.ImportDir, im.cfg.ImportDir != "" && filepath.IsLocal(filepath.FromSlash(src.Root))
+	}
+	return "", false
+}
+
+// openPhotos opens the directory of a job's photos as an os.Root: inside
+// its base directory, through no symbolic link, as OpenSourceIn does.
+func (im *Importer) openPhotos(src sourceRecord) (*os.Root, error) {
+	dir, ok := im.baseDir(src)
+	if !ok {
+		return nil, errors.New("the job's source is not on this server")
+	}
+	if dir == "" {
+		return os.OpenRoot(src.Root)
+	}
+	base, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer base.Close()
+	if src.Root != "." {
+		if _, err := lstatNoLinks(base, src.Root, src.Root); err != nil {
+			return nil, err
+		}
+	}
+	return base.OpenRoot(filepath.FromSlash(src.Root))
+}
+
+// ownedDir is the directory removed when a job owning its photos ends:
+// the job's own folder in ImportDir (its archive may have extracted to a
+// folder inside it), or, for an absolute root, the root.
+func (im *Importer) ownedDir(src sourceRecord) string {
+	dir, ok := im.baseDir(src)
+	switch {
+	case !ok || !src.Owned:
+		return ""
+	case dir == "":
+		return src.Root
+	case src.Base != baseImportDir:
+		return "" // never a server-local source
+	}
+	top, _, _ := strings.Cut(src.Root, "/")
+	if top == "." {
+		return "" // never the directory itself
+	}
+	return filepath.Join(dir, top)
+}
+
+// ImportSlot is a place for one job among the importer's MaxJobs,
+// reserved before the job's source is opened (an upload extracted, which
+// takes disk and time) and given to the job Start begins.
+type ImportSlot struct {
+	im   *Importer
+	used bool // released, or given to a job; guarded by im.mu
+}
+
+// Reserve takes a slot for a job, or fails with ErrTooManyImports when
+// MaxJobs jobs run or are being prepared. The caller starts the job with
+// the slot's Start, or gives it back with Release.
+func (im *Importer) Reserve() (*ImportSlot, error) {
+	im.mu.Lock()
+	defer im.mu.Unlock()
+	if im.active >= im.cfg.MaxJobs {
+		return nil, fmt.Errorf("%w: %d of %d running or starting", ErrTooManyImports, im.active, im.cfg.MaxJobs)
+	}
+	im.active++
+	return &ImportSlot{im: im}, nil
+}
+
+// Release gives the slot back, unless Start gave it to a job; it may be
+// called more than once, and after Start.
+func (sl *ImportSlot) Release() {
+	sl.im.mu.Lock()
+	defer sl.im.mu.Unlock()
+	if !sl.used {
+		sl.used = true
+		sl.im.active--
+	}
+}
+
+// Start records a job for the photos of src and starts it in a new slot,
+// or fails with ErrTooManyImports; see ImportSlot.Start.
 func (im *Importer) Start(ctx context.Context, actor, collection string, src Source, describe map[string]any) (store.ImportJob, error) {
+	sl, err := im.Reserve()
+	if err != nil {
+		return store.ImportJob{}, fmt.Errorf("start import: %w", err)
+	}
+	return sl.Start(ctx, actor, collection, src, describe)
+}
+
+// Start records a job for the photos of src and starts it in the slot,
+// which the job gives back when it ends (or Start, when it fails);
+// describe is shown with the job (the upload's name and size, say). With
+// "owned": true in describe, src.Root is the job's own copy of the
+// photos, removed when the job ends.
+func (sl *ImportSlot) Start(ctx context.Context, actor, collection string, src Source, describe map[string]any) (store.ImportJob, error) {
+	im := sl.im
+	im.mu.Lock()
+	used := sl.used
+	sl.used = true // from here the slot is the job's, or given back below
+	im.mu.Unlock()
+	if used {
+		return store.ImportJob{}, errors.New("start import: the slot was released or used")
+	}
+	job, err := im.start(ctx, actor, collection, src, describe)
+	if err != nil {
+		im.done()
+	}
+	return job, err
+}
+
+// done gives back the slot of a job that ended or never started.
+func (im *Importer) done() {
+	im.mu.Lock()
+	im.active--
+	im.mu.Unlock()
+}
+
+// start records the job and launches it in a slot already counted.
+func (im *Importer) start(ctx context.Context, actor, collection string, src Source, describe map[string]any) (store.ImportJob, error) {
 	desc := map[string]any{"kind": src.Kind}
 	if src.Archive != "" {
 		desc["archive"] = src.Archive
@@ -137,7 +320,13 @@ func (im *Importer) Start(ctx context.Context, actor, collection string, src Sou
 	for k, v := range describe {
 		desc[k] = v
 	}
-	desc["root"] = src.Root
+	owned, _ := desc["owned"].(bool)
+	rec := im.locate(src.Root)
+	rec.Owned = owned
+	desc["root"] = rec.Root
+	if rec.Base != "" {
+		desc["base"] = rec.Base
+	}
 	source, err := json.Marshal(desc)
 	if err != nil {
 		return store.ImportJob{}, fmt.Errorf("start import: %w", err)
@@ -154,8 +343,7 @@ func (im *Importer) Start(ctx context.Context, actor, collection string, src Sou
 	if err != nil {
 		return store.ImportJob{}, fmt.Errorf("start import: %w", err)
 	}
-	owned, _ := desc["owned"].(bool)
-	im.launch(job, sourceRecord{Root: src.Root, Owned: owned})
+	im.launch(job, rec)
 	return job, nil
 }
 
@@ -178,10 +366,17 @@ func (im *Importer) Resume(ctx context.Context) (int, error) {
 			}
 			continue
 		}
-		if _, err := os.Stat(src.Root); err != nil {
-			im.log.Info("import job's photos are not here; leaving it to the replica that has them", "job", j.ID, "root", src.Root)
+		r, err := im.openPhotos(src)
+		if err != nil {
+			im.log.Info("import job's photos are not here; leaving it to the replica that has them", "job", j.ID,
+				"root", src.Root, "base", src.Base, "err", err)
 			continue
 		}
+		r.Close()
+		// A resumed job runs whatever the limit: it was accepted already.
+		im.mu.Lock()
+		im.active++
+		im.mu.Unlock()
 		im.launch(j, src)
 		n++
 	}
@@ -216,6 +411,8 @@ const importAdmissionWait = 10 * time.Minute
 // Wait waits until no job runs (for tests and benchmarks).
 func (im *Importer) Wait() { im.wg.Wait() }
 
+// launch runs a job in the background, in a slot already counted, which
+// it gives back when it ends.
 func (im *Importer) launch(job store.ImportJob, src sourceRecord) {
 	// A job's photos wait for room in the decode budget as long as it
 	// takes rather than fail when requests fill it: nobody waits on a
@@ -227,21 +424,22 @@ func (im *Importer) launch(job store.ImportJob, src sourceRecord) {
 	im.wg.Add(1)
 	go func() {
 		defer im.wg.Done()
+		defer im.done()
 		defer func() {
 			im.mu.Lock()
 			delete(im.cancel, job.ID)
 			im.mu.Unlock()
 			cancel()
 		}()
-		if err := im.run(ctx, job, src.Root); err != nil && ctx.Err() == nil {
+		if err := im.run(ctx, job, src); err != nil && ctx.Err() == nil {
 			im.log.Error("import job failed", "job", job.ID, "err", err)
 			if _, ferr := im.st.FinishImportJob(context.WithoutCancel(ctx), job.ID, store.ImportFailed, err.Error()); ferr != nil {
 				im.log.Error("record the failure of an import job", "job", job.ID, "err", ferr)
 			}
 		}
-		if src.Owned {
+		if dir := im.ownedDir(src); dir != "" {
 			if j, err := im.st.GetImportJob(context.WithoutCancel(ctx), job.ID); err == nil && j.State.Finished() {
-				if err := os.RemoveAll(src.Root); err != nil {
+				if err := os.RemoveAll(dir); err != nil {
 					im.log.Warn("remove an import's photos", "job", job.ID, "err", err)
 				}
 			}
@@ -250,12 +448,20 @@ func (im *Importer) launch(job store.ImportJob, src sourceRecord) {
 }
 
 // run enrolls a job's pending photos and records their outcomes.
-func (im *Importer) run(ctx context.Context, job store.ImportJob, root string) error {
+func (im *Importer) run(ctx context.Context, job store.ImportJob, src sourceRecord) error {
 	job, err := im.st.StartImportJob(ctx, job.ID)
 	if err != nil {
 		return err
 	}
 	im.log.Info("import job running", "job", job.ID, "collection", job.Collection, "total", job.Total, "done", job.Done)
+	// Photos are read through an os.Root: a photo swapped for a link
+	// since the source was scanned cannot lead out of it.
+	photos, err := im.openPhotos(src)
+	if err != nil {
+		// Without the path: the job's error is shown to read keys.
+		return fmt.Errorf("open the import's photos: %s", pathErrText(err))
+	}
+	defer photos.Close()
 	// The readers and workers stop with the job, or when its results can
 	// no longer be written.
 	work, stopWork := context.WithCancel(ctx)
@@ -268,7 +474,7 @@ func (im *Importer) run(ctx context.Context, job store.ImportJob, root string) e
 		go func() {
 			defer workers.Done()
 			for it := range todo {
-				o, ok := im.examine(work, root, it)
+				o, ok := im.examine(work, photos, it)
 				if !ok {
 					continue // stopped: the photo stays pending
 				}
@@ -422,7 +628,7 @@ func (im *Importer) retry(ctx context.Context, job store.ImportJob, what string,
 
 // examine reads one photo and runs the engine on it. ok is false when the
 // job stopped before the photo's outcome was known.
-func (im *Importer) examine(ctx context.Context, root string, it store.ImportItem) (store.ImportOutcome, bool) {
+func (im *Importer) examine(ctx context.Context, root *os.Root, it store.ImportItem) (store.ImportOutcome, bool) {
 	fail := func(code string, err error) (store.ImportOutcome, bool) {
 		return store.ImportOutcome{Seq: it.Seq, State: store.ItemFailed, Code: code, Reason: err.Error()}, true
 	}
@@ -448,14 +654,20 @@ func (im *Importer) examine(ctx context.Context, root string, it store.ImportIte
 }
 
 // readPhoto reads a photo of a source, refusing paths that leave root and
-// reading at most one byte more than limit, so that the engine refuses a
-// larger one with its own code.
-func readPhoto(root, rel string, limit int64) ([]byte, error) {
+// symbolic links, and reading at most one byte more than limit, so that
+// the engine refuses a larger one with its own code. Errors name the
+// photo by its path in the source, never by a server path.
+func readPhoto(root *os.Root, rel string, limit int64) ([]byte, error) {
 	p := filepath.FromSlash(rel)
 	if !filepath.IsLocal(p) {
 		return nil, fmt.Errorf("read %s: path leaves the source", rel)
 	}
-	f, err := os.Open(filepath.Join(root, p))
+	// The scan skipped links; one found now was swapped in since, and is
+	// refused as the scan would have (the root stops those leading out).
+	if fi, err := root.Lstat(p); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+		return nil, fmt.Errorf("read %s: a symbolic link, which imports never follow", rel)
+	}
+	f, err := root.Open(p)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", rel, err)
 	}

@@ -2,10 +2,12 @@ package gallery
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -90,7 +92,6 @@ func TestImportJobs(t *testing.T) {
 			bst, idx := d.open(t, eng.ModelID())
 			st := bst.(importDeps)
 			svc := NewService(eng, st, idx, DefaultServiceConfig(), quietLog())
-	t.Cleanup(svc.Close)
 			t.Cleanup(svc.Close)
 			if _, err := svc.CreateCollection(ctx, "staff", Policy{}); err != nil {
 				t.Fatal(err)
@@ -169,10 +170,16 @@ func TestImportJobs(t *testing.T) {
 				if _, err := svc.CreateCollection(ctx, "resumed", Policy{}); err != nil {
 					t.Fatal(err)
 				}
-				first := NewImporter(svc, st, ImportConfig{Workers: 1, RecordEvery: 1}, quietLog())
+				// The tree is under the import root: the job records its
+				// place relative to it, and the resumed job finds it so.
+				first := NewImporter(svc, st, ImportConfig{Workers: 1, RecordEvery: 1, ImportRoot: filepath.Dir(root)}, quietLog())
 				job, err := first.Start(ctx, "k1", "resumed", src, nil)
 				if err != nil {
 					t.Fatal(err)
+				}
+				var rec sourceRecord
+				if err := json.Unmarshal(job.Source, &rec); err != nil || rec != (sourceRecord{Root: filepath.Base(root), Base: baseImportRoot}) {
+					t.Errorf("recorded source %s, want root %q relative to the import root", job.Source, filepath.Base(root))
 				}
 				for {
 					j, err := st.GetImportJob(ctx, job.ID)
@@ -192,7 +199,9 @@ func TestImportJobs(t *testing.T) {
 				if mid.State != store.ImportRunning || mid.Done >= mid.Total {
 					t.Fatalf("after the stop: %+v, want a running job with work left", mid)
 				}
-				second := NewImporter(svc, st, DefaultImportConfig(2), quietLog())
+				cfg := DefaultImportConfig(2)
+				cfg.ImportRoot = filepath.Dir(root)
+				second := NewImporter(svc, st, cfg, quietLog())
 				defer second.Close()
 				n, err := second.Resume(ctx)
 				if err != nil || n != 1 {
@@ -313,4 +322,125 @@ func TestImportWaitsOutAnIndexOutage(t *testing.T) {
 		t.Errorf("%d upserts: the outage was not met", srv.Calls("Points/Upsert"))
 	}
 	assertAllIndexed(t, st, idx, "staff", good)
+}
+
+// TestImportFollowsNoLinkSwappedIn: a photo replaced by a symbolic link
+// after its source was scanned is not read through the link: one leading
+// out of the source fails as unreadable, as does one staying inside.
+func TestImportFollowsNoLinkSwappedIn(t *testing.T) {
+	eng := openEngine(t, 2)
+	ctx := context.Background()
+	root := t.TempDir()
+	outside := t.TempDir()
+	for _, p := range []string{"amy", "raj", "penny"} {
+		data := testenv.ReadShared(t, "testdata/faces/bbt/"+p+"/"+p+"1.png")
+		for _, dir := range []string{root, outside} {
+			if err := os.MkdirAll(filepath.Join(dir, p), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, p, "1.png"), data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	bst, idx := backendPairs()[0].open(t, eng.ModelID())
+	st := bst.(importDeps)
+	svc := NewService(eng, st, idx, DefaultServiceConfig(), quietLog())
+	if _, err := svc.CreateCollection(ctx, "staff", Policy{}); err != nil {
+		t.Fatal(err)
+	}
+	src, err := OpenSource(ctx, root, archive.Limits{}, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	swap := map[string]string{
+		"amy/1.png": filepath.Join(outside, "amy", "1.png"), // out of the source
+		"raj/1.png": filepath.Join(root, "penny", "1.png"),  // inside it
+	}
+	for rel, target := range swap {
+		p := filepath.Join(root, filepath.FromSlash(rel))
+		if err := os.Remove(p); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(target, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	im := NewImporter(svc, st, DefaultImportConfig(2), quietLog())
+	defer im.Close()
+	job, err := im.Start(ctx, "k1", "staff", src, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := waitJob(t, st, job.ID)
+	if got.Enrolled != 1 || got.Failed != 2 {
+		t.Fatalf("job: %+v, want penny enrolled and the two links failed", got)
+	}
+	failed, err := st.ImportItems(ctx, job.ID, []store.ItemState{store.ItemFailed}, -1, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, it := range failed {
+		if _, swapped := swap[it.Path]; !swapped || it.Code != ImportUnreadable {
+			t.Errorf("failed %s with %s (%s), want the swapped photos unreadable", it.Path, it.Code, it.Reason)
+		}
+		if strings.Contains(it.Reason, root) || strings.Contains(it.Reason, outside) {
+			t.Errorf("the reason of %s names a server path: %s", it.Path, it.Reason)
+		}
+	}
+}
+
+// failingImportStore refuses to create jobs.
+type failingImportStore struct{ ImportStore }
+
+func (failingImportStore) CreateImportJob(context.Context, store.ImportJob, []store.ImportItem) (store.ImportJob, error) {
+	return store.ImportJob{}, errors.New("database down")
+}
+
+// TestImportSlots: at most MaxJobs jobs run or are prepared at once; a
+// slot comes back when released, or when its job fails to start.
+func TestImportSlots(t *testing.T) {
+	ctx := context.Background()
+	im := NewImporter(nil, failingImportStore{}, ImportConfig{MaxJobs: 2}, quietLog())
+	defer im.Close()
+	a, err := im.Reserve()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := im.Reserve()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := im.Reserve(); !errors.Is(err, ErrTooManyImports) {
+		t.Fatalf("third Reserve: %v, want ErrTooManyImports", err)
+	}
+	if _, err := im.Start(ctx, "k1", "staff", Source{}, nil); !errors.Is(err, ErrTooManyImports) {
+		t.Fatalf("Start beyond the limit: %v, want ErrTooManyImports", err)
+	}
+	a.Release()
+	a.Release() // a second release gives nothing back
+	c, err := im.Reserve()
+	if err != nil {
+		t.Fatalf("Reserve after a release: %v", err)
+	}
+	if _, err := im.Reserve(); !errors.Is(err, ErrTooManyImports) {
+		t.Fatalf("Reserve after a double release: %v, want ErrTooManyImports", err)
+	}
+	if _, err := a.Start(ctx, "k1", "staff", Source{}, nil); err == nil {
+		t.Error("Start on a released slot succeeded")
+	}
+	// A job that cannot be recorded gives its slot back.
+	if _, err := b.Start(ctx, "k1", "staff", Source{}, nil); err == nil {
+		t.Fatal("Start succeeded on a failing store")
+	}
+	b.Release() // no effect: Start gave it back already
+	d, err := im.Reserve()
+	if err != nil {
+		t.Fatalf("Reserve after a failed start: %v", err)
+	}
+	if _, err := im.Reserve(); !errors.Is(err, ErrTooManyImports) {
+		t.Fatalf("Reserve with c and d held: %v, want ErrTooManyImports", err)
+	}
+	c.Release()
+	d.Release()
 }

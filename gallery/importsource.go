@@ -15,8 +15,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/visage/visage/internal/archive"
 )
@@ -90,15 +88,32 @@ var (
 	// ErrUnsupportedSource: a file that is neither an archive (zip, tar,
 	// tar.gz) nor a manifest (.csv, .jsonl, .ndjson).
 	ErrUnsupportedSource = errors.New("gallery: unsupported import source")
+	// ErrBadSourcePath: a server-local source's path names nothing an
+	// import may read under the import root; the error is a
+	// *SourcePathError.
+	ErrBadSourcePath = errors.New("gallery: bad import source path")
 )
 
-// Limits of a subject's fields; the same as the API's checks of a
-// subject, so that an import accepts what the API does.
-const (
-	maxExternalIDBytes  = 256
-	maxDisplayNameBytes = 256
-	maxMetadataBytes    = 16 << 10
-)
+// SourcePathError reports a path OpenSourceIn refused; it wraps
+// ErrBadSourcePath. Its message quotes the path as given and says what is
+// wrong with it, never where a link leads or what a file outside the
+// root holds.
+type SourcePathError struct {
+	Path   string // as given
+	Reason string
+}
+
+// Error formats the error as `import source "<path>": <reason>`.
+func (e *SourcePathError) Error() string {
+	p := e.Path
+	if len(p) > 200 {
+		p = p[:200] + "…"
+	}
+	return fmt.Sprintf("import source %q: %s", p, e.Reason)
+}
+
+// Unwrap returns ErrBadSourcePath.
+func (e *SourcePathError) Unwrap() error { return ErrBadSourcePath }
 
 // isImageName reports whether a name has the extension of a format the
 // engine decodes.
@@ -118,15 +133,8 @@ func isHiddenName(name string) bool {
 
 // checkExternalID returns what is wrong with an external id, or "".
 func checkExternalID(id string) string {
-	switch {
-	case id == "":
-		return "empty external id"
-	case len(id) > maxExternalIDBytes:
-		return fmt.Sprintf("external id longer than %d bytes", maxExternalIDBytes)
-	case !utf8.ValidString(id):
-		return "external id not valid UTF-8"
-	case strings.ContainsFunc(id, unicode.IsControl):
-		return "control character in external id"
+	if err := CheckExternalID(id); err != nil {
+		return err.Error()
 	}
 	return ""
 }
@@ -140,7 +148,19 @@ func checkExternalID(id string) string {
 // non-images, symbolic links (never followed), special files, and files
 // of folders whose name is no valid external id.
 func ScanTree(ctx context.Context, root string) ([]ImportEntry, []SkippedFile, error) {
-	top, err := os.ReadDir(root)
+	r, err := os.OpenRoot(root)
+	if err != nil {
+		return nil, nil, fmt.Errorf("scan tree: %w", err)
+	}
+	defer r.Close()
+	return scanTree(ctx, r.FS())
+}
+
+// scanTree is ScanTree of the tree at the top of fsys. With an os.Root's
+// file system nothing outside the root is read, even if the tree changes
+// while it is scanned.
+func scanTree(ctx context.Context, fsys fs.FS) ([]ImportEntry, []SkippedFile, error) {
+	top, err := fs.ReadDir(fsys, ".")
 	if err != nil {
 		return nil, nil, fmt.Errorf("scan tree: %w", err)
 	}
@@ -160,7 +180,7 @@ func ScanTree(ctx context.Context, root string) ([]ImportEntry, []SkippedFile, e
 		case d.Type()&fs.ModeSymlink != 0:
 			skip(name, SkipSymlink, "")
 		case d.IsDir():
-			e, s, err := scanSubject(ctx, root, name)
+			e, s, err := scanSubject(ctx, fsys, name)
 			if err != nil {
 				return nil, nil, err
 			}
@@ -187,8 +207,8 @@ func dirDetail(d fs.DirEntry) string {
 }
 
 // scanSubject lists the photos of one subject's folder.
-func scanSubject(ctx context.Context, root, id string) ([]ImportEntry, []SkippedFile, error) {
-	ents, err := os.ReadDir(filepath.Join(root, id))
+func scanSubject(ctx context.Context, fsys fs.FS, id string) ([]ImportEntry, []SkippedFile, error) {
+	ents, err := fs.ReadDir(fsys, id)
 	if err != nil {
 		return nil, nil, fmt.Errorf("scan folder %q: %w", id, err)
 	}
@@ -211,7 +231,7 @@ func scanSubject(ctx context.Context, root, id string) ([]ImportEntry, []Skipped
 		case d.Type()&fs.ModeSymlink != 0:
 			skip(rel, SkipSymlink, "")
 		case d.IsDir():
-			s, err := scanNested(ctx, root, rel)
+			s, err := scanNested(ctx, fsys, rel)
 			if err != nil {
 				return nil, nil, err
 			}
@@ -231,20 +251,15 @@ func scanSubject(ctx context.Context, root, id string) ([]ImportEntry, []Skipped
 
 // scanNested reports the files of a folder below a subject's folder: none
 // is imported, since which subject they belong to is a guess.
-func scanNested(ctx context.Context, root, rel string) ([]SkippedFile, error) {
+func scanNested(ctx context.Context, fsys fs.FS, rel string) ([]SkippedFile, error) {
 	var skipped []SkippedFile
-	err := filepath.WalkDir(filepath.Join(root, filepath.FromSlash(rel)), func(p string, d fs.DirEntry, err error) error {
+	err := fs.WalkDir(fsys, rel, func(r string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		r, err := filepath.Rel(root, p)
-		if err != nil {
-			return err
-		}
-		r = filepath.ToSlash(r)
 		switch {
 		case r == rel:
 		case isHiddenName(d.Name()):
@@ -334,24 +349,40 @@ func ReadManifest(ctx context.Context, root, manifestPath string) ([]ImportEntry
 	if err != nil || !filepath.IsLocal(base) {
 		return nil, nil, fmt.Errorf("manifest %s is outside root %s: %w", manifestPath, root, ErrBadManifest)
 	}
+	// The manifest is the caller's own file, opened as named; the photos
+	// it lists are looked up through root, and never outside it.
 	f, err := os.Open(manifestPath)
 	if err != nil {
 		return nil, nil, fmt.Errorf("read manifest: %w", err)
 	}
 	defer f.Close()
+	r, err := os.OpenRoot(absRoot)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read manifest: %w", err)
+	}
+	defer r.Close()
+	return readManifest(ctx, r, filepath.ToSlash(base), manifestPath, f)
+}
+
+// readManifest reads the manifest f, named name (for its format and the
+// errors), whose directory is base (slash-separated) in root: the photos
+// it lists are looked up through root, so none outside it is ever
+// reached.
+func readManifest(ctx context.Context, root *os.Root, base, name string, f io.Reader) ([]ImportEntry, []SkippedFile, error) {
 	br := bufio.NewReaderSize(f, 64<<10)
 	if bom, _ := br.Peek(3); bytes.Equal(bom, []byte("\xef\xbb\xbf")) {
 		_, _ = br.Discard(3) // cannot fail: Peek returned the 3 bytes
 	}
 	head, _ := br.Peek(512)
-	m := &manifestReader{ctx: ctx, root: absRoot, base: filepath.ToSlash(base), dirs: map[string]error{}, seen: map[[2]string]bool{}}
-	if manifestFormatOf(manifestPath, head) == manifestJSONL {
+	m := &manifestReader{ctx: ctx, root: root, base: base, dirs: map[string]error{}, seen: map[[2]string]bool{}}
+	var err error
+	if manifestFormatOf(name, head) == manifestJSONL {
 		err = m.readJSONL(br)
 	} else {
 		err = m.readCSV(br)
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("read manifest %s: %w", manifestPath, err)
+		return nil, nil, fmt.Errorf("read manifest %s: %w", name, err)
 	}
 	return m.entries, m.skipped, nil
 }
@@ -359,7 +390,7 @@ func ReadManifest(ctx context.Context, root, manifestPath string) ([]ImportEntry
 // manifestReader holds the state of one ReadManifest.
 type manifestReader struct {
 	ctx     context.Context
-	root    string             // absolute
+	root    *os.Root           // where the photos are looked up
 	base    string             // the manifest's directory, relative to root, slash-separated
 	dirs    map[string]error   // directories checked: nil, or why paths through them are refused
 	seen    map[[2]string]bool // accepted (path, external id)
@@ -390,8 +421,8 @@ func (m *manifestReader) add(l manifestLine) {
 		m.skip(l, SkipBadLine, p)
 		return
 	}
-	if len(l.displayName) > maxDisplayNameBytes || !utf8.ValidString(l.displayName) {
-		m.skip(l, SkipBadLine, fmt.Sprintf("display name not valid UTF-8 of at most %d bytes", maxDisplayNameBytes))
+	if err := CheckDisplayName(l.displayName); err != nil {
+		m.skip(l, SkipBadLine, err.Error())
 		return
 	}
 	meta, problem := checkMetadata(l.metadata)
@@ -414,18 +445,14 @@ func (m *manifestReader) add(l manifestLine) {
 }
 
 // checkMetadata returns metadata if it is a JSON object of at most
-// maxMetadataBytes (nil for none or null), or what is wrong with it.
+// MaxMetadataBytes (nil for none or null), or what is wrong with it.
 func checkMetadata(raw json.RawMessage) (json.RawMessage, string) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || string(raw) == "null" {
 		return nil, ""
 	}
-	if len(raw) > maxMetadataBytes {
-		return nil, fmt.Sprintf("metadata longer than %d bytes", maxMetadataBytes)
-	}
-	var obj map[string]any
-	if err := json.Unmarshal(raw, &obj); err != nil {
-		return nil, "metadata is not a JSON object"
+	if err := CheckMetadata(raw); err != nil {
+		return nil, err.Error()
 	}
 	return raw, ""
 }
@@ -455,12 +482,12 @@ func (m *manifestReader) resolve(p string) (rel, reason, detail string) {
 	if err := m.checkDirs(path.Dir(rel)); err != nil {
 		return "", reasonOf(err), err.Error()
 	}
-	fi, err := os.Lstat(filepath.Join(m.root, filepath.FromSlash(rel)))
+	fi, err := m.root.Lstat(filepath.FromSlash(rel))
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return "", SkipMissingFile, "no such file"
 	case err != nil:
-		return "", SkipMissingFile, err.Error()
+		return "", SkipMissingFile, pathErrText(err)
 	case fi.Mode()&fs.ModeSymlink != 0:
 		return "", SkipSymlink, ""
 	case fi.IsDir():
@@ -469,6 +496,16 @@ func (m *manifestReader) resolve(p string) (rel, reason, detail string) {
 		return "", SkipNotRegular, fi.Mode().Type().String()
 	}
 	return rel, "", ""
+}
+
+// pathErrText is what a failed look-up of a path says: without the path
+// (the caller names it), which an os.Root gives relative anyway.
+func pathErrText(err error) string {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err.Error()
+	}
+	return err.Error()
 }
 
 // manifestPathError is why a directory on a manifest path is refused.
@@ -498,12 +535,12 @@ func (m *manifestReader) checkDirs(dir string) error {
 	}
 	err := m.checkDirs(path.Dir(dir))
 	if err == nil {
-		fi, lerr := os.Lstat(filepath.Join(m.root, filepath.FromSlash(dir)))
+		fi, lerr := m.root.Lstat(filepath.FromSlash(dir))
 		switch {
 		case errors.Is(lerr, fs.ErrNotExist):
 			err = &manifestPathError{SkipMissingFile, "no folder " + dir}
 		case lerr != nil:
-			err = &manifestPathError{SkipMissingFile, lerr.Error()}
+			err = &manifestPathError{SkipMissingFile, pathErrText(lerr)}
 		case fi.Mode()&fs.ModeSymlink != 0:
 			err = &manifestPathError{SkipSymlink, "folder " + dir + " is a symbolic link"}
 		case !fi.IsDir():
@@ -586,7 +623,7 @@ func (m *manifestReader) readCSV(r io.Reader) error {
 
 // maxJSONLine bounds a JSON Lines manifest's line: room for the largest
 // metadata and then some.
-const maxJSONLine = 4 * maxMetadataBytes
+const maxJSONLine = 4 * MaxMetadataBytes
 
 // jsonLine is one line of a JSON Lines manifest.
 type jsonLine struct {
@@ -711,37 +748,39 @@ type Source struct {
 //     directory;
 //   - anything else is ErrUnsupportedSource.
 //
+// path itself is the caller's (a symbolic link there is followed); inside
+// the directory nothing outside it is read, as with OpenSourceIn. For a
+// path a client names, use OpenSourceIn.
+//
 // Extraction errors wrap the archive package's sentinels (ErrUnsafe,
-// ErrTooLarge, ErrCorrupt, ErrUnsupported).
+// ErrTooLarge, ErrCorrupt, ErrUnsupported, ErrNoSpace).
 func OpenSource(ctx context.Context, path string, lim archive.Limits, workDir string) (Source, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return Source{}, fmt.Errorf("open import source: %w", err)
 	}
 	if fi.IsDir() {
-		return openDir(ctx, path)
+		r, err := os.OpenRoot(path)
+		if err != nil {
+			return Source{}, fmt.Errorf("open import source: %w", err)
+		}
+		defer r.Close()
+		return openDir(ctx, r, path, filepath.Base(path))
 	}
 	if !fi.Mode().IsRegular() {
-		return Source{}, fmt.Errorf("open import source %s: not a file or directory: %w", path, ErrUnsupportedSource)
+		return Source{}, fmt.Errorf("open import source %s: not a file or directory: %w", filepath.Base(path), ErrUnsupportedSource)
 	}
-	head, err := readHead(path)
+	f, err := os.Open(path)
+	if err != nil {
+		return Source{}, fmt.Errorf("open import source: %w", err)
+	}
+	defer f.Close()
+	head, err := readHead(f)
 	if err != nil {
 		return Source{}, err
 	}
-	if f := archive.DetectFormat(head); f != archive.FormatUnknown {
-		if workDir == "" {
-			return Source{}, errors.New("open import source: an archive needs a work directory")
-		}
-		if ents, err := os.ReadDir(workDir); err == nil && len(ents) > 0 {
-			return Source{}, fmt.Errorf("open import source: work directory %s is not empty", workDir)
-		}
-		rep, err := archive.ExtractFile(ctx, path, workDir, lim)
-		if err != nil {
-			return Source{}, fmt.Errorf("extract %s: %w", filepath.Base(path), err)
-		}
-		src, err := openDir(ctx, workDir)
-		src.Archive = rep.Format
-		return src, err
+	if archive.DetectFormat(head) != archive.FormatUnknown {
+		return extractSource(ctx, f, filepath.Base(path), lim, workDir)
 	}
 	if isManifestName(path) {
 		entries, skipped, err := ReadManifest(ctx, filepath.Dir(path), path)
@@ -753,58 +792,220 @@ func OpenSource(ctx context.Context, path string, lim archive.Limits, workDir st
 	return Source{}, fmt.Errorf("open import source %s: %w", filepath.Base(path), ErrUnsupportedSource)
 }
 
-// readHead reads the first bytes of a file, enough to tell an archive.
-func readHead(path string) ([]byte, error) {
-	f, err := os.Open(path)
+// Bounds of a server-local source's path: Linux's NAME_MAX and PATH_MAX
+// (less its NUL), so that a longer one is refused for what it is rather
+// than as an error of the file system.
+const (
+	maxSourceNameBytes = 255
+	maxSourcePathBytes = 4095
+)
+
+// OpenSourceIn opens the import source at name, a slash-separated path
+// relative to the directory root (the server's import root), as
+// OpenSource does, without ever reading outside root:
+//   - name must be relative and stay inside root once cleaned, hold no
+//     NUL byte and fit the file system's limits;
+//   - no symbolic link is followed, on the way to name or at name, even
+//     one that stays inside root: the source must be named by its real
+//     path (inside it, links are skipped as ScanTree and ReadManifest do);
+//   - everything is opened through an os.Root on root, so a link or a
+//     ".." swapped in while the source is read cannot lead out either.
+//
+// A refused name is a *SourcePathError (ErrBadSourcePath), as is a name
+// that names nothing or passes through a file. Errors name paths relative
+// to root, and quote nothing read outside it (nothing is).
+func OpenSourceIn(ctx context.Context, root, name string, lim archive.Limits, workDir string) (Source, error) {
+	clean, err := checkSourcePath(name)
 	if err != nil {
-		return nil, fmt.Errorf("open import source: %w", err)
+		return Source{}, err
+	}
+	r, err := os.OpenRoot(root)
+	if err != nil {
+		return Source{}, fmt.Errorf("open the import root: %w", err)
+	}
+	defer r.Close()
+	fi, err := lstatNoLinks(r, name, clean)
+	if err != nil {
+		return Source{}, err
+	}
+	local := filepath.FromSlash(clean)
+	switch {
+	case fi.IsDir():
+		sub, err := r.OpenRoot(local)
+		if err != nil {
+			return Source{}, fmt.Errorf("open import source %q: %w", clean, err)
+		}
+		defer sub.Close()
+		return openDir(ctx, sub, filepath.Join(root, local), clean)
+	case !fi.Mode().IsRegular():
+		return Source{}, fmt.Errorf("open import source %q: not a file or directory: %w", clean, ErrUnsupportedSource)
+	}
+	f, err := r.Open(local)
+	if err != nil {
+		return Source{}, fmt.Errorf("open import source %q: %w", clean, err)
 	}
 	defer f.Close()
+	head, err := readHead(f)
+	if err != nil {
+		return Source{}, err
+	}
+	if archive.DetectFormat(head) != archive.FormatUnknown {
+		return extractSource(ctx, f, clean, lim, workDir)
+	}
+	if !isManifestName(clean) {
+		return Source{}, fmt.Errorf("open import source %q: %w", clean, ErrUnsupportedSource)
+	}
+	dir := path.Dir(clean)
+	dr, err := r.OpenRoot(filepath.FromSlash(dir))
+	if err != nil {
+		return Source{}, fmt.Errorf("open import source %q: %w", dir, err)
+	}
+	defer dr.Close()
+	entries, skipped, err := readManifest(ctx, dr, ".", clean, f)
+	if err != nil {
+		return Source{}, err
+	}
+	return Source{Kind: SourceManifest, Root: filepath.Join(root, filepath.FromSlash(dir)), Manifest: filepath.Join(root, local),
+		Entries: entries, Skipped: skipped}, nil
+}
+
+// checkSourcePath returns name cleaned, or why it is refused.
+func checkSourcePath(name string) (string, error) {
+	bad := func(reason string) (string, error) { return "", &SourcePathError{Path: name, Reason: reason} }
+	switch {
+	case name == "":
+		return bad("empty: name a tree, manifest or archive relative to the import root")
+	case strings.ContainsRune(name, 0):
+		return bad("NUL byte in the path")
+	case len(name) > maxSourcePathBytes:
+		return bad(fmt.Sprintf("path longer than %d bytes", maxSourcePathBytes))
+	case strings.HasPrefix(name, "/"):
+		return bad("absolute path: name it relative to the import root")
+	}
+	clean := path.Clean(name)
+	if !filepath.IsLocal(filepath.FromSlash(clean)) {
+		return bad("the path leaves the import root")
+	}
+	for _, elem := range strings.Split(clean, "/") {
+		if len(elem) > maxSourceNameBytes {
+			return bad(fmt.Sprintf("a name longer than %d bytes", maxSourceNameBytes))
+		}
+	}
+	return clean, nil
+}
+
+// lstatNoLinks looks up clean in r one name at a time, refusing symbolic
+// links and paths through files, and returns what clean names. name is
+// the path as given, for the errors.
+func lstatNoLinks(r *os.Root, name, clean string) (fs.FileInfo, error) {
+	elems := strings.Split(clean, "/")
+	for i := range elems {
+		p := strings.Join(elems[:i+1], "/")
+		last := i == len(elems)-1
+		fi, err := r.Lstat(filepath.FromSlash(p))
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			return nil, &SourcePathError{Path: name, Reason: "no such file or folder under the import root"}
+		case errors.Is(err, fs.ErrPermission):
+			return nil, &SourcePathError{Path: name, Reason: "permission denied"}
+		case err != nil:
+			return nil, fmt.Errorf("look up import source %q: %w", p, err)
+		case fi.Mode()&fs.ModeSymlink != 0 && last:
+			return nil, &SourcePathError{Path: name, Reason: "a symbolic link, which imports never follow"}
+		case fi.Mode()&fs.ModeSymlink != 0:
+			return nil, &SourcePathError{Path: name, Reason: fmt.Sprintf("%q is a symbolic link, which imports never follow", p)}
+		case !last && !fi.IsDir():
+			return nil, &SourcePathError{Path: name, Reason: fmt.Sprintf("%q is not a folder", p)}
+		case last:
+			return fi, nil
+		}
+	}
+	panic("unreachable: a clean path has at least one name")
+}
+
+// extractSource extracts the archive f, named name in errors, into
+// workDir and opens the result.
+func extractSource(ctx context.Context, f *os.File, name string, lim archive.Limits, workDir string) (Source, error) {
+	if workDir == "" {
+		return Source{}, errors.New("open import source: an archive needs a work directory")
+	}
+	if ents, err := os.ReadDir(workDir); err == nil && len(ents) > 0 {
+		return Source{}, errors.New("open import source: the work directory is not empty")
+	}
+	rep, err := archive.Extract(ctx, f, workDir, lim)
+	if err != nil {
+		return Source{}, fmt.Errorf("extract %s: %w", path.Base(name), err)
+	}
+	r, err := os.OpenRoot(workDir)
+	if err != nil {
+		return Source{}, fmt.Errorf("open extracted archive: %w", err)
+	}
+	defer r.Close()
+	src, err := openDir(ctx, r, workDir, ".")
+	src.Archive = rep.Format
+	return src, err
+}
+
+// readHead reads the first bytes of a file, enough to tell an archive.
+func readHead(f *os.File) ([]byte, error) {
 	head := make([]byte, 512)
-	n, err := io.ReadFull(f, head)
-	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+	n, err := f.ReadAt(head, 0)
+	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("read import source: %w", err)
 	}
 	return head[:n], nil
 }
 
-// openDir opens a directory source: a manifest if it has one (itself or
+// openDir opens the directory source at the top of r, whose path is dir
+// and whose name in errors is name: a manifest if it has one (itself or
 // its lone visible subdirectory), else a tree.
-func openDir(ctx context.Context, dir string) (Source, error) {
-	manifest, err := findManifest(dir)
+func openDir(ctx context.Context, r *os.Root, dir, name string) (Source, error) {
+	manifest, err := findManifest(r, ".", name)
 	if err != nil {
 		return Source{}, err
 	}
 	if manifest == "" {
-		if sub := loneDir(dir); sub != "" {
-			if manifest, err = findManifest(sub); err != nil {
+		if sub := loneDir(r); sub != "" {
+			if manifest, err = findManifest(r, sub, path.Join(name, sub)); err != nil {
 				return Source{}, err
 			}
 		}
 	}
-	if manifest != "" {
-		root := filepath.Dir(manifest)
-		entries, skipped, err := ReadManifest(ctx, root, manifest)
+	if manifest == "" {
+		entries, skipped, err := scanTree(ctx, r.FS())
 		if err != nil {
 			return Source{}, err
 		}
-		return Source{Kind: SourceManifest, Root: root, Manifest: manifest, Entries: entries, Skipped: skipped}, nil
+		return Source{Kind: SourceTree, Root: dir, Entries: entries, Skipped: skipped}, nil
 	}
-	entries, skipped, err := ScanTree(ctx, dir)
+	mdir := path.Dir(manifest)
+	mr, err := r.OpenRoot(filepath.FromSlash(mdir))
+	if err != nil {
+		return Source{}, fmt.Errorf("open import source %q: %w", path.Join(name, mdir), err)
+	}
+	defer mr.Close()
+	f, err := mr.Open(path.Base(manifest))
+	if err != nil {
+		return Source{}, fmt.Errorf("read manifest %s: %w", path.Join(name, manifest), err)
+	}
+	defer f.Close()
+	entries, skipped, err := readManifest(ctx, mr, ".", path.Join(name, manifest), f)
 	if err != nil {
 		return Source{}, err
 	}
-	return Source{Kind: SourceTree, Root: dir, Entries: entries, Skipped: skipped}, nil
+	return Source{Kind: SourceManifest, Root: filepath.Join(dir, filepath.FromSlash(mdir)), Manifest: filepath.Join(dir, filepath.FromSlash(manifest)),
+		Entries: entries, Skipped: skipped}, nil
 }
 
-// findManifest returns the path of dir's manifest, "" if it has none.
-func findManifest(dir string) (string, error) {
+// findManifest returns the path in r of dir's manifest, "" if it has
+// none; name is dir's name in errors.
+func findManifest(r *os.Root, dir, name string) (string, error) {
 	names := []string{"manifest.csv", "manifest.jsonl", "manifest.ndjson"}
 	var found []string
-	for _, name := range names {
-		p := filepath.Join(dir, name)
+	for _, n := range names {
+		p := path.Join(dir, n)
 		// Lstat: a symbolic link is no manifest, as it is no photo.
-		if fi, err := os.Lstat(p); err == nil && fi.Mode().IsRegular() {
+		if fi, err := r.Lstat(filepath.FromSlash(p)); err == nil && fi.Mode().IsRegular() {
 			found = append(found, p)
 		}
 	}
@@ -814,13 +1015,13 @@ func findManifest(dir string) (string, error) {
 	case 1:
 		return found[0], nil
 	}
-	return "", fmt.Errorf("%s holds %d manifests (%s): %w", dir, len(found), strings.Join(names, ", "), ErrBadManifest)
+	return "", fmt.Errorf("%s holds %d manifests (%s): %w", name, len(found), strings.Join(names, ", "), ErrBadManifest)
 }
 
-// loneDir returns dir's only visible entry if it is a directory (not a
-// symbolic link), else "".
-func loneDir(dir string) string {
-	ents, err := os.ReadDir(dir)
+// loneDir returns the name of the only visible entry at the top of r if
+// it is a directory (not a symbolic link), else "".
+func loneDir(r *os.Root) string {
+	ents, err := fs.ReadDir(r.FS(), ".")
 	if err != nil {
 		return ""
 	}
@@ -833,5 +1034,5 @@ func loneDir(dir string) string {
 	if len(visible) != 1 || !visible[0].IsDir() {
 		return ""
 	}
-	return filepath.Join(dir, visible[0].Name())
+	return visible[0].Name()
 }

@@ -700,3 +700,133 @@ func TestOpenSource(t *testing.T) {
 		})
 	}
 }
+
+// secretLine is the first line of files outside the import root that
+// links inside it point to: no error or skipped file may quote it.
+const secretLine = "SECRET-first-line-of-an-outside-file-7f3a"
+
+func TestOpenSourceIn(t *testing.T) {
+	bbt := testenv.Shared(t, "testdata/faces/bbt")
+	root := t.TempDir()
+	outside := t.TempDir()
+	photo := func(p string, n int) string { return filepath.Join(bbt, p, fmt.Sprintf("%s%d.png", p, n)) }
+
+	// Inside: a tree, a manifest folder and an archive of the tree.
+	for _, p := range []string{"amy", "raj"} {
+		importCopy(t, photo(p, 1), filepath.Join(root, "tree", p, "1.png"))
+		importCopy(t, photo(p, 1), filepath.Join(outside, "tree", p, "1.png"))
+	}
+	importCopy(t, photo("amy", 2), filepath.Join(root, "m", "img", "amy.png"))
+	importWrite(t, filepath.Join(root, "m", "manifest.csv"), []byte("path,external_id\n"+
+		"img/amy.png,amy\n"+
+		"../tree/raj/1.png,raj\n"+ // leaves the manifest's folder
+		"/etc/passwd,root\n"+
+		"out/raj/1.png,raj\n"+ // through a link to the outside tree
+		"secret.csv,x\n")) // a link to the outside manifest
+	importSymlink(t, filepath.Join(outside, "tree"), filepath.Join(root, "m", "out"))
+	importSymlink(t, filepath.Join(outside, "secret.csv"), filepath.Join(root, "m", "secret.csv"))
+	zipped := archiveDir(t, filepath.Join(root, "tree"), "zip", "", nil)
+	importWrite(t, filepath.Join(root, "tree.zip"), zipped)
+	importSymlink(t, "/etc", filepath.Join(root, "tree", "etc"))
+
+	// Outside, and the links to it.
+	importWrite(t, filepath.Join(outside, "tree.zip"), zipped)
+	importWrite(t, filepath.Join(outside, "secret.csv"), []byte(secretLine+"\namy/1.png,amy\n"))
+	importWrite(t, filepath.Join(outside, "secretdir", "manifest.csv"), []byte(secretLine+"\n"))
+	importWrite(t, filepath.Join(root, "file"), []byte("x"))
+	for name, target := range map[string]string{
+		"etc": "/etc", "out": filepath.Join(outside, "tree"), "out.zip": filepath.Join(outside, "tree.zip"),
+		"secret.csv": filepath.Join(outside, "secret.csv"), "secretdir": filepath.Join(outside, "secretdir"),
+		"alias": "tree", "alias.zip": "tree.zip",
+	} {
+		importSymlink(t, target, filepath.Join(root, name))
+	}
+
+	treeWant := []string{"amy/1.png: entry amy", "raj/1.png: entry raj", "etc: skip symlink"}
+	manWant := []string{"img/amy.png: entry amy", "3 ../tree/raj/1.png: skip unsafe_path", "4 /etc/passwd: skip unsafe_path",
+		"5 out/raj/1.png: skip symlink", "6 secret.csv: skip symlink"}
+	opened := []struct {
+		name, path string
+		kind       SourceKind
+		archive    archive.Format
+		root       func(work string) string
+		want       []string
+	}{
+		{"tree", "tree", SourceTree, "", func(string) string { return filepath.Join(root, "tree") }, treeWant},
+		{"tree named with a trailing slash", "tree/", SourceTree, "", func(string) string { return filepath.Join(root, "tree") }, treeWant},
+		{"manifest folder", "m", SourceManifest, "", func(string) string { return filepath.Join(root, "m") }, manWant},
+		{"manifest file", "m/manifest.csv", SourceManifest, "", func(string) string { return filepath.Join(root, "m") }, manWant},
+		{"archive", "tree.zip", SourceTree, archive.FormatZip, func(w string) string { return w }, treeWant[:2]},
+	}
+	for _, tc := range opened {
+		t.Run(tc.name, func(t *testing.T) {
+			work := filepath.Join(t.TempDir(), "work")
+			src, err := OpenSourceIn(context.Background(), root, tc.path, archive.Limits{}, work)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if src.Kind != tc.kind || src.Archive != tc.archive || src.Root != tc.root(work) {
+				t.Errorf("kind %q, archive %q, root %s; want %q, %q, %s", src.Kind, src.Archive, src.Root, tc.kind, tc.archive, tc.root(work))
+			}
+			got := outcomes(src.Entries, src.Skipped)
+			slices.Sort(got)
+			want := slices.Clone(tc.want)
+			slices.Sort(want)
+			diffLines(t, "OpenSourceIn", got, want)
+			for _, s := range src.Skipped {
+				if strings.Contains(strings.ToLower(s.Detail), strings.ToLower(secretLine)) {
+					t.Errorf("skipped %s quotes an outside file: %s", s.Path, s.Detail)
+				}
+			}
+		})
+	}
+
+	refused := []struct {
+		name, path string
+		want       error
+	}{
+		{"link to /etc", "etc", ErrBadSourcePath},
+		{"path through a link to /etc", "etc/passwd", ErrBadSourcePath},
+		{"link to an outside tree", "out", ErrBadSourcePath},
+		{"path through a link to an outside tree", "out/amy", ErrBadSourcePath},
+		{"link to an outside archive", "out.zip", ErrBadSourcePath},
+		{"link to an outside manifest", "secret.csv", ErrBadSourcePath},
+		{"link to an outside manifest folder", "secretdir", ErrBadSourcePath},
+		{"link to a tree inside", "alias", ErrBadSourcePath},
+		{"link to an archive inside", "alias.zip", ErrBadSourcePath},
+		{"link inside a tree", "tree/etc", ErrBadSourcePath},
+		{"dot-dot", "../x", ErrBadSourcePath},
+		{"dot-dot after a name", "tree/../../x", ErrBadSourcePath},
+		{"absolute", "/etc", ErrBadSourcePath},
+		{"NUL byte", "tree\x00", ErrBadSourcePath},
+		{"name too long", strings.Repeat("n", 256), ErrBadSourcePath},
+		{"path too long", strings.Repeat("d/", 2048), ErrBadSourcePath},
+		{"path through a file", "file/x", ErrBadSourcePath},
+		{"missing", "none", ErrBadSourcePath},
+		{"empty", "", ErrBadSourcePath},
+		{"a photo", "tree/amy/1.png", ErrUnsupportedSource},
+	}
+	for _, tc := range refused {
+		t.Run(tc.name, func(t *testing.T) {
+			parent := t.TempDir()
+			work := filepath.Join(parent, "work")
+			_, err := OpenSourceIn(context.Background(), root, tc.path, archive.Limits{}, work)
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("err = %v, want %v", err, tc.want)
+			}
+			var pe *SourcePathError
+			if tc.want == ErrBadSourcePath && (!errors.As(err, &pe) || pe.Path != tc.path) {
+				t.Errorf("err = %v, want a *SourcePathError for %q", err, tc.path)
+			}
+			msg := err.Error()
+			for _, leak := range []string{secretLine, strings.ToLower(secretLine), root, outside, "root:x:"} {
+				if strings.Contains(msg, leak) {
+					t.Errorf("the error %q holds %q", msg, leak)
+				}
+			}
+			if ents, _ := os.ReadDir(work); len(ents) > 0 {
+				t.Errorf("%d entries extracted for a refused source", len(ents))
+			}
+		})
+	}
+}

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -26,6 +25,7 @@ import (
 	"time"
 
 	"github.com/visage/visage/gallery"
+	"github.com/visage/visage/internal/csvsafe"
 )
 
 // Outcomes of one photo, in the state file and the counts. They are read
@@ -1323,7 +1323,9 @@ func writeFailures(path string, rows []failureRow) error {
 	rows = slices.Clone(rows)
 	sort.SliceStable(rows, func(i, j int) bool { return rows[i].path < rows[j].path })
 	var buf bytes.Buffer
-	w := csv.NewWriter(&buf)
+	// Paths, ids and details come from the photos' folders and manifests:
+	// escaped so that a spreadsheet opening the file runs none of them.
+	w := csvsafe.NewWriter(&buf)
 	_ = w.Write([]string{"path", "external_id", "reason_code", "detail"})
 	for _, r := range rows {
 		_ = w.Write([]string{r.path, r.externalID, r.reason, r.detail})

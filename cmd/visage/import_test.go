@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -814,5 +815,33 @@ func TestImportProgressFormat(t *testing.T) {
 	p.finish()
 	if got := buf.String(); !strings.HasPrefix(got, "\r[===>") || !strings.Contains(got, " 1/10 10% 0.0 photos/s ETA -- enrolled 1 skipped 0 failed 0") || !strings.HasSuffix(got, "\n") {
 		t.Errorf("live line %q", got)
+	}
+}
+
+// TestWriteFailuresEscapesFormulas: a failures file's cells that a
+// spreadsheet would run as formulas start with a quote.
+func TestWriteFailuresEscapesFormulas(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "failures.csv")
+	rows := []failureRow{
+		{path: `=HYPERLINK("http://evil.example/","click")`, externalID: "+1", reason: "bad_line", detail: "-2"},
+		{path: "@SUM(A1).png", externalID: "\tid", reason: "no_face", detail: "\rx"},
+		{path: "amy/1.png", externalID: "amy", reason: "no_face", detail: "a=b"},
+	}
+	if err := writeFailures(path, rows); err != nil {
+		t.Fatal(err)
+	}
+	want := [][]string{
+		{`'=HYPERLINK("http://evil.example/","click")`, "'+1", "bad_line", "'-2"},
+		{"'@SUM(A1).png", "'\tid", "no_face", "'\rx"},
+		{"amy/1.png", "amy", "no_face", "a=b"},
+	}
+	got := readFailures(t, path)
+	if len(got) != len(want) {
+		t.Fatalf("rows %q, want %q", got, want)
+	}
+	for i := range want {
+		if !slices.Equal(got[i], want[i]) {
+			t.Errorf("row %d = %q, want %q", i, got[i], want[i])
+		}
 	}
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/visage/visage/api"
 	"github.com/visage/visage/gallery"
 	"github.com/visage/visage/internal/admission"
+	"github.com/visage/visage/internal/archive"
 	"github.com/visage/visage/internal/backend"
 	"github.com/visage/visage/internal/config"
 	"github.com/visage/visage/internal/imageio"
@@ -68,6 +69,9 @@ type settings struct {
 	metrics          string
 	metricsAddr      string
 	metricsPerColl   bool
+	importMaxExtract int64
+	importMinFree    int64
+	importMaxJobs    int
 }
 
 func env(name, def string) string {
@@ -119,6 +123,12 @@ func parseSettings(args []string, stderr io.Writer) (settings, error) {
 	fs.StringVar(&s.importDir, "import-dir", env("VISAGE_IMPORT_DIR", ""), "where uploaded imports are extracted until their job ends (default <data>/imports) ($VISAGE_IMPORT_DIR)")
 	fs.StringVar(&s.importRoot, "import-root", env("VISAGE_IMPORT_ROOT", ""), "directory under which admin keys may import server-local trees, manifests and archives; empty disables it ($VISAGE_IMPORT_ROOT)")
 	fs.Int64Var(&s.importMaxBytes, "import-max-bytes", envInt("VISAGE_IMPORT_MAX_BYTES", 16<<30), "largest uploaded import archive ($VISAGE_IMPORT_MAX_BYTES)")
+	fs.Int64Var(&s.importMaxExtract, "import-max-extract-bytes", envInt("VISAGE_IMPORT_MAX_EXTRACT_BYTES", archive.DefaultMaxTotalBytes),
+		"most bytes one import archive (uploaded or server-local) may extract to ($VISAGE_IMPORT_MAX_EXTRACT_BYTES)")
+	fs.Int64Var(&s.importMinFree, "import-min-free-bytes", envInt("VISAGE_IMPORT_MIN_FREE_BYTES", archive.DefaultMinFreeBytes),
+		"free disk space an archive's extraction must leave on the import directory's file system ($VISAGE_IMPORT_MIN_FREE_BYTES)")
+	fs.IntVar(&s.importMaxJobs, "import-max-jobs", int(envInt("VISAGE_IMPORT_MAX_JOBS", gallery.DefaultMaxImportJobs)),
+		"import jobs running or being prepared at once; more are answered 429 ($VISAGE_IMPORT_MAX_JOBS)")
 	fs.Int64Var(&s.maxBodyBytes, "max-body-bytes", envInt("VISAGE_MAX_BODY_BYTES", def.MaxBodyBytes), "largest request body ($VISAGE_MAX_BODY_BYTES)")
 	fs.Int64Var(&s.maxPixels, "max-pixels", envInt("VISAGE_MAX_PIXELS", imageio.DefaultMaxPixels), "largest decoded image in pixels ($VISAGE_MAX_PIXELS)")
 	fs.Int64Var(&s.decodeBudget, "decode-budget", envInt("VISAGE_DECODE_BUDGET", 512<<20), "bytes that images being decoded and scanned may hold at once, 0 for no bound ($VISAGE_DECODE_BUDGET)")
@@ -311,10 +321,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	eng := le.eng
 	svc := gallery.NewService(eng, st, idx, gallery.DefaultServiceConfig(), log)
 	defer svc.Close()
-	importer := gallery.NewImporter(svc, st, gallery.DefaultImportConfig(cfg.Workers), log)
+	importDir := cmp.Or(s.importDir, filepath.Join(s.dataDir, "imports"))
+	imCfg := gallery.DefaultImportConfig(cfg.Workers)
+	imCfg.ImportRoot, imCfg.ImportDir, imCfg.MaxJobs = s.importRoot, importDir, s.importMaxJobs
+	importer := gallery.NewImporter(svc, st, imCfg, log)
 	defer importer.Close()
-	srv.ServeImports(importer, st, api.ImportConfig{Dir: cmp.Or(s.importDir, filepath.Join(s.dataDir, "imports")),
-		Root: s.importRoot, MaxUploadBytes: s.importMaxBytes})
+	srv.ServeImports(importer, st, api.ImportConfig{Dir: importDir, Root: s.importRoot, MaxUploadBytes: s.importMaxBytes,
+		Archive: archive.Limits{MaxTotalBytes: s.importMaxExtract, MinFreeBytes: s.importMinFree}})
 	t1 := time.Now()
 	rep, err := svc.Reconcile(ctx)
 	if err != nil {

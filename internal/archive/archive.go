@@ -15,7 +15,14 @@
 //   - more entries, bigger entries, more bytes in all, or a higher
 //     compression ratio than Limits allow (a *LimitError wrapping
 //     ErrTooLarge). Bytes are counted while they are written, never taken
-//     from the archive's headers.
+//     from the archive's headers. The ratio holds per zip entry and over
+//     the whole archive, with one 1 MiB allowance per archive for small,
+//     very compressible files: small entries cannot each take it, so what
+//     an extraction writes stays below MaxRatio times the archive's size
+//     plus 1 MiB;
+//   - an archive that would leave less than MinFreeBytes free on the
+//     destination's file system, judged before extraction from its
+//     declared size and checked again while writing (ErrNoSpace).
 //
 // Directories are created 0o700 and files 0o600 whatever the archive
 // says; modes, owners and times in the archive are ignored. Files are
@@ -41,6 +48,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"syscall"
 )
 
 // Format is an archive format this package recognises.
@@ -55,20 +63,25 @@ const (
 )
 
 // Default limits, chosen for photo galleries: a million photos of at most
-// 64 MiB each (the service's request and image limit), 64 GiB in all.
-// Photos barely compress (JPEG, PNG and WebP are compressed already), so
-// a ratio above 200 is no photo gallery.
+// 64 MiB each (the service's request and image limit), 32 GiB in all
+// (twice the server's default upload limit: photos barely compress, so an
+// upload extracts to about its own size). Photos barely compress (JPEG,
+// PNG and WebP are compressed already), so a ratio above 200 is no photo
+// gallery. 1 GiB left free keeps the rest of the server (its database,
+// its index snapshots) writing.
 const (
 	DefaultMaxEntries          = 1_000_000
 	DefaultMaxFileBytes  int64 = 64 << 20
-	DefaultMaxTotalBytes int64 = 64 << 30
+	DefaultMaxTotalBytes int64 = 32 << 30
 	DefaultMaxRatio            = 200.0
+	DefaultMinFreeBytes  int64 = 1 << 30
 )
 
-// ratioFloor is the size below which the compression ratio is not
-// checked: small text files (a manifest, a README) compress far better
-// than 200:1 when short and repetitive, and cannot make a bomb by
-// themselves (MaxTotalBytes and MaxEntries bound how many there are).
+// ratioFloor is the allowance beyond the compression ratio of a whole
+// archive: small text files (a manifest, a README) compress far better
+// than 200:1 when short and repetitive. It is one budget for the archive,
+// not a floor per entry: granted to every entry, thousands of tiny
+// entries inflating to 1 MiB each would write gigabytes from megabytes.
 const ratioFloor int64 = 1 << 20
 
 // Limits bound what an extraction may write. A zero (or negative) field
@@ -82,10 +95,16 @@ type Limits struct {
 	MaxFileBytes int64
 	// MaxTotalBytes bounds the bytes written by the whole extraction.
 	MaxTotalBytes int64
-	// MaxRatio bounds uncompressed/compressed size: per entry in a zip
-	// archive, over the whole stream in a gzip-compressed tar. Neither is
-	// checked while the uncompressed size is below 1 MiB.
+	// MaxRatio bounds uncompressed/compressed size: per entry and over the
+	// whole archive in a zip archive, over the whole stream in a
+	// gzip-compressed tar. One allowance of 1 MiB per archive goes beyond
+	// it (see ratioFloor).
 	MaxRatio float64
+	// MinFreeBytes is the free space an extraction leaves on the
+	// destination's file system: an archive whose declared size would
+	// leave less is refused before anything is written, and extraction
+	// stops when the free space falls below it (ErrNoSpace).
+	MinFreeBytes int64
 }
 
 // WithDefaults returns l with every unset field set to its default.
@@ -101,6 +120,9 @@ func (l Limits) WithDefaults() Limits {
 	}
 	if l.MaxRatio <= 0 {
 		l.MaxRatio = DefaultMaxRatio
+	}
+	if l.MinFreeBytes <= 0 {
+		l.MinFreeBytes = DefaultMinFreeBytes
 	}
 	return l
 }
@@ -128,6 +150,9 @@ var (
 	ErrUnsafe = errors.New("archive: unsafe entry")
 	// ErrTooLarge: a limit was exceeded; the error is a *LimitError.
 	ErrTooLarge = errors.New("archive: limit exceeded")
+	// ErrNoSpace: the destination's file system has not the room for the
+	// archive and the free space Limits.MinFreeBytes keeps.
+	ErrNoSpace = errors.New("archive: not enough disk space")
 )
 
 // Reasons an entry is refused, in UnsafeEntryError.Reason.
@@ -232,25 +257,38 @@ func ExtractFile(ctx context.Context, path, dst string, lim Limits) (Report, err
 		return Report{}, fmt.Errorf("open archive: %w", err)
 	}
 	defer f.Close()
+	rep, err := Extract(ctx, f, dst, lim)
+	if errors.Is(err, errUnknownFormat) {
+		return rep, fmt.Errorf("extract %s: %w", filepath.Base(path), ErrUnsupported)
+	}
+	return rep, err
+}
+
+// errUnknownFormat: Extract's file is no archive it knows.
+var errUnknownFormat = fmt.Errorf("not a zip, tar or tar.gz archive: %w", ErrUnsupported)
+
+// Extract extracts the archive f, already open (say, through an os.Root),
+// into dst like ExtractFile. It reads f from its start.
+func Extract(ctx context.Context, f *os.File, dst string, lim Limits) (Report, error) {
 	head := make([]byte, 512)
-	n, err := io.ReadFull(f, head)
-	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+	n, err := f.ReadAt(head, 0)
+	if err != nil && !errors.Is(err, io.EOF) {
 		return Report{}, fmt.Errorf("read archive: %w", err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return Report{}, fmt.Errorf("stat archive: %w", err)
 	}
 	switch DetectFormat(head[:n]) {
 	case FormatZip:
-		fi, err := f.Stat()
-		if err != nil {
-			return Report{}, fmt.Errorf("stat archive: %w", err)
-		}
 		return ExtractZip(ctx, f, fi.Size(), dst, lim)
 	case FormatTar, FormatTarGzip:
 		if _, err := f.Seek(0, io.SeekStart); err != nil {
 			return Report{}, fmt.Errorf("rewind archive: %w", err)
 		}
-		return ExtractTar(ctx, f, dst, lim)
+		return extractTar(ctx, f, fi.Size(), dst, lim)
 	}
-	return Report{}, fmt.Errorf("extract %s: %w", filepath.Base(path), ErrUnsupported)
+	return Report{}, errUnknownFormat
 }
 
 // kind is what the extractor made at a path.
@@ -266,28 +304,67 @@ const (
 type extractor struct {
 	ctx  context.Context
 	root *os.Root
+	dst  string
 	lim  Limits
 	made map[string]kind // by cleaned, slash-separated path
 	rep  Report
 	buf  []byte
+	// floor is what is left of the archive's ratioFloor allowance (zip).
+	floor int64
+	// archiveCap bounds the bytes of the whole extraction by the ratio
+	// over the archive's size; -1 when another check bounds them (tar's
+	// stream ratio, or no compression at all).
+	archiveCap int64
+	// unchecked counts the bytes written since the free space was last
+	// checked.
+	unchecked int64
 }
 
-func newExtractor(ctx context.Context, dst string, lim Limits, f Format) (*extractor, error) {
+// spaceCheckEvery is how many bytes an extraction writes between two
+// checks of the free space: often enough that other writers cannot fill
+// the margin meanwhile, rarely enough to cost nothing.
+const spaceCheckEvery = 64 << 20
+
+// newExtractor makes dst and checks that need more bytes would leave
+// MinFreeBytes free there.
+func newExtractor(ctx context.Context, dst string, lim Limits, f Format, need int64) (*extractor, error) {
 	if err := os.MkdirAll(dst, 0o700); err != nil {
 		return nil, fmt.Errorf("create destination: %w", err)
+	}
+	x := &extractor{
+		ctx:        ctx,
+		dst:        dst,
+		lim:        lim.WithDefaults(),
+		made:       map[string]kind{".": madeDir},
+		rep:        Report{Format: f},
+		floor:      ratioFloor,
+		archiveCap: -1,
+	}
+	if err := x.checkSpace(min(need, x.lim.MaxTotalBytes)); err != nil {
+		return nil, err
 	}
 	root, err := os.OpenRoot(dst)
 	if err != nil {
 		return nil, fmt.Errorf("open destination: %w", err)
 	}
-	return &extractor{
-		ctx:  ctx,
-		root: root,
-		lim:  lim.WithDefaults(),
-		made: map[string]kind{".": madeDir},
-		rep:  Report{Format: f},
-		buf:  make([]byte, 64<<10),
-	}, nil
+	x.root, x.buf = root, make([]byte, 64<<10)
+	return x, nil
+}
+
+// checkSpace refuses (ErrNoSpace) when writing need more bytes would
+// leave less than MinFreeBytes free on the destination's file system. A
+// system that cannot tell its free space is not checked.
+func (x *extractor) checkSpace(need int64) error {
+	x.unchecked = 0
+	free, ok, err := freeBytes(x.dst)
+	if err != nil {
+		return fmt.Errorf("check free disk space: %w", err)
+	}
+	if ok && free-need < x.lim.MinFreeBytes {
+		return fmt.Errorf("%w: %d MiB free on the import directory's file system; %d MiB needed and %d MiB kept free",
+			ErrNoSpace, free>>20, need>>20, x.lim.MinFreeBytes>>20)
+	}
+	return nil
 }
 
 func (x *extractor) close() { x.root.Close() }
@@ -369,6 +446,9 @@ func (x *extractor) capOf(ratioCap int64) entryCap {
 	if left := x.lim.MaxTotalBytes - x.rep.Bytes; left < c.bytes {
 		c = entryCap{bytes: left, limit: LimitTotalBytes, max: x.lim.MaxTotalBytes}
 	}
+	if x.archiveCap >= 0 && x.archiveCap-x.rep.Bytes < c.bytes {
+		c = entryCap{bytes: x.archiveCap - x.rep.Bytes, limit: LimitRatio, max: int64(x.lim.MaxRatio)}
+	}
 	if ratioCap >= 0 && ratioCap < c.bytes {
 		c = entryCap{bytes: ratioCap, limit: LimitRatio, max: int64(x.lim.MaxRatio)}
 	}
@@ -438,9 +518,17 @@ func (x *extractor) copy(w io.Writer, r io.Reader, name string, max int64, readE
 		}
 		if m > 0 {
 			if _, werr := w.Write(x.buf[:m]); werr != nil {
+				if errors.Is(werr, syscall.ENOSPC) {
+					return n, fmt.Errorf("write %q: %w: %w", name, ErrNoSpace, werr)
+				}
 				return n, fmt.Errorf("write %q: %w", name, werr)
 			}
 			n += int64(m)
+			if x.unchecked += int64(m); x.unchecked >= spaceCheckEvery {
+				if err := x.checkSpace(0); err != nil {
+					return n, err
+				}
+			}
 		}
 		if errors.Is(err, io.EOF) {
 			return n, nil

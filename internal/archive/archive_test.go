@@ -7,10 +7,12 @@ import (
 	"compress/flate"
 	"compress/gzip"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -719,9 +721,10 @@ func TestLimitsWithDefaults(t *testing.T) {
 		in   Limits
 		want Limits
 	}{
-		{"zero", Limits{}, Limits{MaxEntries: 1_000_000, MaxFileBytes: 64 << 20, MaxTotalBytes: 64 << 30, MaxRatio: 200}},
-		{"negative", Limits{MaxEntries: -1, MaxFileBytes: -1, MaxTotalBytes: -1, MaxRatio: -1}, Limits{MaxEntries: 1_000_000, MaxFileBytes: 64 << 20, MaxTotalBytes: 64 << 30, MaxRatio: 200}},
-		{"set", Limits{MaxEntries: 5, MaxFileBytes: 6, MaxTotalBytes: 7, MaxRatio: 8}, Limits{MaxEntries: 5, MaxFileBytes: 6, MaxTotalBytes: 7, MaxRatio: 8}},
+		{"zero", Limits{}, Limits{MaxEntries: 1_000_000, MaxFileBytes: 64 << 20, MaxTotalBytes: 32 << 30, MaxRatio: 200, MinFreeBytes: 1 << 30}},
+		{"negative", Limits{MaxEntries: -1, MaxFileBytes: -1, MaxTotalBytes: -1, MaxRatio: -1, MinFreeBytes: -1},
+			Limits{MaxEntries: 1_000_000, MaxFileBytes: 64 << 20, MaxTotalBytes: 32 << 30, MaxRatio: 200, MinFreeBytes: 1 << 30}},
+		{"set", Limits{MaxEntries: 5, MaxFileBytes: 6, MaxTotalBytes: 7, MaxRatio: 8, MinFreeBytes: 9}, Limits{MaxEntries: 5, MaxFileBytes: 6, MaxTotalBytes: 7, MaxRatio: 8, MinFreeBytes: 9}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -751,4 +754,168 @@ func keys(m map[string]string) []string {
 	}
 	slices.Sort(ks)
 	return ks
+}
+
+// TestExtractFloorBomb: entries too small for the ratio check one by one
+// (each under 1 MiB) share one 1 MiB allowance, so that many of them
+// cannot add up: what is written stays within MaxRatio times the archive's
+// size plus that allowance.
+func TestExtractFloorBomb(t *testing.T) {
+	var ms []member
+	for i := range 64 {
+		ms = append(ms, file(fmt.Sprintf("p%02d/x.jpg", i), zeros(1<<20)))
+	}
+	for _, b := range builders() {
+		if b.name == "tar" {
+			continue // not compressed: it writes no more than its size
+		}
+		t.Run(b.name, func(t *testing.T) {
+			data := b.build(t, ms)
+			base, rep, err := extract(t, data, Limits{})
+			var le *LimitError
+			if !errors.As(err, &le) || le.Limit != LimitRatio {
+				t.Fatalf("err = %v, want the ratio limit (%d MiB from %d KiB)", err, rep.Bytes>>20, len(data)>>10)
+			}
+			if bound := int64(DefaultMaxRatio*float64(len(data))) + ratioFloor; rep.Bytes > bound {
+				t.Errorf("%d bytes written from %d, want at most %d", rep.Bytes, len(data), bound)
+			}
+			assertContained(t, base)
+		})
+	}
+}
+
+// overlappingZip is a zip whose n central directory records all point at
+// the same deflated data, each within MaxRatio of its compressed size:
+// together they inflate to n times the data from an archive barely larger
+// than one copy.
+func overlappingZip(t *testing.T, n int) (data []byte, ratio float64) {
+	t.Helper()
+	body := make([]byte, 2<<20)
+	r := rand.New(rand.NewPCG(7, 7))
+	for i := 0; i < len(body); i += 64 {
+		body[i] = byte(r.Uint32())
+	}
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	w, err := zw.CreateHeader(&zip.FileHeader{Name: "a/000.jpg", Method: zip.Deflate})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(body); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b := buf.Bytes()
+	end := len(b) - 22 // the end record, no comment
+	cdSize := int(binary.LittleEndian.Uint32(b[end+12:]))
+	cdOff := int(binary.LittleEndian.Uint32(b[end+16:]))
+	rec := b[cdOff : cdOff+cdSize]
+	comp := binary.LittleEndian.Uint32(rec[20:])
+	out := slices.Clone(b[:cdOff])
+	for i := range n {
+		r := slices.Clone(rec)
+		copy(r[46:], fmt.Sprintf("a/%03d.jpg", i)) // same length as the name
+		out = append(out, r...)
+	}
+	eocd := slices.Clone(b[end:])
+	binary.LittleEndian.PutUint16(eocd[8:], uint16(n))
+	binary.LittleEndian.PutUint16(eocd[10:], uint16(n))
+	binary.LittleEndian.PutUint32(eocd[12:], uint32(n*cdSize))
+	return append(out, eocd...), float64(len(body)) / float64(comp)
+}
+
+// TestExtractOverlappingZip: the ratio also holds over the whole archive,
+// so that entries sharing their compressed bytes cannot multiply them.
+func TestExtractOverlappingZip(t *testing.T) {
+	data, ratio := overlappingZip(t, 40)
+	if ratio > DefaultMaxRatio {
+		t.Fatalf("each entry's ratio is %.0f, want it under %v for the test to mean anything", ratio, DefaultMaxRatio)
+	}
+	base, rep, err := extract(t, data, Limits{})
+	var le *LimitError
+	if !errors.As(err, &le) || le.Limit != LimitRatio {
+		t.Fatalf("err = %v, want the ratio limit (%d files, %d MiB from %d KiB)", err, rep.Files, rep.Bytes>>20, len(data)>>10)
+	}
+	if bound := int64(DefaultMaxRatio*float64(len(data))) + ratioFloor; rep.Bytes > bound {
+		t.Errorf("%d bytes written from %d, want at most %d", rep.Bytes, len(data), bound)
+	}
+	assertContained(t, base)
+}
+
+// TestExtractChecksFreeSpace: an archive that would not leave
+// MinFreeBytes free on the destination's file system, with its declared
+// size written, is refused before anything is written.
+func TestExtractChecksFreeSpace(t *testing.T) {
+	free, ok, err := freeBytes(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ok {
+		t.Skip("this system does not tell its free space")
+	}
+	// More than the disk holds, declared by a zip entry's header or, for
+	// a tar, by the archive's own size (a sparse file).
+	huge := free + 16<<30
+	declaringZip := func(t *testing.T) []byte {
+		var buf bytes.Buffer
+		zw := zip.NewWriter(&buf)
+		w, err := zw.CreateRaw(&zip.FileHeader{Name: "a/huge.jpg", Method: zip.Store, CompressedSize64: 4, UncompressedSize64: uint64(huge)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write([]byte("jpeg"))
+		if err := zw.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return buf.Bytes()
+	}
+	small := manyFiles(4, 1<<10)
+	tests := []struct {
+		name    string
+		data    func(*testing.T) []byte
+		size    int64 // the archive file's size, if larger than data (sparse)
+		lim     Limits
+		refused bool
+	}{
+		{name: "zip, no room for the margin", data: func(t *testing.T) []byte { return buildZip(t, small) }, lim: Limits{MinFreeBytes: free + 1<<40}, refused: true},
+		{name: "tar, no room for the margin", data: func(t *testing.T) []byte { return buildTar(t, small, false) }, lim: Limits{MinFreeBytes: free + 1<<40}, refused: true},
+		{name: "tar.gz, no room for the margin", data: func(t *testing.T) []byte { return buildTar(t, small, true) }, lim: Limits{MinFreeBytes: free + 1<<40}, refused: true},
+		{name: "zip declaring more than the disk holds", data: declaringZip,
+			lim: Limits{MinFreeBytes: 1 << 20, MaxFileBytes: math.MaxInt64, MaxTotalBytes: math.MaxInt64, MaxRatio: 1e15}, refused: true},
+		{name: "tar larger than the disk holds", data: func(t *testing.T) []byte { return buildTar(t, small, false) }, size: huge,
+			lim: Limits{MinFreeBytes: 1 << 20, MaxTotalBytes: math.MaxInt64}, refused: true},
+		{name: "zip with room", data: func(t *testing.T) []byte { return buildZip(t, small) }, lim: Limits{MinFreeBytes: 1 << 20}},
+		{name: "tar with room", data: func(t *testing.T) []byte { return buildTar(t, small, false) }, lim: Limits{MinFreeBytes: 1 << 20}},
+		{name: "tar.gz with room", data: func(t *testing.T) []byte { return buildTar(t, small, true) }, lim: Limits{MinFreeBytes: 1 << 20}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			base := t.TempDir()
+			src := filepath.Join(base, "archive")
+			if err := os.WriteFile(src, tc.data(t), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if tc.size > 0 {
+				if err := os.Truncate(src, tc.size); err != nil {
+					t.Skipf("no sparse file here: %v", err)
+				}
+			}
+			rep, err := ExtractFile(context.Background(), src, filepath.Join(base, "out"), tc.lim)
+			if !tc.refused {
+				if err != nil || rep.Files != len(small) {
+					t.Fatalf("err = %v, %d files; want all %d", err, rep.Files, len(small))
+				}
+				return
+			}
+			if !errors.Is(err, ErrNoSpace) {
+				t.Fatalf("err = %v, want ErrNoSpace", err)
+			}
+			if rep.Files != 0 {
+				t.Errorf("%d files written before the refusal", rep.Files)
+			}
+			assertContained(t, base)
+		})
+	}
 }

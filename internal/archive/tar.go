@@ -14,6 +14,14 @@ import (
 // (told by its first bytes), into dst, created (0o700) if absent; dst
 // should be empty. It streams: r is read once, so it may be an upload.
 func ExtractTar(ctx context.Context, r io.Reader, dst string, lim Limits) (Report, error) {
+	return extractTar(ctx, r, 0, dst, lim)
+}
+
+// extractTar is ExtractTar for an archive of size bytes (0 if unknown):
+// what the free space is judged by. Plain, the tar writes less than its
+// size; compressed, about its size too, since photos barely compress
+// (and the free space is checked again while writing).
+func extractTar(ctx context.Context, r io.Reader, size int64, dst string, lim Limits) (Report, error) {
 	br := bufio.NewReaderSize(r, 64<<10)
 	head, err := br.Peek(512)
 	if err != nil && !errors.Is(err, io.EOF) {
@@ -46,7 +54,7 @@ func ExtractTar(ctx context.Context, r io.Reader, dst string, lim Limits) (Repor
 		return Report{}, fmt.Errorf("extract: %w", ErrUnsupported)
 	}
 
-	x, err := newExtractor(ctx, dst, lim, format)
+	x, err := newExtractor(ctx, dst, lim, format, size)
 	if err != nil {
 		return Report{Format: format}, err
 	}
