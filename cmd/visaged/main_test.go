@@ -22,7 +22,7 @@ import (
 
 // daemon is a visaged process started by a test.
 type daemon struct {
-	t    *testing.T
+	t    testing.TB
 	cmd  *exec.Cmd
 	url  string
 	key  string
@@ -49,7 +49,7 @@ func (b *syncBuffer) String() string {
 }
 
 // buildVisaged compiles the server once per test binary run.
-func buildVisaged(t *testing.T) string {
+func buildVisaged(t testing.TB) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "visaged")
 	cmd := exec.Command("go", "build", "-o", bin, ".")
@@ -60,7 +60,7 @@ func buildVisaged(t *testing.T) string {
 	return bin
 }
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -71,7 +71,7 @@ func freeAddr(t *testing.T) string {
 }
 
 // start runs visaged on a data directory and waits until it is ready.
-func start(t *testing.T, bin, dataDir string, env ...string) *daemon {
+func start(t testing.TB, bin, dataDir string, env ...string) *daemon {
 	t.Helper()
 	addr := freeAddr(t)
 	d := &daemon{t: t, url: "http://" + addr, logs: &syncBuffer{}, out: &syncBuffer{}}
