@@ -13,6 +13,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -143,7 +144,8 @@ var _ Index = (*Qdrant)(nil)
 
 // OpenQdrant connects to Qdrant, checks that it answers, and creates the
 // collection and its payload indexes if they are missing. An existing
-// collection must hold Dim-dimensional Euclid vectors.
+// collection must hold one unnamed Dim-dimensional float32 Euclid vector
+// a point.
 func OpenQdrant(ctx context.Context, cfg QdrantConfig) (*Qdrant, error) {
 	q, ccfg, err := newQdrant(cfg)
 	if err != nil {
@@ -254,9 +256,11 @@ func (q *Qdrant) ensureCollection(ctx context.Context) error {
 				VectorsConfig:  qdrant.NewVectorsConfig(&qdrant.VectorParams{Size: uint64(q.dim), Distance: qdrant.Distance_Euclid}),
 			})
 		})
-		// Another replica may have created it meanwhile (Qdrant refuses
-		// a second creation); the checks below decide.
-		if err != nil && !isCode(err, codes.AlreadyExists, codes.InvalidArgument) {
+		// Another replica may have created it meanwhile: Qdrant refuses
+		// a second creation with AlreadyExists, and the checks below
+		// decide. Anything else (InvalidArgument for a name Qdrant
+		// refuses, say) is the creation failing.
+		if err != nil && !isCode(err, codes.AlreadyExists) {
 			return err
 		}
 	}
@@ -268,8 +272,16 @@ func (q *Qdrant) ensureCollection(ctx context.Context) error {
 		return err
 	}
 	params := info.GetConfig().GetParams().GetVectorsConfig().GetParams()
-	if params == nil || params.GetSize() != uint64(q.dim) || params.GetDistance() != qdrant.Distance_Euclid {
-		return fmt.Errorf("collection %q holds %s vectors, want one unnamed %d-dimensional Euclid vector",
+	// Qdrant converts vectors to the collection's datatype on the way in:
+	// uint8 would truncate a descriptor's components to integers and
+	// float16 round them, shifting every distance the thresholds are
+	// measured against. A multivector collection scores sets of vectors
+	// (late interaction), not Euclidean distance. Datatype Default (or
+	// none) is float32.
+	float32s := params.GetDatatype() == qdrant.Datatype_Default || params.GetDatatype() == qdrant.Datatype_Float32
+	if params == nil || params.GetSize() != uint64(q.dim) || params.GetDistance() != qdrant.Distance_Euclid ||
+		!float32s || params.GetMultivectorConfig() != nil {
+		return fmt.Errorf("collection %q holds %s vectors, want one unnamed %d-dimensional float32 Euclid vector",
 			q.collection, describeVectors(info), q.dim)
 	}
 	for _, field := range []string{qdrantSpaceField, qdrantModelField} {
@@ -302,7 +314,14 @@ func (q *Qdrant) ensureCollection(ctx context.Context) error {
 func describeVectors(info *qdrant.CollectionInfo) string {
 	vc := info.GetConfig().GetParams().GetVectorsConfig()
 	if p := vc.GetParams(); p != nil {
-		return fmt.Sprintf("%d-dimensional %v", p.GetSize(), p.GetDistance())
+		kind := "float32"
+		if dt := p.GetDatatype(); dt != qdrant.Datatype_Default {
+			kind = strings.ToLower(dt.String())
+		}
+		if p.GetMultivectorConfig() != nil {
+			kind += " multi"
+		}
+		return fmt.Sprintf("%d-dimensional %s %v", p.GetSize(), kind, p.GetDistance())
 	}
 	if m := vc.GetParamsMap(); m != nil {
 		return fmt.Sprintf("%d named", len(m.GetMap()))

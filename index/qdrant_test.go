@@ -424,6 +424,17 @@ func TestOpenQdrantCollection(t *testing.T) {
 			t.Error("the space index is not marked as the tenant field")
 		}
 	})
+	t.Run("explicit float32", func(t *testing.T) {
+		cfg := testConfig(t, s)
+		if err := rawClient(t, cfg).CreateCollection(testCtx(t), &qdrant.CreateCollection{
+			CollectionName: cfg.Collection,
+			VectorsConfig: qdrant.NewVectorsConfig(&qdrant.VectorParams{Size: dim, Distance: qdrant.Distance_Euclid,
+				Datatype: qdrant.Datatype_Float32.Enum()}),
+		}); err != nil {
+			t.Fatal(err)
+		}
+		openQdrant(t, cfg)
+	})
 	t.Run("default name", func(t *testing.T) {
 		cfg := testConfig(t, s)
 		cfg.Collection = ""
@@ -449,19 +460,44 @@ func TestOpenQdrantCollection(t *testing.T) {
 			t.Error(err)
 		}
 	})
+	t.Run("a name Qdrant refuses", func(t *testing.T) {
+		// Qdrant answers InvalidArgument: the creation failed, and the
+		// error says so rather than that the collection is missing.
+		cfg := testConfig(t, s)
+		cfg.Collection = "faces/bad"
+		q, err := index.OpenQdrant(testCtx(t), cfg)
+		if err == nil {
+			q.Close()
+			t.Fatal("opened")
+		}
+		if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "create collection") {
+			t.Errorf("error %v: want the creation's InvalidArgument", err)
+		}
+	})
+	euclid := func(size uint64) *qdrant.VectorParams {
+		return &qdrant.VectorParams{Size: size, Distance: qdrant.Distance_Euclid}
+	}
+	with := func(p *qdrant.VectorParams, edit func(*qdrant.VectorParams)) *qdrant.VectorParams {
+		edit(p)
+		return p
+	}
 	for _, tc := range []struct {
-		name     string
-		size     uint64
-		distance qdrant.Distance
+		name   string
+		params *qdrant.VectorParams
 	}{
-		{"wrong dimension", dim / 2, qdrant.Distance_Euclid},
-		{"wrong distance", dim, qdrant.Distance_Cosine},
+		{"wrong dimension", euclid(dim / 2)},
+		{"wrong distance", &qdrant.VectorParams{Size: dim, Distance: qdrant.Distance_Cosine}},
+		{"uint8 vectors", with(euclid(dim), func(p *qdrant.VectorParams) { p.Datatype = qdrant.Datatype_Uint8.Enum() })},
+		{"float16 vectors", with(euclid(dim), func(p *qdrant.VectorParams) { p.Datatype = qdrant.Datatype_Float16.Enum() })},
+		{"multivectors", with(euclid(dim), func(p *qdrant.VectorParams) {
+			p.MultivectorConfig = &qdrant.MultiVectorConfig{Comparator: qdrant.MultiVectorComparator_MaxSim}
+		})},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := testConfig(t, s)
 			if err := rawClient(t, cfg).CreateCollection(testCtx(t), &qdrant.CreateCollection{
 				CollectionName: cfg.Collection,
-				VectorsConfig:  qdrant.NewVectorsConfig(&qdrant.VectorParams{Size: tc.size, Distance: tc.distance}),
+				VectorsConfig:  qdrant.NewVectorsConfig(tc.params),
 			}); err != nil {
 				t.Fatal(err)
 			}
