@@ -54,16 +54,24 @@ const (
 )
 
 // ErrUnavailable means the vector store could not be reached, or kept
-// refusing work (Unavailable, ResourceExhausted), after every retry. The
-// error that carries it also carries the last gRPC status (status.Code
-// gives it) and, when the caller's context ended the retries, the
-// context's error.
+// refusing work (Unavailable, or ResourceExhausted with a retry-after),
+// after every retry. The error that carries it also carries the last
+// gRPC status (status.Code gives it) and, when the caller's context ended
+// the retries, the context's error.
 var ErrUnavailable = errors.New("vector store unavailable")
 
 // QdrantRetry is how a Qdrant index retries requests that failed with
-// Unavailable or ResourceExhausted; other failures are returned at once.
-// Every Visage request is idempotent (point ids are derived from the
-// keys), so retrying is safe.
+// Unavailable, or with ResourceExhausted and a retry-after; other
+// failures are returned at once. Every Visage request is idempotent
+// (point ids are derived from the keys), so retrying is safe.
+//
+// A ResourceExhausted without retry-after is not retried: Qdrant (v1.17,
+// its StorageError to tonic Status conversion) attaches retry-after, in
+// whole seconds rounded up, to the ResourceExhausted of its rate limiter
+// exactly when waiting can help, and sends none when it cannot (a request
+// costing more than the limiter's whole capacity); grpc-go raises
+// ResourceExhausted itself, without one, for a reply over the receive
+// limit. Retrying those only repeats the failure.
 type QdrantRetry struct {
 	// Attempts is the total number of tries (default 6).
 	Attempts int
@@ -593,9 +601,9 @@ func (q *Qdrant) Len(ctx context.Context, space string) (int, error) {
 
 // do runs call, each attempt within the configured timeout, retrying
 // with exponential backoff and jitter while it fails with Unavailable or
-// ResourceExhausted. Other errors are returned at once. A retryable
-// failure that outlasts the attempts, or the caller's context, is
-// ErrUnavailable.
+// a ResourceExhausted with a retry-after (see QdrantRetry). Other errors
+// are returned at once. A retryable failure that outlasts the attempts,
+// or the caller's context, is ErrUnavailable.
 func (q *Qdrant) do(ctx context.Context, op string, call func(context.Context) error) error {
 	wait := q.retry.Initial
 	var last error // the last retryable failure
@@ -654,15 +662,15 @@ func (q *Qdrant) gaveUp(op string, attempts int, last, cause error) error {
 }
 
 // retryable says whether err is worth retrying, and after how long the
-// server asked to be retried (the go-client turns a ResourceExhausted
-// with a retry-after trailer into its own error type, without the
-// status).
+// server asked to be retried: Unavailable, and a ResourceExhausted with a
+// retry-after trailer (which the go-client turns into its own error
+// type, without the status); a bare ResourceExhausted is not.
 func retryable(err error) (time.Duration, bool) {
 	var re *qdrant.QdrantResourceExhaustedError
 	if errors.As(err, &re) {
 		return time.Duration(re.RetryAfterS) * time.Second, true
 	}
-	return 0, isCode(err, codes.Unavailable, codes.ResourceExhausted)
+	return 0, isCode(err, codes.Unavailable)
 }
 
 func isCode(err error, cs ...codes.Code) bool {

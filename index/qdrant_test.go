@@ -55,9 +55,10 @@ func TestQdrantRetriesThenSucceeds(t *testing.T) {
 	v := unit(r)
 	for i, f := range []qdranttest.Fault{
 		{Code: codes.Unavailable, Times: 2},
-		{Code: codes.ResourceExhausted, Times: 2},
-		// The go-client turns this one into its own error type; its
-		// retry-after (1 s) is honoured only up to the policy's Max.
+		// The go-client turns a ResourceExhausted with a retry-after into
+		// its own error type; the retry-after (1 s) is honoured only up to
+		// the policy's Max.
+		{Code: codes.ResourceExhausted, Times: 2, RetryAfter: 1},
 		{Code: codes.ResourceExhausted, Times: 1, RetryAfter: 1},
 	} {
 		t.Run(f.Code.String(), func(t *testing.T) {
@@ -120,11 +121,14 @@ func TestQdrantUnavailableAfterRetries(t *testing.T) {
 	}
 }
 
+// TestQdrantOtherErrorsAreNotRetried: among them a ResourceExhausted
+// without retry-after, which Qdrant sends when waiting cannot help (a
+// request over its rate limiter's whole capacity).
 func TestQdrantOtherErrorsAreNotRetried(t *testing.T) {
 	s := qdranttest.Start(t, qdranttest.Options{})
 	q := openQdrant(t, testConfig(t, s))
 	v := unit(mrand.New(mrand.NewPCG(3, 3)))
-	for _, c := range []codes.Code{codes.Internal, codes.InvalidArgument, codes.NotFound, codes.DeadlineExceeded, codes.Unauthenticated} {
+	for _, c := range []codes.Code{codes.Internal, codes.InvalidArgument, codes.NotFound, codes.DeadlineExceeded, codes.Unauthenticated, codes.ResourceExhausted} {
 		t.Run(c.String(), func(t *testing.T) {
 			s.Inject(qdranttest.Fault{Code: c, Times: 1})
 			before := s.Calls("Points/Query")
