@@ -48,6 +48,10 @@ const (
 	// ties at the k-th place.
 	qdrantMaxTieLimit = 4096
 
+	// qdrantPoolSize is the connections the go-client spreads requests
+	// over (its default).
+	qdrantPoolSize = 3
+
 	// qdrantNamespace is the UUID namespace of point ids (a fixed random
 	// UUID: changing it orphans every stored point).
 	qdrantNamespace = "3d0f5b8e-6a51-4c1f-9e27-b54a1c7d2e90"
@@ -139,7 +143,10 @@ type QdrantConfig struct {
 // wait until Qdrant has applied them (wait=true), so a search that
 // follows an upsert sees it.
 type Qdrant struct {
-	client     *qdrant.Client
+	client *qdrant.Client
+	// conns are the client's pooled connections, all of which an outage
+	// leaves waiting out gRPC's reconnection backoff.
+	conns      []*grpc.ClientConn
 	collection string
 	dim        int
 	model      string
@@ -164,6 +171,14 @@ func OpenQdrant(ctx context.Context, cfg QdrantConfig) (*Qdrant, error) {
 		return nil, fmt.Errorf("open qdrant index at %s: %w", cfg.Addr, err)
 	}
 	q.client = client
+	// The go-client hands its pooled connections out round-robin and has
+	// no accessor for all of them: asked PoolSize times before any request
+	// is made, it gives each once.
+	for range ccfg.PoolSize {
+		if c := client.GetConnection(); !slices.Contains(q.conns, c) {
+			q.conns = append(q.conns, c)
+		}
+	}
 	if err := q.do(ctx, "health check", func(ctx context.Context) error {
 		_, err := client.HealthCheck(ctx)
 		return err
@@ -223,6 +238,7 @@ func newQdrant(cfg QdrantConfig) (*Qdrant, *qdrant.Config, error) {
 		APIKey: cfg.APIKey,
 		// NewClient's own check waits up to a minute and only logs.
 		SkipCompatibilityCheck: true,
+		PoolSize:               qdrantPoolSize,
 		// Reconnect about as fast as requests are retried.
 		GrpcOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
 			Backoff:           backoff.Config{BaseDelay: r.Initial, Multiplier: 1.6, Jitter: 0.2, MaxDelay: r.Max},
@@ -631,11 +647,15 @@ func (q *Qdrant) do(ctx context.Context, op string, call func(context.Context) e
 		if attempt >= q.retry.Attempts {
 			return &unavailableError{op: op, attempts: attempt, err: err}
 		}
-		if isCode(err, codes.Unavailable) && q.client != nil {
+		if isCode(err, codes.Unavailable) {
 			// gRPC waits out its own reconnection backoff (up to Max)
 			// before dialling again and fails requests meanwhile; our
-			// backoff paces the retries, so let the next one dial now.
-			q.client.GetGrpcClient().Conn().ResetConnectBackoff()
+			// backoff paces the retries, so let the next one dial now,
+			// whichever pooled connection it lands on (an outage backs
+			// them all off; a ready one ignores the reset).
+			for _, c := range q.conns {
+				c.ResetConnectBackoff()
+			}
 		}
 		d := wait/2 + rand.N(wait/2+1)
 		d = max(d, min(retryAfter, q.retry.Max))

@@ -205,6 +205,40 @@ func TestQdrantServerDownAndBack(t *testing.T) {
 	}
 }
 
+// TestQdrantOutageResetsEveryConnection: while Qdrant is down, gRPC's
+// reconnection backoff grows on each of the go-client's pooled
+// connections (100 ms times 1.6 per failed reconnection here, up to
+// 10 s); once it is back, the first failed attempt must reset them all,
+// or the requests that land on the others fail until their own backoff
+// ends.
+func TestQdrantOutageResetsEveryConnection(t *testing.T) {
+	s := qdranttest.Start(t, qdranttest.Options{})
+	cfg := testConfig(t, s)
+	// Two tries: the second must find a connection ready.
+	cfg.Retry = index.QdrantRetry{Attempts: 2, Initial: 100 * time.Millisecond, Max: 10 * time.Second}
+	q := openQdrant(t, cfg)
+	v := unit(mrand.New(mrand.NewPCG(11, 11)))
+	if err := q.Upsert(testCtx(t), "s", []index.Item{{Key: 7, Vector: v}}); err != nil {
+		t.Fatal(err)
+	}
+	s.Stop()
+	// Four seconds of failing requests: the connections' backoff reaches
+	// seconds.
+	for start := time.Now(); time.Since(start) < 4*time.Second; {
+		if _, err := q.Search(testCtx(t), "s", v, 1); !errors.Is(err, index.ErrUnavailable) {
+			t.Fatalf("server down: %v, want ErrUnavailable", err)
+		}
+	}
+	if err := s.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 6 { // each connection twice
+		if got, err := q.Search(testCtx(t), "s", v, 1); err != nil || len(got) != 1 {
+			t.Errorf("search %d after the restart: %v, %v", i, got, err)
+		}
+	}
+}
+
 func TestQdrantAPIKey(t *testing.T) {
 	s := qdranttest.Start(t, qdranttest.Options{APIKey: "s3cret"})
 	for _, tc := range []struct {
