@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -22,6 +23,7 @@ import (
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 )
 
 const (
@@ -44,6 +46,13 @@ const (
 	qdrantScrollPage = 4096
 	// qdrantMaxSpaces bounds Spaces (a facet has no pagination).
 	qdrantMaxSpaces = 100_000
+	// qdrantReplySlack is room, in a reply's receive limit, for what
+	// comes besides the results (the time taken, hardware usage).
+	qdrantReplySlack = 64 << 10
+	// qdrantPointSlack is room per scored point for fields Visage does
+	// not ask for but Qdrant may send (a shard key, should the collection
+	// be sharded by key).
+	qdrantPointSlack = 32
 	// qdrantMaxTieLimit bounds how far Search reaches past k to settle
 	// ties at the k-th place.
 	qdrantMaxTieLimit = 4096
@@ -153,6 +162,12 @@ type Qdrant struct {
 	retry      QdrantRetry
 	timeout    time.Duration
 	namespace  uuid.UUID
+	// pointBytes bounds a scored point in a search's reply, facetBytes
+	// the reply of Spaces' facet: the receive limits of those requests
+	// are sized to the reply asked for, since gRPC's default of 4 MiB
+	// refuses a search for some 70,000 neighbours or a facet over some
+	// 33,000 spaces.
+	pointBytes, facetBytes int
 }
 
 var _ Index = (*Qdrant)(nil)
@@ -231,6 +246,8 @@ func newQdrant(cfg QdrantConfig) (*Qdrant, *qdrant.Config, error) {
 		retry:      r,
 		timeout:    cmp.Or(cfg.Timeout, 30*time.Second),
 		namespace:  uuid.MustParse(qdrantNamespace),
+		pointBytes: maxScoredPointBytes() + qdrantPointSlack,
+		facetBytes: qdrantReplySlack + qdrantMaxSpaces*maxFacetHitBytes(),
 	}
 	ccfg := &qdrant.Config{
 		Host:   host,
@@ -385,10 +402,14 @@ func (q *Qdrant) ofSpace(space string) *qdrant.Filter {
 
 // Upsert adds items to space, replacing the vectors of keys already
 // there (the last of repeated keys wins), in requests of 256 points, each
-// waited for. A batch with a vector of the wrong dimension changes
+// waited for. A space's name is at most 120 bytes, as for HNSW. A batch with a vector of the wrong dimension changes
 // nothing; otherwise, after an error, some requests may have been
 // applied.
 func (q *Qdrant) Upsert(ctx context.Context, space string, items []Item) error {
+	// Bounded as HNSW bounds them, so that Spaces' reply is bounded.
+	if len(space) > maxSpaceName {
+		return fmt.Errorf("upsert: space name longer than %d bytes", maxSpaceName)
+	}
 	for _, it := range items {
 		if len(it.Vector) != q.dim {
 			return fmt.Errorf("upsert key %d: %w (%d, want %d)", it.Key, ErrDimension, len(it.Vector), q.dim)
@@ -495,13 +516,14 @@ func (q *Qdrant) Search(ctx context.Context, space string, vec []float32, k int)
 	for {
 		var pts []*qdrant.ScoredPoint
 		if err := q.do(ctx, "search", func(ctx context.Context) (err error) {
-			pts, err = q.client.Query(ctx, &qdrant.QueryPoints{
+			res, err := q.client.GetPointsClient().Query(ctx, &qdrant.QueryPoints{
 				CollectionName: q.collection,
 				Query:          qdrant.NewQueryDense(vec),
 				Filter:         filter,
 				Limit:          qdrant.PtrOf(uint64(limit)),
 				WithPayload:    qdrant.NewWithPayloadInclude(qdrantKeyField),
-			})
+			}, grpc.MaxCallRecvMsgSize(min(qdrantReplySlack+limit*q.pointBytes, math.MaxInt32)))
+			pts = res.GetResult()
 			return err
 		}); err != nil {
 			return nil, err
@@ -571,17 +593,20 @@ func (q *Qdrant) Keys(ctx context.Context, space string) ([]uint64, error) {
 }
 
 // Spaces lists, in ascending order, the spaces holding vectors of this
-// model (from an exact facet count on the space field).
+// model (from an exact facet count on the space field, in one reply of up
+// to 100,000 spaces: some 14 MB with names of 120 bytes, the most Upsert
+// takes).
 func (q *Qdrant) Spaces(ctx context.Context) ([]string, error) {
 	var hits []*qdrant.FacetHit
 	if err := q.do(ctx, "list spaces", func(ctx context.Context) (err error) {
-		hits, err = q.client.Facet(ctx, &qdrant.FacetCounts{
+		res, err := q.client.GetPointsClient().Facet(ctx, &qdrant.FacetCounts{
 			CollectionName: q.collection,
 			Key:            qdrantSpaceField,
 			Filter:         &qdrant.Filter{Must: []*qdrant.Condition{qdrant.NewMatchKeyword(qdrantModelField, q.model)}},
 			Limit:          qdrant.PtrOf(uint64(qdrantMaxSpaces)),
 			Exact:          qdrant.PtrOf(true),
-		})
+		}, grpc.MaxCallRecvMsgSize(q.facetBytes))
+		hits = res.GetHits()
 		return err
 	}); err != nil {
 		return nil, err
@@ -597,6 +622,29 @@ func (q *Qdrant) Spaces(ctx context.Context) ([]string, error) {
 	}
 	slices.Sort(out)
 	return out, nil
+}
+
+// maxScoredPointBytes is the most a point of a search's reply takes in
+// it: a UUID id, the key (a negative int64 is the longest varint) and the
+// largest version.
+func maxScoredPointBytes() int {
+	p := &qdrant.ScoredPoint{
+		Id:      qdrant.NewIDUUID(uuid.Max.String()),
+		Payload: map[string]*qdrant.Value{qdrantKeyField: qdrant.NewValueInt(math.MinInt64)},
+		Score:   1,
+		Version: math.MaxUint64,
+	}
+	return proto.Size(&qdrant.QueryResponse{Result: []*qdrant.ScoredPoint{p}}) - proto.Size(&qdrant.QueryResponse{})
+}
+
+// maxFacetHitBytes is the most a space takes in Spaces' facet reply,
+// with the longest name Upsert takes.
+func maxFacetHitBytes() int {
+	h := &qdrant.FacetHit{
+		Value: &qdrant.FacetValue{Variant: &qdrant.FacetValue_StringValue{StringValue: strings.Repeat("s", maxSpaceName)}},
+		Count: math.MaxUint64,
+	}
+	return proto.Size(&qdrant.FacetResponse{Hits: []*qdrant.FacetHit{h}}) - proto.Size(&qdrant.FacetResponse{})
 }
 
 // Len is the number of this model's vectors in space (an exact count).

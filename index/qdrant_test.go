@@ -10,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"math/big"
 	mrand "math/rand/v2"
 	"net"
@@ -237,6 +238,76 @@ func TestQdrantOutageResetsEveryConnection(t *testing.T) {
 			t.Errorf("search %d after the restart: %v, %v", i, got, err)
 		}
 	}
+}
+
+// TestQdrantLargeReplies: a reply over gRPC's default receive limit of
+// 4 MiB (a Spaces facet over some 33,000 spaces of long names, a search
+// for some 65,000 neighbours) is refused by the client itself with
+// ResourceExhausted; the index asks for such replies with a limit that
+// fits them.
+func TestQdrantLargeReplies(t *testing.T) {
+	s := qdranttest.Start(t, qdranttest.Options{})
+	cfg := testConfig(t, s)
+	cfg.Dim = 2
+	q := openQdrant(t, cfg)
+	ctx := testCtx(t)
+	raw := rawClient(t, cfg)
+	t.Run("spaces", func(t *testing.T) {
+		const n = 34_000
+		spaces := make([]string, n)
+		pts := make([]*qdrant.PointStruct, 0, n)
+		for i := range spaces {
+			spaces[i] = fmt.Sprintf("%0120d", i) // the longest space name
+			pts = append(pts, &qdrant.PointStruct{
+				Id:      qdrant.NewIDUUID(q.PointID(spaces[i], 1)),
+				Vectors: qdrant.NewVectorsDense([]float32{1, 2}),
+				Payload: qdrant.NewValueMap(map[string]any{"space": spaces[i], "key": 1, "model": cfg.Model}),
+			})
+		}
+		for chunk := range slices.Chunk(pts, 5000) {
+			if _, err := raw.Upsert(ctx, &qdrant.UpsertPoints{CollectionName: cfg.Collection, Wait: qdrant.PtrOf(true), Points: chunk}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_, err := raw.Facet(ctx, &qdrant.FacetCounts{CollectionName: cfg.Collection, Key: "space", Limit: qdrant.PtrOf(uint64(100_000))})
+		if status.Code(err) != codes.ResourceExhausted {
+			t.Fatalf("facet with the default receive limit: %v, want ResourceExhausted", err)
+		}
+		before := s.Calls("Points/Facet")
+		got, err := q.Spaces(ctx)
+		if err != nil || !slices.Equal(got, spaces) {
+			t.Errorf("Spaces: %d spaces, %v; want %d", len(got), err, n)
+		}
+		if c := s.Calls("Points/Facet") - before; c != 1 {
+			t.Errorf("%d facet requests, want 1", c)
+		}
+	})
+	t.Run("search", func(t *testing.T) {
+		const n = 80_000
+		items := make([]index.Item, n)
+		for i := range items {
+			items[i] = index.Item{Key: uint64(i), Vector: []float32{float32(i), 0}}
+		}
+		if err := q.Upsert(ctx, "big", items); err != nil {
+			t.Fatal(err)
+		}
+		filter := &qdrant.Filter{Must: []*qdrant.Condition{qdrant.NewMatchKeyword("space", "big")}}
+		_, err := raw.Query(ctx, &qdrant.QueryPoints{CollectionName: cfg.Collection, Query: qdrant.NewQuery(0, 0), Filter: filter,
+			Limit: qdrant.PtrOf(uint64(n)), WithPayload: qdrant.NewWithPayloadInclude("key")})
+		if status.Code(err) != codes.ResourceExhausted {
+			t.Fatalf("query with the default receive limit: %v, want ResourceExhausted", err)
+		}
+		got, err := q.Search(ctx, "big", []float32{0, 0}, n)
+		if err != nil || len(got) != n || got[0].Key != 0 || got[n-1].Key != n-1 {
+			t.Errorf("Search: %d matches, %v", len(got), err)
+		}
+	})
+	t.Run("space names are bounded", func(t *testing.T) {
+		long := strings.Repeat("s", 121)
+		if err := q.Upsert(ctx, long, []index.Item{{Key: 1, Vector: []float32{1, 2}}}); err == nil {
+			t.Error("upserted into a space of a 121-byte name")
+		}
+	})
 }
 
 func TestQdrantAPIKey(t *testing.T) {
