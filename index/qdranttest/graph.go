@@ -1,7 +1,6 @@
 package qdranttest
 
 import (
-	"container/heap"
 	"slices"
 
 	"github.com/qdrant/go-client/qdrant"
@@ -142,11 +141,12 @@ func (g *graph) search(c *collection, q []float32, entry int32, ef int, ok func(
 	visited := make([]bool, n)
 	visited[entry] = true
 	first := candidate{entry, c.score(q, g.nodes[entry].vector)}
-	frontier := &candidateHeap{c: c, best: true, items: []candidate{first}}
-	found := &candidateHeap{c: c, items: []candidate{first}} // worst on top
-	for frontier.Len() > 0 {
-		cur := heap.Pop(frontier).(candidate)
-		if found.Len() >= ef && c.rank(cur, found.items[0]) > 0 {
+	// frontier: best on top; found: worst on top, at most ef.
+	frontier := candidateHeap{less: func(a, b candidate) bool { return c.rank(a, b) < 0 }, items: []candidate{first}}
+	found := candidateHeap{less: func(a, b candidate) bool { return c.rank(a, b) > 0 }, items: []candidate{first}}
+	for len(frontier.items) > 0 {
+		cur := frontier.pop()
+		if len(found.items) >= ef && c.rank(cur, found.items[0]) > 0 {
 			break
 		}
 		for _, nb := range g.links[cur.node] {
@@ -158,11 +158,11 @@ func (g *graph) search(c *collection, q []float32, entry int32, ef int, ok func(
 				continue
 			}
 			cand := candidate{nb, c.score(q, g.nodes[nb].vector)}
-			if found.Len() < ef || c.rank(cand, found.items[0]) < 0 {
-				heap.Push(frontier, cand)
-				heap.Push(found, cand)
-				if found.Len() > ef {
-					heap.Pop(found)
+			if len(found.items) < ef || c.rank(cand, found.items[0]) < 0 {
+				frontier.push(cand)
+				found.push(cand)
+				if len(found.items) > ef {
+					found.pop()
 				}
 			}
 		}
@@ -172,28 +172,45 @@ func (g *graph) search(c *collection, q []float32, entry int32, ef int, ok func(
 	return out
 }
 
-// candidateHeap is a heap of candidates, the best on top if best is
-// set, else the worst.
+// candidateHeap is a binary heap of candidates, the least by less on
+// top.
 type candidateHeap struct {
-	c     *collection
-	best  bool
+	less  func(a, b candidate) bool
 	items []candidate
 }
 
-func (h *candidateHeap) Len() int { return len(h.items) }
-func (h *candidateHeap) Less(i, j int) bool {
-	r := h.c.rank(h.items[i], h.items[j])
-	if h.best {
-		return r < 0
+func (h *candidateHeap) push(x candidate) {
+	h.items = append(h.items, x)
+	for i := len(h.items) - 1; i > 0; {
+		parent := (i - 1) / 2
+		if !h.less(h.items[i], h.items[parent]) {
+			break
+		}
+		h.items[i], h.items[parent] = h.items[parent], h.items[i]
+		i = parent
 	}
-	return r > 0
 }
-func (h *candidateHeap) Swap(i, j int) { h.items[i], h.items[j] = h.items[j], h.items[i] }
-func (h *candidateHeap) Push(x any)    { h.items = append(h.items, x.(candidate)) }
-func (h *candidateHeap) Pop() any {
-	x := h.items[len(h.items)-1]
-	h.items = h.items[:len(h.items)-1]
-	return x
+
+func (h *candidateHeap) pop() candidate {
+	top := h.items[0]
+	last := len(h.items) - 1
+	h.items[0] = h.items[last]
+	h.items = h.items[:last]
+	for i := 0; ; {
+		least, l, r := i, 2*i+1, 2*i+2
+		if l < last && h.less(h.items[l], h.items[least]) {
+			least = l
+		}
+		if r < last && h.less(h.items[r], h.items[least]) {
+			least = r
+		}
+		if least == i {
+			break
+		}
+		h.items[i], h.items[least] = h.items[least], h.items[i]
+		i = least
+	}
+	return top
 }
 
 // approximate searches the graph (built for the collection as it is now)
