@@ -132,6 +132,7 @@ type Server struct {
 	collections map[string]*collection
 	calls       map[string]int
 	unwaited    int
+	approximate int
 	operations  uint64
 	fault       *Fault
 	faultLeft   int
@@ -314,6 +315,14 @@ func (s *Server) UnwaitedWrites() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.unwaited
+}
+
+// ApproximateSearches is how many searches went through a collection's
+// HNSW graph rather than scanning the points their filter passes.
+func (s *Server) ApproximateSearches() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.approximate
 }
 
 // intercept counts the request, then applies injected faults and the API

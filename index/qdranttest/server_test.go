@@ -774,7 +774,7 @@ func randomVector(r *mrand.Rand, dim int) []float32 {
 // in spaces (payload "space": "s0", "s1", ... in turn), with a full-scan
 // threshold of 10 KB (80 such vectors) and Qdrant's default m and
 // ef_construct, and its points' vectors by id.
-func approximateFixture(t *testing.T, n, spaces int) (*qdrant.Client, [][]float32) {
+func approximateFixture(t *testing.T, n, spaces int) (*qdranttest.Server, *qdrant.Client, [][]float32) {
 	t.Helper()
 	s := qdranttest.Start(t, qdranttest.Options{HNSW: qdranttest.HNSWConfig{FullScanThresholdKB: 10}})
 	c := client(t, s, "")
@@ -787,7 +787,7 @@ func approximateFixture(t *testing.T, n, spaces int) (*qdrant.Client, [][]float3
 		pts[i] = pt(qdrant.NewIDNum(uint64(i)), vecs[i], map[string]any{"space": "s" + strconv.Itoa(i%spaces)})
 	}
 	upsert(t, c, "a", true, pts...)
-	return c, vecs
+	return s, c, vecs
 }
 
 // exactIDs are the ids of the limit points of ids nearest to q.
@@ -814,7 +814,7 @@ func exactIDs(vecs [][]float32, ids []uint64, q []float32, limit int) []uint64 {
 
 func TestApproximateSearch(t *testing.T) {
 	const n, limit = 2000, 10
-	c, vecs := approximateFixture(t, n, 1)
+	s, c, vecs := approximateFixture(t, n, 1)
 	all := make([]uint64, n)
 	for i := range all {
 		all[i] = uint64(i)
@@ -845,8 +845,12 @@ func TestApproximateSearch(t *testing.T) {
 		return float64(found) / float64(len(queries)*limit)
 	}
 	t.Run("small ef misses neighbours", func(t *testing.T) {
+		before := s.ApproximateSearches()
 		if got := recall(t, nil, all, &qdrant.SearchParams{HnswEf: qdrant.PtrOf(uint64(limit))}); got >= 0.95 {
 			t.Errorf("recall %.3f with ef %d: the search is not approximate", got, limit)
+		}
+		if n := s.ApproximateSearches() - before; n != len(queries) {
+			t.Errorf("%d approximate searches counted, want %d", n, len(queries))
 		}
 	})
 	t.Run("larger ef finds more", func(t *testing.T) {
@@ -865,8 +869,12 @@ func TestApproximateSearch(t *testing.T) {
 		}
 	})
 	t.Run("exact", func(t *testing.T) {
+		before := s.ApproximateSearches()
 		if got := recall(t, nil, all, &qdrant.SearchParams{Exact: qdrant.PtrOf(true), HnswEf: qdrant.PtrOf(uint64(limit))}); got != 1 {
 			t.Errorf("recall %.3f of an exact search", got)
+		}
+		if n := s.ApproximateSearches() - before; n != 0 {
+			t.Errorf("%d exact searches counted as approximate", n)
 		}
 	})
 	t.Run("below the full-scan threshold", func(t *testing.T) {
@@ -893,7 +901,7 @@ func numIDs(ids []uint64) []*qdrant.PointId {
 // points than limit, as Qdrant's may; an exact one returns them all.
 func TestApproximateFilteredShort(t *testing.T) {
 	const n, spaces, limit = 2000, 20, 20 // 100 points a space, over the threshold of 80
-	c, _ := approximateFixture(t, n, spaces)
+	_, c, _ := approximateFixture(t, n, spaces)
 	r := mrand.New(mrand.NewPCG(7, 8))
 	short := 0
 	for i := range 20 {

@@ -546,6 +546,7 @@ func (s *Server) nearest(name string, q []float32, req search) ([]*qdrant.Scored
 		}
 		nodes = pts
 	} else {
+		s.approximate++
 		if c.graph == nil || c.graph.version != c.version {
 			c.graph = c.buildGraph()
 		}
