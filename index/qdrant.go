@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -60,11 +61,22 @@ const (
 	// qdrantPoolSize is the connections the go-client spreads requests
 	// over (its default).
 	qdrantPoolSize = 3
+	// qdrantFullScanKB is Qdrant's default full_scan_threshold, for a
+	// collection that describes none.
+	qdrantFullScanKB = 10_000
+	// qdrantMaxSmallSpaces bounds the spaces an index remembers as
+	// smaller than a search's limit.
+	qdrantMaxSmallSpaces = 4096
 
 	// qdrantNamespace is the UUID namespace of point ids (a fixed random
 	// UUID: changing it orphans every stored point).
 	qdrantNamespace = "3d0f5b8e-6a51-4c1f-9e27-b54a1c7d2e90"
 )
+
+// DefaultQdrantRecall is a Qdrant index's recall target unless told
+// otherwise: the recall@10 that Visage's embedded index was tuned to
+// (docs/benchmarks.md, "Vector index").
+const DefaultQdrantRecall = 0.99
 
 // ErrUnavailable means the vector store could not be reached, or kept
 // refusing work (Unavailable, or ResourceExhausted with a retry-after),
@@ -113,6 +125,14 @@ type QdrantConfig struct {
 	// Model identifies the model that made the vectors: searches see only
 	// this model's vectors, so two models never mix in one gallery.
 	Model string
+	// Recall is the recall target of searches: the share of the true k
+	// nearest a search should return. It matters in spaces Qdrant searches
+	// through its HNSW graph, those of more points than the collection's
+	// full_scan_threshold (10,000 KB by default: 20,000 128-dimensional
+	// vectors); smaller ones Qdrant scans exactly whatever it is asked.
+	// Each search's hnsw_ef follows from it (see Search); 1 makes every
+	// search exact. 0 means DefaultQdrantRecall.
+	Recall float64
 	// Retry is the retry policy; zero fields take their defaults.
 	Retry QdrantRetry
 	// Timeout bounds each attempt of each request (default 30 s).
@@ -162,6 +182,15 @@ type Qdrant struct {
 	retry      QdrantRetry
 	timeout    time.Duration
 	namespace  uuid.UUID
+	// efPer10 is the hnsw_ef per ten results that meets the recall
+	// target; 0 means every search is exact.
+	efPer10 int
+	// fullScan is the collection's full-scan threshold in points: Qdrant
+	// scans exactly a space of fewer points whatever it is asked.
+	fullScan int
+	// small are spaces last seen holding fewer points than a search's
+	// limit.
+	small smallSpaces
 	// pointBytes bounds a scored point in a search's reply, facetBytes
 	// the reply of Spaces' facet: the receive limits of those requests
 	// are sized to the reply asked for, since gRPC's default of 4 MiB
@@ -220,6 +249,10 @@ func newQdrant(cfg QdrantConfig) (*Qdrant, *qdrant.Config, error) {
 	if cfg.Addr == "" {
 		return nil, nil, errors.New("no address")
 	}
+	recall := cmp.Or(cfg.Recall, DefaultQdrantRecall)
+	if !(recall > 0 && recall <= 1) {
+		return nil, nil, fmt.Errorf("invalid recall target %v (want more than 0, at most 1)", cfg.Recall)
+	}
 	host, portText, err := net.SplitHostPort(cfg.Addr)
 	if err != nil {
 		host, portText = cfg.Addr, strconv.Itoa(DefaultQdrantPort)
@@ -246,6 +279,7 @@ func newQdrant(cfg QdrantConfig) (*Qdrant, *qdrant.Config, error) {
 		retry:      r,
 		timeout:    cmp.Or(cfg.Timeout, 30*time.Second),
 		namespace:  uuid.MustParse(qdrantNamespace),
+		efPer10:    efPer10(recall),
 		pointBytes: maxScoredPointBytes() + qdrantPointSlack,
 		facetBytes: qdrantReplySlack + qdrantMaxSpaces*maxFacetHitBytes(),
 	}
@@ -325,6 +359,16 @@ func (q *Qdrant) ensureCollection(ctx context.Context) error {
 		return fmt.Errorf("collection %q holds %s vectors, want one unnamed %d-dimensional float32 Euclid vector",
 			q.collection, describeVectors(info), q.dim)
 	}
+	// The vector's own HNSW configuration overrides the collection's.
+	fullScanKB := uint64(qdrantFullScanKB)
+	for _, h := range []*qdrant.HnswConfigDiff{info.GetConfig().GetHnswConfig(), params.GetHnswConfig()} {
+		if h != nil && h.FullScanThreshold != nil {
+			fullScanKB = h.GetFullScanThreshold()
+		}
+	}
+	// Kilobytes of float32 vectors (a kilobyte is 1024 bytes in Qdrant's
+	// arithmetic: 1 KB holds one 256-dimensional vector).
+	q.fullScan = int(min(fullScanKB*1024/uint64(4*q.dim), math.MaxInt32))
 	for _, field := range []string{qdrantSpaceField, qdrantModelField} {
 		if s, ok := info.GetPayloadSchema()[field]; ok {
 			if s.GetDataType() != qdrant.PayloadSchemaType_Keyword {
@@ -494,6 +538,35 @@ func (q *Qdrant) write(ctx context.Context, op string, call func(context.Context
 // scores as it likes, so Search asks for more than k while the k-th
 // distance is shared beyond what it got. A k above 4096 costs a count of
 // the space first, so that the request asks for no more than it holds.
+//
+// In a space of more points than the collection's full-scan threshold
+// Qdrant searches its HNSW graph, with ef = max(hnsw_ef, limit), and
+// hnsw_ef defaults to the graph's ef_construct (100): whatever recall
+// that gives. Search sends hnsw_ef from the recall target instead:
+// Visage's embedded HNSW (M 32, efConstruction 100) reached recall@10 of
+// 0.812, 0.925, 0.977, 0.990, 0.995, 0.998 and 0.999 at ef 80, 160, 320,
+// 480, 640, 960 and 1280 on a million descriptor-like vectors
+// (docs/benchmarks.md, "Vector index"); the ef of the least target at or
+// above the index's is taken per ten results asked for (limit k+1, at
+// least ten), keeping the candidates per result that reached it. It is a
+// measured curve, not a guarantee: Qdrant's default graph is sparser (m
+// 16), and a collection tuned denser does better. A target above 0.999
+// makes every search exact (params.exact).
+//
+// A search is also exact when its ef reaches the full-scan threshold
+// (limit 417 at the defaults and target 0.99): Qdrant scans a space of
+// fewer points than that anyway, and in a larger one a graph search of
+// such an ef visits more points (2m neighbours of each of ef candidates)
+// than a scan of any space short of some 2m times the threshold, 640,000
+// points by default; Visage's galleries are smaller, and an exact answer
+// is the better one.
+//
+// A filtered graph search walks only the space's points, which may not
+// all connect, so it can come back with fewer than limit of them though
+// the space holds more: such a short answer is asked again exactly. The
+// space is then remembered as small if it was (fewer points than the
+// limit), and searched exactly at once until an exact search fills its
+// limit, so that small galleries cost one request, not two.
 func (q *Qdrant) Search(ctx context.Context, space string, vec []float32, k int) ([]Match, error) {
 	if len(vec) != q.dim {
 		return nil, fmt.Errorf("search: %w (%d, want %d)", ErrDimension, len(vec), q.dim)
@@ -511,21 +584,10 @@ func (q *Qdrant) Search(ctx context.Context, space string, vec []float32, k int)
 			return []Match{}, nil
 		}
 	}
-	filter := q.ofSpace(space)
 	limit := k + 1
 	for {
-		var pts []*qdrant.ScoredPoint
-		if err := q.do(ctx, "search", func(ctx context.Context) (err error) {
-			res, err := q.client.GetPointsClient().Query(ctx, &qdrant.QueryPoints{
-				CollectionName: q.collection,
-				Query:          qdrant.NewQueryDense(vec),
-				Filter:         filter,
-				Limit:          qdrant.PtrOf(uint64(limit)),
-				WithPayload:    qdrant.NewWithPayloadInclude(qdrantKeyField),
-			}, grpc.MaxCallRecvMsgSize(min(qdrantReplySlack+limit*q.pointBytes, math.MaxInt32)))
-			pts = res.GetResult()
-			return err
-		}); err != nil {
+		pts, err := q.nearest(ctx, space, vec, limit)
+		if err != nil {
 			return nil, err
 		}
 		tied := len(pts) == limit && pts[k-1].GetScore() == pts[limit-1].GetScore()
@@ -543,6 +605,94 @@ func (q *Qdrant) Search(ctx context.Context, space string, vec []float32, k int)
 		}
 		limit = min(2*limit, max(qdrantMaxTieLimit, k+1))
 	}
+}
+
+// nearest asks Qdrant for the limit points of space nearest to vec, as
+// Search says: approximately at the recall target, or exactly.
+func (q *Qdrant) nearest(ctx context.Context, space string, vec []float32, limit int) ([]*qdrant.ScoredPoint, error) {
+	ef := q.efPer10 * max(limit, 10) / 10
+	exact := ef == 0 || ef >= q.fullScan || q.small.has(space)
+	pts, err := q.query(ctx, space, vec, limit, ef, exact)
+	if err != nil {
+		return nil, err
+	}
+	if len(pts) < limit && !exact {
+		exact = true
+		if pts, err = q.query(ctx, space, vec, limit, 0, true); err != nil {
+			return nil, err
+		}
+	}
+	if exact {
+		q.small.set(space, len(pts) < limit)
+	}
+	return pts, nil
+}
+
+// query is one search request, with hnsw_ef ef or exact.
+func (q *Qdrant) query(ctx context.Context, space string, vec []float32, limit, ef int, exact bool) ([]*qdrant.ScoredPoint, error) {
+	params := &qdrant.SearchParams{Exact: qdrant.PtrOf(true)}
+	if !exact {
+		params = &qdrant.SearchParams{HnswEf: qdrant.PtrOf(uint64(ef))}
+	}
+	var pts []*qdrant.ScoredPoint
+	err := q.do(ctx, "search", func(ctx context.Context) error {
+		res, err := q.client.GetPointsClient().Query(ctx, &qdrant.QueryPoints{
+			CollectionName: q.collection,
+			Query:          qdrant.NewQueryDense(vec),
+			Filter:         q.ofSpace(space),
+			Limit:          qdrant.PtrOf(uint64(limit)),
+			Params:         params,
+			WithPayload:    qdrant.NewWithPayloadInclude(qdrantKeyField),
+		}, grpc.MaxCallRecvMsgSize(min(qdrantReplySlack+limit*q.pointBytes, math.MaxInt32)))
+		pts = res.GetResult()
+		return err
+	})
+	return pts, err
+}
+
+// efPer10 is the hnsw_ef per ten results that reached recall on a
+// million descriptor-like vectors (see Search), or 0 (exact) past them.
+func efPer10(recall float64) int {
+	for _, p := range []struct {
+		recall float64
+		ef     int
+	}{
+		{0.812, 80}, {0.925, 160}, {0.977, 320}, {0.990, 480}, {0.995, 640}, {0.998, 960}, {0.999, 1280},
+	} {
+		if recall <= p.recall {
+			return p.ef
+		}
+	}
+	return 0
+}
+
+// smallSpaces are spaces last seen, by an exact search, holding fewer
+// points than its limit: searching them exactly at once saves asking
+// twice. Forgetting one costs a request, so the set is simply cleared
+// when full.
+type smallSpaces struct {
+	mu     sync.Mutex
+	spaces map[string]struct{}
+}
+
+func (s *smallSpaces) has(space string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.spaces[space]
+	return ok
+}
+
+func (s *smallSpaces) set(space string, small bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !small {
+		delete(s.spaces, space)
+		return
+	}
+	if s.spaces == nil || len(s.spaces) >= qdrantMaxSmallSpaces {
+		s.spaces = map[string]struct{}{}
+	}
+	s.spaces[space] = struct{}{}
 }
 
 // keyOf reads a point's key from its payload.

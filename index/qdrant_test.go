@@ -11,12 +11,14 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"math"
 	"math/big"
 	mrand "math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -308,6 +310,213 @@ func TestQdrantLargeReplies(t *testing.T) {
 			t.Error("upserted into a space of a 121-byte name")
 		}
 	})
+}
+
+// spaceFixture upserts n random unit vectors of dim dimensions, keys 0
+// to n-1, into space of q and of an exact index, and returns the exact
+// one.
+func spaceFixture(t *testing.T, q *index.Qdrant, exact *index.Flat, space string, dim, n int, r *mrand.Rand) {
+	t.Helper()
+	items := make([]index.Item, n)
+	for i := range items {
+		items[i] = index.Item{Key: uint64(i), Vector: indextest.RandomUnit(r, dim)}
+	}
+	for _, idx := range []index.Index{q, exact} {
+		if err := idx.Upsert(testCtx(t), space, items); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// recallOf is the share of the exact k nearest of each query that
+// search finds.
+func recallOf(t *testing.T, exact *index.Flat, space string, queries [][]float32, k int, search func(v []float32) []uint64) float64 {
+	t.Helper()
+	found := 0
+	for _, v := range queries {
+		want, err := exact.Search(testCtx(t), space, v, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := search(v)
+		for _, m := range want {
+			if slices.Contains(got, m.Key) {
+				found++
+			}
+		}
+	}
+	return float64(found) / float64(len(queries)*k)
+}
+
+func keysOf(ms []index.Match) []uint64 {
+	out := make([]uint64, len(ms))
+	for i, m := range ms {
+		out[i] = m.Key
+	}
+	return out
+}
+
+// TestQdrantSearchRecall: a space past the collection's full-scan
+// threshold is searched through HNSW. Sent without search parameters, a
+// search runs with Qdrant's ef, max(ef_construct, limit) = 100, which on
+// these vectors (3,000 random 128-dimensional ones, Qdrant's default m 16
+// and ef_construct 100) finds less of the true neighbours than the
+// recall target; the index's hnsw_ef, derived from the target, finds at
+// least that much.
+func TestQdrantSearchRecall(t *testing.T) {
+	const dim, n, k = 128, 3000, 10
+	// 750 KB: 1,500 128-dimensional vectors, fewer than the space's 3,000
+	// and more than the index's ef for k 10 (528).
+	s := qdranttest.Start(t, qdranttest.Options{HNSW: qdranttest.HNSWConfig{FullScanThresholdKB: 750}})
+	cfg := testConfig(t, s)
+	cfg.Dim = dim
+	q := openQdrant(t, cfg)
+	exact := index.NewFlat(dim)
+	r := mrand.New(mrand.NewPCG(12, 12))
+	spaceFixture(t, q, exact, "big", dim, n, r)
+	queries := make([][]float32, 100)
+	for i := range queries {
+		queries[i] = indextest.RandomUnit(r, dim)
+	}
+	ctx := testCtx(t)
+	target := index.DefaultQdrantRecall
+
+	// Without parameters, as the index asked before it had a target.
+	raw := rawClient(t, cfg)
+	filter := &qdrant.Filter{Must: []*qdrant.Condition{qdrant.NewMatchKeyword("space", "big"), qdrant.NewMatchKeyword("model", cfg.Model)}}
+	plain := recallOf(t, exact, "big", queries, k, func(v []float32) []uint64 {
+		res, err := raw.Query(ctx, &qdrant.QueryPoints{CollectionName: cfg.Collection, Query: qdrant.NewQueryDense(v), Filter: filter,
+			Limit: qdrant.PtrOf(uint64(k + 1)), WithPayload: qdrant.NewWithPayloadInclude("key")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var keys []uint64
+		for _, p := range res[:min(k, len(res))] {
+			keys = append(keys, uint64(p.GetPayload()["key"].GetIntegerValue()))
+		}
+		return keys
+	})
+	if plain >= target {
+		t.Fatalf("recall %.3f without search parameters: the test's data does not tell", plain)
+	}
+
+	before := s.ApproximateSearches()
+	got := recallOf(t, exact, "big", queries, k, func(v []float32) []uint64 {
+		ms, err := q.Search(ctx, "big", v, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return keysOf(ms)
+	})
+	if s.ApproximateSearches() == before {
+		t.Fatal("the index's searches did not go through the graph")
+	}
+	t.Logf("recall@%d: %.3f without parameters, %.3f from the index (target %.2f)", k, plain, got, target)
+	if got < target {
+		t.Errorf("recall %.3f, want at least the target %.2f", got, target)
+	}
+
+	t.Run("exact when ef reaches the threshold", func(t *testing.T) {
+		// k 40: ef 48 × 41 = 1,968, past the threshold of 1,500 points.
+		before := s.ApproximateSearches()
+		if got := recallOf(t, exact, "big", queries[:10], 40, func(v []float32) []uint64 {
+			ms, err := q.Search(ctx, "big", v, 40)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return keysOf(ms)
+		}); got != 1 {
+			t.Errorf("recall %.3f", got)
+		}
+		if n := s.ApproximateSearches() - before; n != 0 {
+			t.Errorf("%d approximate searches, want none", n)
+		}
+	})
+	t.Run("target 1 is exact", func(t *testing.T) {
+		c := cfg
+		c.Recall = 1
+		all := openQdrant(t, c)
+		before := s.ApproximateSearches()
+		if _, err := all.Search(ctx, "big", queries[0], k); err != nil {
+			t.Fatal(err)
+		}
+		if n := s.ApproximateSearches() - before; n != 0 {
+			t.Errorf("%d approximate searches, want none", n)
+		}
+	})
+	t.Run("a space smaller than the limit", func(t *testing.T) {
+		// Qdrant scans it whatever the request says; its short answer may
+		// be a filtered graph search's, so it is asked again exactly, and
+		// then, the space known to be small, exactly at once.
+		spaceFixture(t, q, exact, "small", dim, 5, r)
+		for i, want := range []int{2, 1, 1} {
+			before := s.Calls("Points/Query")
+			got, err := q.Search(ctx, "small", queries[i], k)
+			if err != nil || len(got) != 5 {
+				t.Fatalf("Search = %v, %v", got, err)
+			}
+			if n := s.Calls("Points/Query") - before; n != want {
+				t.Errorf("search %d: %d requests, want %d", i, n, want)
+			}
+		}
+	})
+}
+
+// TestQdrantSearchFilteredShort: a space that is a small part of the
+// collection falls apart in a filtered HNSW search (Qdrant's, and the
+// in-process server's): it walks only the space's points, so it may come
+// back with fewer than k of them. The index then asks again exactly.
+// (Where the piece the search enters holds k points or more, the answer
+// is full but may miss nearer points in other pieces: that is recall,
+// which in Qdrant the tenant index's payload_m links keep up; this sparse
+// graph has none.)
+func TestQdrantSearchFilteredShort(t *testing.T) {
+	const dim, spaces, n, k = 32, 10, 700, 10
+	// A sparse graph, quick to build (m 4, ef_construct 16); 75 KB is 600
+	// 32-dimensional vectors, fewer than a space's 700 and more than the
+	// index's ef for k 10 (528).
+	s := qdranttest.Start(t, qdranttest.Options{HNSW: qdranttest.HNSWConfig{M: 4, EfConstruct: 16, FullScanThresholdKB: 75}})
+	cfg := testConfig(t, s)
+	cfg.Dim = dim
+	q := openQdrant(t, cfg)
+	exact := index.NewFlat(dim)
+	r := mrand.New(mrand.NewPCG(13, 13))
+	for i := range spaces {
+		spaceFixture(t, q, exact, "s"+strconv.Itoa(i), dim, n, r)
+	}
+	ctx := testCtx(t)
+	raw := rawClient(t, cfg)
+	short := 0
+	for i := range spaces {
+		space := "s" + strconv.Itoa(i)
+		v := indextest.RandomUnit(r, dim)
+		// What an approximate search for k gets: with the index's hnsw_ef
+		// (528), or with none (as before the index had a recall target).
+		wasShort := false
+		for _, params := range []*qdrant.SearchParams{nil, {HnswEf: qdrant.PtrOf(uint64(528))}} {
+			res, err := raw.Query(ctx, &qdrant.QueryPoints{CollectionName: cfg.Collection, Query: qdrant.NewQueryDense(v), Params: params,
+				Filter: &qdrant.Filter{Must: []*qdrant.Condition{qdrant.NewMatchKeyword("space", space)}}, Limit: qdrant.PtrOf(uint64(k + 1))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(res) < k {
+				short++
+				wasShort = wasShort || params != nil
+			}
+		}
+		want, err := exact.Search(ctx, space, v, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := q.Search(ctx, space, v, k)
+		if err != nil || len(got) != k || wasShort && !slices.Equal(keysOf(got), keysOf(want)) {
+			t.Errorf("%s: Search = %v, %v; want %d keys, %v after a short approximate answer", space, keysOf(got), err, k, keysOf(want))
+		}
+	}
+	if short == 0 {
+		t.Fatal("no approximate search came back short: the test's data does not tell")
+	}
+	t.Logf("%d of %d approximate searches short", short, 2*spaces)
 }
 
 func TestQdrantAPIKey(t *testing.T) {
@@ -634,6 +843,9 @@ func TestOpenQdrantConfig(t *testing.T) {
 		{"no dimension", func(c *index.QdrantConfig) { c.Dim = 0 }, "invalid dimension"},
 		{"no model", func(c *index.QdrantConfig) { c.Model = "" }, "no model"},
 		{"missing CA file", func(c *index.QdrantConfig) { c.UseTLS, c.CAFile = true, "/nonexistent/ca.pem" }, "CA file"},
+		{"recall over 1", func(c *index.QdrantConfig) { c.Recall = 1.5 }, "invalid recall target"},
+		{"negative recall", func(c *index.QdrantConfig) { c.Recall = -0.1 }, "invalid recall target"},
+		{"recall NaN", func(c *index.QdrantConfig) { c.Recall = math.NaN() }, "invalid recall target"},
 		{"nothing listening", func(*index.QdrantConfig) {}, "health check"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
