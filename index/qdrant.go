@@ -155,8 +155,10 @@ type QdrantConfig struct {
 // one space, small spaces are searched exactly and large ones through
 // per-value HNSW links. The collection is created with Qdrant's defaults
 // (size Dim, Euclid); an operator may tune it (say, m=0 and payload_m=16
-// as the multitenancy guide suggests): Visage only checks the vectors'
-// size and distance.
+// as the multitenancy guide suggests): Visage checks only that its
+// vectors are single float32 ones of that size and distance, and reads
+// its full-scan threshold (see Search for how searches use it and the
+// recall target).
 //
 // A point's id is a UUIDv5 (SHA-1, a fixed namespace) of its space and
 // key, so a retried or repeated upsert overwrites the point instead of
@@ -446,9 +448,9 @@ func (q *Qdrant) ofSpace(space string) *qdrant.Filter {
 
 // Upsert adds items to space, replacing the vectors of keys already
 // there (the last of repeated keys wins), in requests of 256 points, each
-// waited for. A space's name is at most 120 bytes, as for HNSW. A batch with a vector of the wrong dimension changes
-// nothing; otherwise, after an error, some requests may have been
-// applied.
+// waited for. A space's name is at most 120 bytes, as for HNSW. A batch
+// with a vector of the wrong dimension changes nothing; otherwise, after
+// an error, some requests may have been applied.
 func (q *Qdrant) Upsert(ctx context.Context, space string, items []Item) error {
 	// Bounded as HNSW bounds them, so that Spaces' reply is bounded.
 	if len(space) > maxSpaceName {
