@@ -49,6 +49,15 @@ func testCtx(t *testing.T) context.Context {
 	return ctx
 }
 
+// slowCtx is for tests that put tens of thousands of points in the
+// in-process server, whose scans and graph are slow under the race
+// detector.
+func slowCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
 func unit(r *mrand.Rand) []float32 { return indextest.RandomUnit(r, dim) }
 
 func TestQdrantRetriesThenSucceeds(t *testing.T) {
@@ -249,12 +258,16 @@ func TestQdrantOutageResetsEveryConnection(t *testing.T) {
 // fits them.
 func TestQdrantLargeReplies(t *testing.T) {
 	s := qdranttest.Start(t, qdranttest.Options{})
-	cfg := testConfig(t, s)
-	cfg.Dim = 2
-	q := openQdrant(t, cfg)
-	ctx := testCtx(t)
-	raw := rawClient(t, cfg)
+	ctx := slowCtx(t)
+	// open is an index of 2-dimensional vectors in a new collection, and
+	// a plain go-client connection.
+	open := func(t *testing.T) (*index.Qdrant, index.QdrantConfig, *qdrant.Client) {
+		cfg := testConfig(t, s)
+		cfg.Dim = 2
+		return openQdrant(t, cfg), cfg, rawClient(t, cfg)
+	}
 	t.Run("spaces", func(t *testing.T) {
+		q, cfg, raw := open(t)
 		const n = 34_000
 		spaces := make([]string, n)
 		pts := make([]*qdrant.PointStruct, 0, n)
@@ -285,6 +298,7 @@ func TestQdrantLargeReplies(t *testing.T) {
 		}
 	})
 	t.Run("search", func(t *testing.T) {
+		q, cfg, raw := open(t)
 		const n = 80_000
 		items := make([]index.Item, n)
 		for i := range items {
@@ -305,6 +319,7 @@ func TestQdrantLargeReplies(t *testing.T) {
 		}
 	})
 	t.Run("space names are bounded", func(t *testing.T) {
+		q, _, _ := open(t)
 		long := strings.Repeat("s", 121)
 		if err := q.Upsert(ctx, long, []index.Item{{Key: 1, Vector: []float32{1, 2}}}); err == nil {
 			t.Error("upserted into a space of a 121-byte name")
@@ -322,7 +337,7 @@ func spaceFixture(t *testing.T, q *index.Qdrant, exact *index.Flat, space string
 		items[i] = index.Item{Key: uint64(i), Vector: indextest.RandomUnit(r, dim)}
 	}
 	for _, idx := range []index.Index{q, exact} {
-		if err := idx.Upsert(testCtx(t), space, items); err != nil {
+		if err := idx.Upsert(slowCtx(t), space, items); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -334,7 +349,7 @@ func recallOf(t *testing.T, exact *index.Flat, space string, queries [][]float32
 	t.Helper()
 	found := 0
 	for _, v := range queries {
-		want, err := exact.Search(testCtx(t), space, v, k)
+		want, err := exact.Search(context.Background(), space, v, k)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -374,11 +389,11 @@ func TestQdrantSearchRecall(t *testing.T) {
 	exact := index.NewFlat(dim)
 	r := mrand.New(mrand.NewPCG(12, 12))
 	spaceFixture(t, q, exact, "big", dim, n, r)
-	queries := make([][]float32, 100)
+	queries := make([][]float32, 60)
 	for i := range queries {
 		queries[i] = indextest.RandomUnit(r, dim)
 	}
-	ctx := testCtx(t)
+	ctx := slowCtx(t)
 	target := index.DefaultQdrantRecall
 
 	// Without parameters, as the index asked before it had a target.
@@ -484,7 +499,7 @@ func TestQdrantSearchFilteredShort(t *testing.T) {
 	for i := range spaces {
 		spaceFixture(t, q, exact, "s"+strconv.Itoa(i), dim, n, r)
 	}
-	ctx := testCtx(t)
+	ctx := slowCtx(t)
 	raw := rawClient(t, cfg)
 	short := 0
 	for i := range spaces {
