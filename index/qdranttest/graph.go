@@ -32,7 +32,7 @@ func (h hnswConfig) with(d *qdrant.HnswConfigDiff) hnswConfig {
 		h.fullScanKB = d.GetFullScanThreshold()
 	}
 	if d.PayloadM != nil {
-		h.payloadM = d.PayloadM
+		h.payloadM = qdrant.PtrOf(d.GetPayloadM())
 	}
 	return h
 }

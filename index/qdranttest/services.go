@@ -11,6 +11,7 @@ import (
 	"github.com/qdrant/go-client/qdrant"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 )
 
 type collectionsService struct {
@@ -55,6 +56,7 @@ func (cs collectionsService) Create(_ context.Context, req *qdrant.CreateCollect
 	if d := req.GetHnswConfig(); d != nil {
 		hnsw = hnsw.with(d)
 	}
+	params = proto.Clone(params).(*qdrant.VectorParams) // kept beyond the request
 	s.collections[name] = &collection{
 		name:        name,
 		size:        int(params.GetSize()),
