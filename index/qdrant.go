@@ -8,11 +8,14 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"net"
 	"os"
 	"slices"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -21,6 +24,7 @@ import (
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 )
 
 const (
@@ -43,26 +47,56 @@ const (
 	qdrantScrollPage = 4096
 	// qdrantMaxSpaces bounds Spaces (a facet has no pagination).
 	qdrantMaxSpaces = 100_000
+	// qdrantReplySlack is room, in a reply's receive limit, for what
+	// comes besides the results (the time taken, hardware usage).
+	qdrantReplySlack = 64 << 10
+	// qdrantPointSlack is room per scored point for fields Visage does
+	// not ask for but Qdrant may send (a shard key, should the collection
+	// be sharded by key).
+	qdrantPointSlack = 32
 	// qdrantMaxTieLimit bounds how far Search reaches past k to settle
 	// ties at the k-th place.
 	qdrantMaxTieLimit = 4096
+
+	// qdrantPoolSize is the connections the go-client spreads requests
+	// over (its default).
+	qdrantPoolSize = 3
+	// qdrantFullScanKB is Qdrant's default full_scan_threshold, for a
+	// collection that describes none.
+	qdrantFullScanKB = 10_000
+	// qdrantMaxSmallSpaces bounds the spaces an index remembers as
+	// smaller than a search's limit.
+	qdrantMaxSmallSpaces = 4096
 
 	// qdrantNamespace is the UUID namespace of point ids (a fixed random
 	// UUID: changing it orphans every stored point).
 	qdrantNamespace = "3d0f5b8e-6a51-4c1f-9e27-b54a1c7d2e90"
 )
 
+// DefaultQdrantRecall is a Qdrant index's recall target unless told
+// otherwise: the recall@10 that Visage's embedded index was tuned to
+// (docs/benchmarks.md, "Vector index").
+const DefaultQdrantRecall = 0.99
+
 // ErrUnavailable means the vector store could not be reached, or kept
-// refusing work (Unavailable, ResourceExhausted), after every retry. The
-// error that carries it also carries the last gRPC status (status.Code
-// gives it) and, when the caller's context ended the retries, the
-// context's error.
+// refusing work (Unavailable, or ResourceExhausted with a retry-after),
+// after every retry. The error that carries it also carries the last
+// gRPC status (status.Code gives it) and, when the caller's context ended
+// the retries, the context's error.
 var ErrUnavailable = errors.New("vector store unavailable")
 
 // QdrantRetry is how a Qdrant index retries requests that failed with
-// Unavailable or ResourceExhausted; other failures are returned at once.
-// Every Visage request is idempotent (point ids are derived from the
-// keys), so retrying is safe.
+// Unavailable, or with ResourceExhausted and a retry-after; other
+// failures are returned at once. Every Visage request is idempotent
+// (point ids are derived from the keys), so retrying is safe.
+//
+// A ResourceExhausted without retry-after is not retried: Qdrant (v1.17,
+// its StorageError to tonic Status conversion) attaches retry-after, in
+// whole seconds rounded up, to the ResourceExhausted of its rate limiter
+// exactly when waiting can help, and sends none when it cannot (a request
+// costing more than the limiter's whole capacity); grpc-go raises
+// ResourceExhausted itself, without one, for a reply over the receive
+// limit. Retrying those only repeats the failure.
 type QdrantRetry struct {
 	// Attempts is the total number of tries (default 6).
 	Attempts int
@@ -91,6 +125,14 @@ type QdrantConfig struct {
 	// Model identifies the model that made the vectors: searches see only
 	// this model's vectors, so two models never mix in one gallery.
 	Model string
+	// Recall is the recall target of searches: the share of the true k
+	// nearest a search should return. It matters in spaces Qdrant searches
+	// through its HNSW graph, those of more points than the collection's
+	// full_scan_threshold (10,000 KB by default: 20,000 128-dimensional
+	// vectors); smaller ones Qdrant scans exactly whatever it is asked.
+	// Each search's hnsw_ef follows from it (see Search); 1 makes every
+	// search exact. 0 means DefaultQdrantRecall.
+	Recall float64
 	// Retry is the retry policy; zero fields take their defaults.
 	Retry QdrantRetry
 	// Timeout bounds each attempt of each request (default 30 s).
@@ -113,8 +155,10 @@ type QdrantConfig struct {
 // one space, small spaces are searched exactly and large ones through
 // per-value HNSW links. The collection is created with Qdrant's defaults
 // (size Dim, Euclid); an operator may tune it (say, m=0 and payload_m=16
-// as the multitenancy guide suggests): Visage only checks the vectors'
-// size and distance.
+// as the multitenancy guide suggests): Visage checks only that its
+// vectors are single float32 ones of that size and distance, and reads
+// its full-scan threshold (see Search for how searches use it and the
+// recall target).
 //
 // A point's id is a UUIDv5 (SHA-1, a fixed namespace) of its space and
 // key, so a retried or repeated upsert overwrites the point instead of
@@ -130,20 +174,39 @@ type QdrantConfig struct {
 // wait until Qdrant has applied them (wait=true), so a search that
 // follows an upsert sees it.
 type Qdrant struct {
-	client     *qdrant.Client
+	client *qdrant.Client
+	// conns are the client's pooled connections, all of which an outage
+	// leaves waiting out gRPC's reconnection backoff.
+	conns      []*grpc.ClientConn
 	collection string
 	dim        int
 	model      string
 	retry      QdrantRetry
 	timeout    time.Duration
 	namespace  uuid.UUID
+	// efPer10 is the hnsw_ef per ten results that meets the recall
+	// target; 0 means every search is exact.
+	efPer10 int
+	// fullScan is the collection's full-scan threshold in points: Qdrant
+	// scans exactly a space of fewer points whatever it is asked.
+	fullScan int
+	// small are spaces last seen holding fewer points than a search's
+	// limit.
+	small smallSpaces
+	// pointBytes bounds a scored point in a search's reply, facetBytes
+	// the reply of Spaces' facet: the receive limits of those requests
+	// are sized to the reply asked for, since gRPC's default of 4 MiB
+	// refuses a search for some 70,000 neighbours or a facet over some
+	// 33,000 spaces.
+	pointBytes, facetBytes int
 }
 
 var _ Index = (*Qdrant)(nil)
 
 // OpenQdrant connects to Qdrant, checks that it answers, and creates the
 // collection and its payload indexes if they are missing. An existing
-// collection must hold Dim-dimensional Euclid vectors.
+// collection must hold one unnamed Dim-dimensional float32 Euclid vector
+// a point.
 func OpenQdrant(ctx context.Context, cfg QdrantConfig) (*Qdrant, error) {
 	q, ccfg, err := newQdrant(cfg)
 	if err != nil {
@@ -154,6 +217,14 @@ func OpenQdrant(ctx context.Context, cfg QdrantConfig) (*Qdrant, error) {
 		return nil, fmt.Errorf("open qdrant index at %s: %w", cfg.Addr, err)
 	}
 	q.client = client
+	// The go-client hands its pooled connections out round-robin and has
+	// no accessor for all of them: asked PoolSize times before any request
+	// is made, it gives each once.
+	for range ccfg.PoolSize {
+		if c := client.GetConnection(); !slices.Contains(q.conns, c) {
+			q.conns = append(q.conns, c)
+		}
+	}
 	if err := q.do(ctx, "health check", func(ctx context.Context) error {
 		_, err := client.HealthCheck(ctx)
 		return err
@@ -179,6 +250,10 @@ func newQdrant(cfg QdrantConfig) (*Qdrant, *qdrant.Config, error) {
 	}
 	if cfg.Addr == "" {
 		return nil, nil, errors.New("no address")
+	}
+	recall := cmp.Or(cfg.Recall, DefaultQdrantRecall)
+	if !(recall > 0 && recall <= 1) {
+		return nil, nil, fmt.Errorf("invalid recall target %v (want more than 0, at most 1)", cfg.Recall)
 	}
 	host, portText, err := net.SplitHostPort(cfg.Addr)
 	if err != nil {
@@ -206,6 +281,9 @@ func newQdrant(cfg QdrantConfig) (*Qdrant, *qdrant.Config, error) {
 		retry:      r,
 		timeout:    cmp.Or(cfg.Timeout, 30*time.Second),
 		namespace:  uuid.MustParse(qdrantNamespace),
+		efPer10:    efPer10(recall),
+		pointBytes: maxScoredPointBytes() + qdrantPointSlack,
+		facetBytes: qdrantReplySlack + qdrantMaxSpaces*maxFacetHitBytes(),
 	}
 	ccfg := &qdrant.Config{
 		Host:   host,
@@ -213,6 +291,7 @@ func newQdrant(cfg QdrantConfig) (*Qdrant, *qdrant.Config, error) {
 		APIKey: cfg.APIKey,
 		// NewClient's own check waits up to a minute and only logs.
 		SkipCompatibilityCheck: true,
+		PoolSize:               qdrantPoolSize,
 		// Reconnect about as fast as requests are retried.
 		GrpcOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
 			Backoff:           backoff.Config{BaseDelay: r.Initial, Multiplier: 1.6, Jitter: 0.2, MaxDelay: r.Max},
@@ -254,9 +333,11 @@ func (q *Qdrant) ensureCollection(ctx context.Context) error {
 				VectorsConfig:  qdrant.NewVectorsConfig(&qdrant.VectorParams{Size: uint64(q.dim), Distance: qdrant.Distance_Euclid}),
 			})
 		})
-		// Another replica may have created it meanwhile (Qdrant refuses
-		// a second creation); the checks below decide.
-		if err != nil && !isCode(err, codes.AlreadyExists, codes.InvalidArgument) {
+		// Another replica may have created it meanwhile: Qdrant refuses
+		// a second creation with AlreadyExists, and the checks below
+		// decide. Anything else (InvalidArgument for a name Qdrant
+		// refuses, say) is the creation failing.
+		if err != nil && !isCode(err, codes.AlreadyExists) {
 			return err
 		}
 	}
@@ -268,10 +349,28 @@ func (q *Qdrant) ensureCollection(ctx context.Context) error {
 		return err
 	}
 	params := info.GetConfig().GetParams().GetVectorsConfig().GetParams()
-	if params == nil || params.GetSize() != uint64(q.dim) || params.GetDistance() != qdrant.Distance_Euclid {
-		return fmt.Errorf("collection %q holds %s vectors, want one unnamed %d-dimensional Euclid vector",
+	// Qdrant converts vectors to the collection's datatype on the way in:
+	// uint8 would truncate a descriptor's components to integers and
+	// float16 round them, shifting every distance the thresholds are
+	// measured against. A multivector collection scores sets of vectors
+	// (late interaction), not Euclidean distance. Datatype Default (or
+	// none) is float32.
+	float32s := params.GetDatatype() == qdrant.Datatype_Default || params.GetDatatype() == qdrant.Datatype_Float32
+	if params == nil || params.GetSize() != uint64(q.dim) || params.GetDistance() != qdrant.Distance_Euclid ||
+		!float32s || params.GetMultivectorConfig() != nil {
+		return fmt.Errorf("collection %q holds %s vectors, want one unnamed %d-dimensional float32 Euclid vector",
 			q.collection, describeVectors(info), q.dim)
 	}
+	// The vector's own HNSW configuration overrides the collection's.
+	fullScanKB := uint64(qdrantFullScanKB)
+	for _, h := range []*qdrant.HnswConfigDiff{info.GetConfig().GetHnswConfig(), params.GetHnswConfig()} {
+		if h != nil && h.FullScanThreshold != nil {
+			fullScanKB = h.GetFullScanThreshold()
+		}
+	}
+	// Kilobytes of float32 vectors (a kilobyte is 1024 bytes in Qdrant's
+	// arithmetic: 1 KB holds one 256-dimensional vector).
+	q.fullScan = int(min(fullScanKB*1024/uint64(4*q.dim), math.MaxInt32))
 	for _, field := range []string{qdrantSpaceField, qdrantModelField} {
 		if s, ok := info.GetPayloadSchema()[field]; ok {
 			if s.GetDataType() != qdrant.PayloadSchemaType_Keyword {
@@ -302,7 +401,14 @@ func (q *Qdrant) ensureCollection(ctx context.Context) error {
 func describeVectors(info *qdrant.CollectionInfo) string {
 	vc := info.GetConfig().GetParams().GetVectorsConfig()
 	if p := vc.GetParams(); p != nil {
-		return fmt.Sprintf("%d-dimensional %v", p.GetSize(), p.GetDistance())
+		kind := "float32"
+		if dt := p.GetDatatype(); dt != qdrant.Datatype_Default {
+			kind = strings.ToLower(dt.String())
+		}
+		if p.GetMultivectorConfig() != nil {
+			kind += " multi"
+		}
+		return fmt.Sprintf("%d-dimensional %s %v", p.GetSize(), kind, p.GetDistance())
 	}
 	if m := vc.GetParamsMap(); m != nil {
 		return fmt.Sprintf("%d named", len(m.GetMap()))
@@ -342,10 +448,14 @@ func (q *Qdrant) ofSpace(space string) *qdrant.Filter {
 
 // Upsert adds items to space, replacing the vectors of keys already
 // there (the last of repeated keys wins), in requests of 256 points, each
-// waited for. A batch with a vector of the wrong dimension changes
-// nothing; otherwise, after an error, some requests may have been
-// applied.
+// waited for. A space's name is at most 120 bytes, as for HNSW. A batch
+// with a vector of the wrong dimension changes nothing; otherwise, after
+// an error, some requests may have been applied.
 func (q *Qdrant) Upsert(ctx context.Context, space string, items []Item) error {
+	// Bounded as HNSW bounds them, so that Spaces' reply is bounded.
+	if len(space) > maxSpaceName {
+		return fmt.Errorf("upsert: space name longer than %d bytes", maxSpaceName)
+	}
 	for _, it := range items {
 		if len(it.Vector) != q.dim {
 			return fmt.Errorf("upsert key %d: %w (%d, want %d)", it.Key, ErrDimension, len(it.Vector), q.dim)
@@ -430,6 +540,35 @@ func (q *Qdrant) write(ctx context.Context, op string, call func(context.Context
 // scores as it likes, so Search asks for more than k while the k-th
 // distance is shared beyond what it got. A k above 4096 costs a count of
 // the space first, so that the request asks for no more than it holds.
+//
+// In a space of more points than the collection's full-scan threshold
+// Qdrant searches its HNSW graph, with ef = max(hnsw_ef, limit), and
+// hnsw_ef defaults to the graph's ef_construct (100): whatever recall
+// that gives. Search sends hnsw_ef from the recall target instead:
+// Visage's embedded HNSW (M 32, efConstruction 100) reached recall@10 of
+// 0.812, 0.925, 0.977, 0.990, 0.995, 0.998 and 0.999 at ef 80, 160, 320,
+// 480, 640, 960 and 1280 on a million descriptor-like vectors
+// (docs/benchmarks.md, "Vector index"); the ef of the least target at or
+// above the index's is taken per ten results asked for (limit k+1, at
+// least ten), keeping the candidates per result that reached it. It is a
+// measured curve, not a guarantee: Qdrant's default graph is sparser (m
+// 16), and a collection tuned denser does better. A target above 0.999
+// makes every search exact (params.exact).
+//
+// A search is also exact when its ef reaches the full-scan threshold
+// (limit 417 at the defaults and target 0.99): Qdrant scans a space of
+// fewer points than that anyway, and in a larger one a graph search of
+// such an ef visits more points (2m neighbours of each of ef candidates)
+// than a scan of any space short of some 2m times the threshold, 640,000
+// points by default; Visage's galleries are smaller, and an exact answer
+// is the better one.
+//
+// A filtered graph search walks only the space's points, which may not
+// all connect, so it can come back with fewer than limit of them though
+// the space holds more: such a short answer is asked again exactly. The
+// space is then remembered as small if it was (fewer points than the
+// limit), and searched exactly at once until an exact search fills its
+// limit, so that small galleries cost one request, not two.
 func (q *Qdrant) Search(ctx context.Context, space string, vec []float32, k int) ([]Match, error) {
 	if len(vec) != q.dim {
 		return nil, fmt.Errorf("search: %w (%d, want %d)", ErrDimension, len(vec), q.dim)
@@ -447,20 +586,10 @@ func (q *Qdrant) Search(ctx context.Context, space string, vec []float32, k int)
 			return []Match{}, nil
 		}
 	}
-	filter := q.ofSpace(space)
 	limit := k + 1
 	for {
-		var pts []*qdrant.ScoredPoint
-		if err := q.do(ctx, "search", func(ctx context.Context) (err error) {
-			pts, err = q.client.Query(ctx, &qdrant.QueryPoints{
-				CollectionName: q.collection,
-				Query:          qdrant.NewQueryDense(vec),
-				Filter:         filter,
-				Limit:          qdrant.PtrOf(uint64(limit)),
-				WithPayload:    qdrant.NewWithPayloadInclude(qdrantKeyField),
-			})
-			return err
-		}); err != nil {
+		pts, err := q.nearest(ctx, space, vec, limit)
+		if err != nil {
 			return nil, err
 		}
 		tied := len(pts) == limit && pts[k-1].GetScore() == pts[limit-1].GetScore()
@@ -478,6 +607,94 @@ func (q *Qdrant) Search(ctx context.Context, space string, vec []float32, k int)
 		}
 		limit = min(2*limit, max(qdrantMaxTieLimit, k+1))
 	}
+}
+
+// nearest asks Qdrant for the limit points of space nearest to vec, as
+// Search says: approximately at the recall target, or exactly.
+func (q *Qdrant) nearest(ctx context.Context, space string, vec []float32, limit int) ([]*qdrant.ScoredPoint, error) {
+	ef := q.efPer10 * max(limit, 10) / 10
+	exact := ef == 0 || ef >= q.fullScan || q.small.has(space)
+	pts, err := q.query(ctx, space, vec, limit, ef, exact)
+	if err != nil {
+		return nil, err
+	}
+	if len(pts) < limit && !exact {
+		exact = true
+		if pts, err = q.query(ctx, space, vec, limit, 0, true); err != nil {
+			return nil, err
+		}
+	}
+	if exact {
+		q.small.set(space, len(pts) < limit)
+	}
+	return pts, nil
+}
+
+// query is one search request, with hnsw_ef ef or exact.
+func (q *Qdrant) query(ctx context.Context, space string, vec []float32, limit, ef int, exact bool) ([]*qdrant.ScoredPoint, error) {
+	params := &qdrant.SearchParams{Exact: qdrant.PtrOf(true)}
+	if !exact {
+		params = &qdrant.SearchParams{HnswEf: qdrant.PtrOf(uint64(ef))}
+	}
+	var pts []*qdrant.ScoredPoint
+	err := q.do(ctx, "search", func(ctx context.Context) error {
+		res, err := q.client.GetPointsClient().Query(ctx, &qdrant.QueryPoints{
+			CollectionName: q.collection,
+			Query:          qdrant.NewQueryDense(vec),
+			Filter:         q.ofSpace(space),
+			Limit:          qdrant.PtrOf(uint64(limit)),
+			Params:         params,
+			WithPayload:    qdrant.NewWithPayloadInclude(qdrantKeyField),
+		}, grpc.MaxCallRecvMsgSize(min(qdrantReplySlack+limit*q.pointBytes, math.MaxInt32)))
+		pts = res.GetResult()
+		return err
+	})
+	return pts, err
+}
+
+// efPer10 is the hnsw_ef per ten results that reached recall on a
+// million descriptor-like vectors (see Search), or 0 (exact) past them.
+func efPer10(recall float64) int {
+	for _, p := range []struct {
+		recall float64
+		ef     int
+	}{
+		{0.812, 80}, {0.925, 160}, {0.977, 320}, {0.990, 480}, {0.995, 640}, {0.998, 960}, {0.999, 1280},
+	} {
+		if recall <= p.recall {
+			return p.ef
+		}
+	}
+	return 0
+}
+
+// smallSpaces are spaces last seen, by an exact search, holding fewer
+// points than its limit: searching them exactly at once saves asking
+// twice. Forgetting one costs a request, so the set is simply cleared
+// when full.
+type smallSpaces struct {
+	mu     sync.Mutex
+	spaces map[string]struct{}
+}
+
+func (s *smallSpaces) has(space string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.spaces[space]
+	return ok
+}
+
+func (s *smallSpaces) set(space string, small bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !small {
+		delete(s.spaces, space)
+		return
+	}
+	if s.spaces == nil || len(s.spaces) >= qdrantMaxSmallSpaces {
+		s.spaces = map[string]struct{}{}
+	}
+	s.spaces[space] = struct{}{}
 }
 
 // keyOf reads a point's key from its payload.
@@ -528,17 +745,20 @@ func (q *Qdrant) Keys(ctx context.Context, space string) ([]uint64, error) {
 }
 
 // Spaces lists, in ascending order, the spaces holding vectors of this
-// model (from an exact facet count on the space field).
+// model (from an exact facet count on the space field, in one reply of up
+// to 100,000 spaces: some 14 MB with names of 120 bytes, the most Upsert
+// takes).
 func (q *Qdrant) Spaces(ctx context.Context) ([]string, error) {
 	var hits []*qdrant.FacetHit
 	if err := q.do(ctx, "list spaces", func(ctx context.Context) (err error) {
-		hits, err = q.client.Facet(ctx, &qdrant.FacetCounts{
+		res, err := q.client.GetPointsClient().Facet(ctx, &qdrant.FacetCounts{
 			CollectionName: q.collection,
 			Key:            qdrantSpaceField,
 			Filter:         &qdrant.Filter{Must: []*qdrant.Condition{qdrant.NewMatchKeyword(qdrantModelField, q.model)}},
 			Limit:          qdrant.PtrOf(uint64(qdrantMaxSpaces)),
 			Exact:          qdrant.PtrOf(true),
-		})
+		}, grpc.MaxCallRecvMsgSize(q.facetBytes))
+		hits = res.GetHits()
 		return err
 	}); err != nil {
 		return nil, err
@@ -554,6 +774,29 @@ func (q *Qdrant) Spaces(ctx context.Context) ([]string, error) {
 	}
 	slices.Sort(out)
 	return out, nil
+}
+
+// maxScoredPointBytes is the most a point of a search's reply takes in
+// it: a UUID id, the key (a negative int64 is the longest varint) and the
+// largest version.
+func maxScoredPointBytes() int {
+	p := &qdrant.ScoredPoint{
+		Id:      qdrant.NewIDUUID(uuid.Max.String()),
+		Payload: map[string]*qdrant.Value{qdrantKeyField: qdrant.NewValueInt(math.MinInt64)},
+		Score:   1,
+		Version: math.MaxUint64,
+	}
+	return proto.Size(&qdrant.QueryResponse{Result: []*qdrant.ScoredPoint{p}}) - proto.Size(&qdrant.QueryResponse{})
+}
+
+// maxFacetHitBytes is the most a space takes in Spaces' facet reply,
+// with the longest name Upsert takes.
+func maxFacetHitBytes() int {
+	h := &qdrant.FacetHit{
+		Value: &qdrant.FacetValue{Variant: &qdrant.FacetValue_StringValue{StringValue: strings.Repeat("s", maxSpaceName)}},
+		Count: math.MaxUint64,
+	}
+	return proto.Size(&qdrant.FacetResponse{Hits: []*qdrant.FacetHit{h}}) - proto.Size(&qdrant.FacetResponse{})
 }
 
 // Len is the number of this model's vectors in space (an exact count).
@@ -574,9 +817,9 @@ func (q *Qdrant) Len(ctx context.Context, space string) (int, error) {
 
 // do runs call, each attempt within the configured timeout, retrying
 // with exponential backoff and jitter while it fails with Unavailable or
-// ResourceExhausted. Other errors are returned at once. A retryable
-// failure that outlasts the attempts, or the caller's context, is
-// ErrUnavailable.
+// a ResourceExhausted with a retry-after (see QdrantRetry). Other errors
+// are returned at once. A retryable failure that outlasts the attempts,
+// or the caller's context, is ErrUnavailable.
 func (q *Qdrant) do(ctx context.Context, op string, call func(context.Context) error) error {
 	wait := q.retry.Initial
 	var last error // the last retryable failure
@@ -604,11 +847,15 @@ func (q *Qdrant) do(ctx context.Context, op string, call func(context.Context) e
 		if attempt >= q.retry.Attempts {
 			return &unavailableError{op: op, attempts: attempt, err: err}
 		}
-		if isCode(err, codes.Unavailable) && q.client != nil {
+		if isCode(err, codes.Unavailable) {
 			// gRPC waits out its own reconnection backoff (up to Max)
 			// before dialling again and fails requests meanwhile; our
-			// backoff paces the retries, so let the next one dial now.
-			q.client.GetGrpcClient().Conn().ResetConnectBackoff()
+			// backoff paces the retries, so let the next one dial now,
+			// whichever pooled connection it lands on (an outage backs
+			// them all off; a ready one ignores the reset).
+			for _, c := range q.conns {
+				c.ResetConnectBackoff()
+			}
 		}
 		d := wait/2 + rand.N(wait/2+1)
 		d = max(d, min(retryAfter, q.retry.Max))
@@ -635,15 +882,15 @@ func (q *Qdrant) gaveUp(op string, attempts int, last, cause error) error {
 }
 
 // retryable says whether err is worth retrying, and after how long the
-// server asked to be retried (the go-client turns a ResourceExhausted
-// with a retry-after trailer into its own error type, without the
-// status).
+// server asked to be retried: Unavailable, and a ResourceExhausted with a
+// retry-after trailer (which the go-client turns into its own error
+// type, without the status); a bare ResourceExhausted is not.
 func retryable(err error) (time.Duration, bool) {
 	var re *qdrant.QdrantResourceExhaustedError
 	if errors.As(err, &re) {
 		return time.Duration(re.RetryAfterS) * time.Second, true
 	}
-	return 0, isCode(err, codes.Unavailable, codes.ResourceExhausted)
+	return 0, isCode(err, codes.Unavailable)
 }
 
 func isCode(err error, cs ...codes.Code) bool {

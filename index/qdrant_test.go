@@ -10,12 +10,15 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"fmt"
+	"math"
 	"math/big"
 	mrand "math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -46,6 +49,15 @@ func testCtx(t *testing.T) context.Context {
 	return ctx
 }
 
+// slowCtx is for tests that put tens of thousands of points in the
+// in-process server, whose scans and graph are slow under the race
+// detector.
+func slowCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
 func unit(r *mrand.Rand) []float32 { return indextest.RandomUnit(r, dim) }
 
 func TestQdrantRetriesThenSucceeds(t *testing.T) {
@@ -55,9 +67,10 @@ func TestQdrantRetriesThenSucceeds(t *testing.T) {
 	v := unit(r)
 	for i, f := range []qdranttest.Fault{
 		{Code: codes.Unavailable, Times: 2},
-		{Code: codes.ResourceExhausted, Times: 2},
-		// The go-client turns this one into its own error type; its
-		// retry-after (1 s) is honoured only up to the policy's Max.
+		// The go-client turns a ResourceExhausted with a retry-after into
+		// its own error type; the retry-after (1 s) is honoured only up to
+		// the policy's Max.
+		{Code: codes.ResourceExhausted, Times: 2, RetryAfter: 1},
 		{Code: codes.ResourceExhausted, Times: 1, RetryAfter: 1},
 	} {
 		t.Run(f.Code.String(), func(t *testing.T) {
@@ -120,11 +133,14 @@ func TestQdrantUnavailableAfterRetries(t *testing.T) {
 	}
 }
 
+// TestQdrantOtherErrorsAreNotRetried: among them a ResourceExhausted
+// without retry-after, which Qdrant sends when waiting cannot help (a
+// request over its rate limiter's whole capacity).
 func TestQdrantOtherErrorsAreNotRetried(t *testing.T) {
 	s := qdranttest.Start(t, qdranttest.Options{})
 	q := openQdrant(t, testConfig(t, s))
 	v := unit(mrand.New(mrand.NewPCG(3, 3)))
-	for _, c := range []codes.Code{codes.Internal, codes.InvalidArgument, codes.NotFound, codes.DeadlineExceeded, codes.Unauthenticated} {
+	for _, c := range []codes.Code{codes.Internal, codes.InvalidArgument, codes.NotFound, codes.DeadlineExceeded, codes.Unauthenticated, codes.ResourceExhausted} {
 		t.Run(c.String(), func(t *testing.T) {
 			s.Inject(qdranttest.Fault{Code: c, Times: 1})
 			before := s.Calls("Points/Query")
@@ -199,6 +215,323 @@ func TestQdrantServerDownAndBack(t *testing.T) {
 			t.Errorf("after restart: %v, %v; want the data back", got, err)
 		}
 	}
+}
+
+// TestQdrantOutageResetsEveryConnection: while Qdrant is down, gRPC's
+// reconnection backoff grows on each of the go-client's pooled
+// connections (100 ms times 1.6 per failed reconnection here, up to
+// 10 s); once it is back, the first failed attempt must reset them all,
+// or the requests that land on the others fail until their own backoff
+// ends.
+func TestQdrantOutageResetsEveryConnection(t *testing.T) {
+	s := qdranttest.Start(t, qdranttest.Options{})
+	cfg := testConfig(t, s)
+	// Two tries: the second must find a connection ready.
+	cfg.Retry = index.QdrantRetry{Attempts: 2, Initial: 100 * time.Millisecond, Max: 10 * time.Second}
+	q := openQdrant(t, cfg)
+	v := unit(mrand.New(mrand.NewPCG(11, 11)))
+	if err := q.Upsert(testCtx(t), "s", []index.Item{{Key: 7, Vector: v}}); err != nil {
+		t.Fatal(err)
+	}
+	s.Stop()
+	// Four seconds of failing requests: the connections' backoff reaches
+	// seconds.
+	for start := time.Now(); time.Since(start) < 4*time.Second; {
+		if _, err := q.Search(testCtx(t), "s", v, 1); !errors.Is(err, index.ErrUnavailable) {
+			t.Fatalf("server down: %v, want ErrUnavailable", err)
+		}
+	}
+	if err := s.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 6 { // each connection twice
+		if got, err := q.Search(testCtx(t), "s", v, 1); err != nil || len(got) != 1 {
+			t.Errorf("search %d after the restart: %v, %v", i, got, err)
+		}
+	}
+}
+
+// TestQdrantLargeReplies: a reply over gRPC's default receive limit of
+// 4 MiB (a Spaces facet over some 33,000 spaces of long names, a search
+// for some 65,000 neighbours) is refused by the client itself with
+// ResourceExhausted; the index asks for such replies with a limit that
+// fits them.
+func TestQdrantLargeReplies(t *testing.T) {
+	s := qdranttest.Start(t, qdranttest.Options{})
+	ctx := slowCtx(t)
+	// open is an index of 2-dimensional vectors in a new collection, and
+	// a plain go-client connection.
+	open := func(t *testing.T) (*index.Qdrant, index.QdrantConfig, *qdrant.Client) {
+		cfg := testConfig(t, s)
+		cfg.Dim = 2
+		return openQdrant(t, cfg), cfg, rawClient(t, cfg)
+	}
+	t.Run("spaces", func(t *testing.T) {
+		q, cfg, raw := open(t)
+		const n = 34_000
+		spaces := make([]string, n)
+		pts := make([]*qdrant.PointStruct, 0, n)
+		for i := range spaces {
+			spaces[i] = fmt.Sprintf("%0120d", i) // the longest space name
+			pts = append(pts, &qdrant.PointStruct{
+				Id:      qdrant.NewIDUUID(q.PointID(spaces[i], 1)),
+				Vectors: qdrant.NewVectorsDense([]float32{1, 2}),
+				Payload: qdrant.NewValueMap(map[string]any{"space": spaces[i], "key": 1, "model": cfg.Model}),
+			})
+		}
+		for chunk := range slices.Chunk(pts, 5000) {
+			if _, err := raw.Upsert(ctx, &qdrant.UpsertPoints{CollectionName: cfg.Collection, Wait: qdrant.PtrOf(true), Points: chunk}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_, err := raw.Facet(ctx, &qdrant.FacetCounts{CollectionName: cfg.Collection, Key: "space", Limit: qdrant.PtrOf(uint64(100_000))})
+		if status.Code(err) != codes.ResourceExhausted {
+			t.Fatalf("facet with the default receive limit: %v, want ResourceExhausted", err)
+		}
+		before := s.Calls("Points/Facet")
+		got, err := q.Spaces(ctx)
+		if err != nil || !slices.Equal(got, spaces) {
+			t.Errorf("Spaces: %d spaces, %v; want %d", len(got), err, n)
+		}
+		if c := s.Calls("Points/Facet") - before; c != 1 {
+			t.Errorf("%d facet requests, want 1", c)
+		}
+	})
+	t.Run("search", func(t *testing.T) {
+		q, cfg, raw := open(t)
+		const n = 80_000
+		items := make([]index.Item, n)
+		for i := range items {
+			items[i] = index.Item{Key: uint64(i), Vector: []float32{float32(i), 0}}
+		}
+		if err := q.Upsert(ctx, "big", items); err != nil {
+			t.Fatal(err)
+		}
+		filter := &qdrant.Filter{Must: []*qdrant.Condition{qdrant.NewMatchKeyword("space", "big")}}
+		_, err := raw.Query(ctx, &qdrant.QueryPoints{CollectionName: cfg.Collection, Query: qdrant.NewQuery(0, 0), Filter: filter,
+			Limit: qdrant.PtrOf(uint64(n)), WithPayload: qdrant.NewWithPayloadInclude("key")})
+		if status.Code(err) != codes.ResourceExhausted {
+			t.Fatalf("query with the default receive limit: %v, want ResourceExhausted", err)
+		}
+		got, err := q.Search(ctx, "big", []float32{0, 0}, n)
+		if err != nil || len(got) != n || got[0].Key != 0 || got[n-1].Key != n-1 {
+			t.Errorf("Search: %d matches, %v", len(got), err)
+		}
+	})
+	t.Run("space names are bounded", func(t *testing.T) {
+		q, _, _ := open(t)
+		long := strings.Repeat("s", 121)
+		if err := q.Upsert(ctx, long, []index.Item{{Key: 1, Vector: []float32{1, 2}}}); err == nil {
+			t.Error("upserted into a space of a 121-byte name")
+		}
+	})
+}
+
+// spaceFixture upserts n random unit vectors of dim dimensions, keys 0
+// to n-1, into space of q and of an exact index, and returns the exact
+// one.
+func spaceFixture(t *testing.T, q *index.Qdrant, exact *index.Flat, space string, dim, n int, r *mrand.Rand) {
+	t.Helper()
+	items := make([]index.Item, n)
+	for i := range items {
+		items[i] = index.Item{Key: uint64(i), Vector: indextest.RandomUnit(r, dim)}
+	}
+	for _, idx := range []index.Index{q, exact} {
+		if err := idx.Upsert(slowCtx(t), space, items); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// recallOf is the share of the exact k nearest of each query that
+// search finds.
+func recallOf(t *testing.T, exact *index.Flat, space string, queries [][]float32, k int, search func(v []float32) []uint64) float64 {
+	t.Helper()
+	found := 0
+	for _, v := range queries {
+		want, err := exact.Search(context.Background(), space, v, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := search(v)
+		for _, m := range want {
+			if slices.Contains(got, m.Key) {
+				found++
+			}
+		}
+	}
+	return float64(found) / float64(len(queries)*k)
+}
+
+func keysOf(ms []index.Match) []uint64 {
+	out := make([]uint64, len(ms))
+	for i, m := range ms {
+		out[i] = m.Key
+	}
+	return out
+}
+
+// TestQdrantSearchRecall: a space past the collection's full-scan
+// threshold is searched through HNSW. Sent without search parameters, a
+// search runs with Qdrant's ef, max(ef_construct, limit) = 100, which on
+// these vectors (3,000 random 128-dimensional ones, Qdrant's default m 16
+// and ef_construct 100) finds less of the true neighbours than the
+// recall target; the index's hnsw_ef, derived from the target, finds at
+// least that much.
+func TestQdrantSearchRecall(t *testing.T) {
+	const dim, n, k = 128, 3000, 10
+	// 750 KB: 1,500 128-dimensional vectors, fewer than the space's 3,000
+	// and more than the index's ef for k 10 (528).
+	s := qdranttest.Start(t, qdranttest.Options{HNSW: qdranttest.HNSWConfig{FullScanThresholdKB: 750}})
+	cfg := testConfig(t, s)
+	cfg.Dim = dim
+	q := openQdrant(t, cfg)
+	exact := index.NewFlat(dim)
+	r := mrand.New(mrand.NewPCG(12, 12))
+	spaceFixture(t, q, exact, "big", dim, n, r)
+	queries := make([][]float32, 60)
+	for i := range queries {
+		queries[i] = indextest.RandomUnit(r, dim)
+	}
+	ctx := slowCtx(t)
+	target := index.DefaultQdrantRecall
+
+	// Without parameters, as the index asked before it had a target.
+	raw := rawClient(t, cfg)
+	filter := &qdrant.Filter{Must: []*qdrant.Condition{qdrant.NewMatchKeyword("space", "big"), qdrant.NewMatchKeyword("model", cfg.Model)}}
+	plain := recallOf(t, exact, "big", queries, k, func(v []float32) []uint64 {
+		res, err := raw.Query(ctx, &qdrant.QueryPoints{CollectionName: cfg.Collection, Query: qdrant.NewQueryDense(v), Filter: filter,
+			Limit: qdrant.PtrOf(uint64(k + 1)), WithPayload: qdrant.NewWithPayloadInclude("key")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var keys []uint64
+		for _, p := range res[:min(k, len(res))] {
+			keys = append(keys, uint64(p.GetPayload()["key"].GetIntegerValue()))
+		}
+		return keys
+	})
+	if plain >= target {
+		t.Fatalf("recall %.3f without search parameters: the test's data does not tell", plain)
+	}
+
+	before := s.ApproximateSearches()
+	got := recallOf(t, exact, "big", queries, k, func(v []float32) []uint64 {
+		ms, err := q.Search(ctx, "big", v, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return keysOf(ms)
+	})
+	if s.ApproximateSearches() == before {
+		t.Fatal("the index's searches did not go through the graph")
+	}
+	t.Logf("recall@%d: %.3f without parameters, %.3f from the index (target %.2f)", k, plain, got, target)
+	if got < target {
+		t.Errorf("recall %.3f, want at least the target %.2f", got, target)
+	}
+
+	t.Run("exact when ef reaches the threshold", func(t *testing.T) {
+		// k 40: ef 48 × 41 = 1,968, past the threshold of 1,500 points.
+		before := s.ApproximateSearches()
+		if got := recallOf(t, exact, "big", queries[:10], 40, func(v []float32) []uint64 {
+			ms, err := q.Search(ctx, "big", v, 40)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return keysOf(ms)
+		}); got != 1 {
+			t.Errorf("recall %.3f", got)
+		}
+		if n := s.ApproximateSearches() - before; n != 0 {
+			t.Errorf("%d approximate searches, want none", n)
+		}
+	})
+	t.Run("target 1 is exact", func(t *testing.T) {
+		c := cfg
+		c.Recall = 1
+		all := openQdrant(t, c)
+		before := s.ApproximateSearches()
+		if _, err := all.Search(ctx, "big", queries[0], k); err != nil {
+			t.Fatal(err)
+		}
+		if n := s.ApproximateSearches() - before; n != 0 {
+			t.Errorf("%d approximate searches, want none", n)
+		}
+	})
+	t.Run("a space smaller than the limit", func(t *testing.T) {
+		// Qdrant scans it whatever the request says; its short answer may
+		// be a filtered graph search's, so it is asked again exactly, and
+		// then, the space known to be small, exactly at once.
+		spaceFixture(t, q, exact, "small", dim, 5, r)
+		for i, want := range []int{2, 1, 1} {
+			before := s.Calls("Points/Query")
+			got, err := q.Search(ctx, "small", queries[i], k)
+			if err != nil || len(got) != 5 {
+				t.Fatalf("Search = %v, %v", got, err)
+			}
+			if n := s.Calls("Points/Query") - before; n != want {
+				t.Errorf("search %d: %d requests, want %d", i, n, want)
+			}
+		}
+	})
+}
+
+// TestQdrantSearchFilteredShort: a space that is a small part of the
+// collection falls apart in a filtered HNSW search (Qdrant's, and the
+// in-process server's): it walks only the space's points, so it may come
+// back with fewer than k of them. The index then asks again exactly.
+// (Where the piece the search enters holds k points or more, the answer
+// is full but may miss nearer points in other pieces: that is recall,
+// which in Qdrant the tenant index's payload_m links keep up; this sparse
+// graph has none.)
+func TestQdrantSearchFilteredShort(t *testing.T) {
+	const dim, spaces, n, k = 32, 10, 700, 10
+	// A sparse graph, quick to build (m 4, ef_construct 16); 75 KB is 600
+	// 32-dimensional vectors, fewer than a space's 700 and more than the
+	// index's ef for k 10 (528).
+	s := qdranttest.Start(t, qdranttest.Options{HNSW: qdranttest.HNSWConfig{M: 4, EfConstruct: 16, FullScanThresholdKB: 75}})
+	cfg := testConfig(t, s)
+	cfg.Dim = dim
+	q := openQdrant(t, cfg)
+	exact := index.NewFlat(dim)
+	r := mrand.New(mrand.NewPCG(13, 13))
+	for i := range spaces {
+		spaceFixture(t, q, exact, "s"+strconv.Itoa(i), dim, n, r)
+	}
+	ctx := slowCtx(t)
+	raw := rawClient(t, cfg)
+	short := 0
+	for i := range spaces {
+		space := "s" + strconv.Itoa(i)
+		v := indextest.RandomUnit(r, dim)
+		// What an approximate search for k gets: with the index's hnsw_ef
+		// (528), or with none (as before the index had a recall target).
+		wasShort := false
+		for _, params := range []*qdrant.SearchParams{nil, {HnswEf: qdrant.PtrOf(uint64(528))}} {
+			res, err := raw.Query(ctx, &qdrant.QueryPoints{CollectionName: cfg.Collection, Query: qdrant.NewQueryDense(v), Params: params,
+				Filter: &qdrant.Filter{Must: []*qdrant.Condition{qdrant.NewMatchKeyword("space", space)}}, Limit: qdrant.PtrOf(uint64(k + 1))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(res) < k {
+				short++
+				wasShort = wasShort || params != nil
+			}
+		}
+		want, err := exact.Search(ctx, space, v, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := q.Search(ctx, space, v, k)
+		if err != nil || len(got) != k || wasShort && !slices.Equal(keysOf(got), keysOf(want)) {
+			t.Errorf("%s: Search = %v, %v; want %d keys, %v after a short approximate answer", space, keysOf(got), err, k, keysOf(want))
+		}
+	}
+	if short == 0 {
+		t.Fatal("no approximate search came back short: the test's data does not tell")
+	}
+	t.Logf("%d of %d approximate searches short", short, 2*spaces)
 }
 
 func TestQdrantAPIKey(t *testing.T) {
@@ -424,6 +757,17 @@ func TestOpenQdrantCollection(t *testing.T) {
 			t.Error("the space index is not marked as the tenant field")
 		}
 	})
+	t.Run("explicit float32", func(t *testing.T) {
+		cfg := testConfig(t, s)
+		if err := rawClient(t, cfg).CreateCollection(testCtx(t), &qdrant.CreateCollection{
+			CollectionName: cfg.Collection,
+			VectorsConfig: qdrant.NewVectorsConfig(&qdrant.VectorParams{Size: dim, Distance: qdrant.Distance_Euclid,
+				Datatype: qdrant.Datatype_Float32.Enum()}),
+		}); err != nil {
+			t.Fatal(err)
+		}
+		openQdrant(t, cfg)
+	})
 	t.Run("default name", func(t *testing.T) {
 		cfg := testConfig(t, s)
 		cfg.Collection = ""
@@ -449,19 +793,44 @@ func TestOpenQdrantCollection(t *testing.T) {
 			t.Error(err)
 		}
 	})
+	t.Run("a name Qdrant refuses", func(t *testing.T) {
+		// Qdrant answers InvalidArgument: the creation failed, and the
+		// error says so rather than that the collection is missing.
+		cfg := testConfig(t, s)
+		cfg.Collection = "faces/bad"
+		q, err := index.OpenQdrant(testCtx(t), cfg)
+		if err == nil {
+			q.Close()
+			t.Fatal("opened")
+		}
+		if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "create collection") {
+			t.Errorf("error %v: want the creation's InvalidArgument", err)
+		}
+	})
+	euclid := func(size uint64) *qdrant.VectorParams {
+		return &qdrant.VectorParams{Size: size, Distance: qdrant.Distance_Euclid}
+	}
+	with := func(p *qdrant.VectorParams, edit func(*qdrant.VectorParams)) *qdrant.VectorParams {
+		edit(p)
+		return p
+	}
 	for _, tc := range []struct {
-		name     string
-		size     uint64
-		distance qdrant.Distance
+		name   string
+		params *qdrant.VectorParams
 	}{
-		{"wrong dimension", dim / 2, qdrant.Distance_Euclid},
-		{"wrong distance", dim, qdrant.Distance_Cosine},
+		{"wrong dimension", euclid(dim / 2)},
+		{"wrong distance", &qdrant.VectorParams{Size: dim, Distance: qdrant.Distance_Cosine}},
+		{"uint8 vectors", with(euclid(dim), func(p *qdrant.VectorParams) { p.Datatype = qdrant.Datatype_Uint8.Enum() })},
+		{"float16 vectors", with(euclid(dim), func(p *qdrant.VectorParams) { p.Datatype = qdrant.Datatype_Float16.Enum() })},
+		{"multivectors", with(euclid(dim), func(p *qdrant.VectorParams) {
+			p.MultivectorConfig = &qdrant.MultiVectorConfig{Comparator: qdrant.MultiVectorComparator_MaxSim}
+		})},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := testConfig(t, s)
 			if err := rawClient(t, cfg).CreateCollection(testCtx(t), &qdrant.CreateCollection{
 				CollectionName: cfg.Collection,
-				VectorsConfig:  qdrant.NewVectorsConfig(&qdrant.VectorParams{Size: tc.size, Distance: tc.distance}),
+				VectorsConfig:  qdrant.NewVectorsConfig(tc.params),
 			}); err != nil {
 				t.Fatal(err)
 			}
@@ -489,6 +858,9 @@ func TestOpenQdrantConfig(t *testing.T) {
 		{"no dimension", func(c *index.QdrantConfig) { c.Dim = 0 }, "invalid dimension"},
 		{"no model", func(c *index.QdrantConfig) { c.Model = "" }, "no model"},
 		{"missing CA file", func(c *index.QdrantConfig) { c.UseTLS, c.CAFile = true, "/nonexistent/ca.pem" }, "CA file"},
+		{"recall over 1", func(c *index.QdrantConfig) { c.Recall = 1.5 }, "invalid recall target"},
+		{"negative recall", func(c *index.QdrantConfig) { c.Recall = -0.1 }, "invalid recall target"},
+		{"recall NaN", func(c *index.QdrantConfig) { c.Recall = math.NaN() }, "invalid recall target"},
 		{"nothing listening", func(*index.QdrantConfig) {}, "health check"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

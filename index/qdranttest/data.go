@@ -76,8 +76,21 @@ type collection struct {
 	name     string
 	size     int
 	distance qdrant.Distance
-	points   map[pointID]*point
-	indexes  map[string]*qdrant.PayloadSchemaInfo
+	// datatype and multivector are as created (nil: float32, one vector a
+	// point); points of other kinds are not implemented, but the
+	// collection describes itself as Qdrant would.
+	datatype    *qdrant.Datatype
+	multivector *qdrant.MultiVectorConfig
+	// hnsw is the collection's HNSW configuration, vectorHNSW the
+	// vector's own overrides as created (nil: none).
+	hnsw       hnswConfig
+	vectorHNSW *qdrant.HnswConfigDiff
+	points     map[pointID]*point
+	indexes    map[string]*qdrant.PayloadSchemaInfo
+	// version counts the changes to points; graph is the HNSW graph of
+	// the version it was built for.
+	version uint64
+	graph   *graph
 }
 
 func notFound(name string) error {
@@ -95,6 +108,19 @@ func vectorOf(v *qdrant.Vector) ([]float32, error) {
 	return v.GetData(), nil
 }
 
+// checkSupported refuses work on points of a kind this server does not
+// implement: vectors stored as uint8 or float16 (Qdrant converts them on
+// the way in, which would change every score), and multivectors.
+func (c *collection) checkSupported() error {
+	if c.multivector != nil {
+		return unimplemented("a multivector collection")
+	}
+	if dt := c.datatype; dt != nil && *dt != qdrant.Datatype_Float32 {
+		return unimplemented(fmt.Sprintf("a collection of %v vectors", *dt))
+	}
+	return nil
+}
+
 // checkDim validates a vector against the collection, with Qdrant's
 // message.
 func (c *collection) checkDim(v []float32) error {
@@ -107,6 +133,9 @@ func (c *collection) checkDim(v []float32) error {
 // prepare turns upserted points into stored ones, validating all of them
 // first: a batch with one bad point changes nothing.
 func (c *collection) prepare(in []*qdrant.PointStruct) ([]*point, error) {
+	if err := c.checkSupported(); err != nil {
+		return nil, err
+	}
 	out := make([]*point, 0, len(in))
 	for _, p := range in {
 		id, err := parseID(p.GetId())
@@ -194,12 +223,13 @@ func (c *collection) better(a, b float32) bool {
 }
 
 // passes applies a score threshold: an upper bound for distances, a
-// lower bound for similarities.
+// lower bound for similarities, exclusive both ways as Qdrant's is (a
+// point exactly at the threshold is left out).
 func (c *collection) passes(score, threshold float32) bool {
 	if c.distance == qdrant.Distance_Euclid || c.distance == qdrant.Distance_Manhattan {
-		return score <= threshold
+		return score < threshold
 	}
-	return score >= threshold
+	return score > threshold
 }
 
 // selected returns the points that pass filter f, ordered by id.

@@ -12,7 +12,8 @@
 //     delete by ids or by filter, get, scroll (ordered by point id, with
 //     offset and next_page_offset), count, facet (on indexed fields only),
 //     and nearest-neighbour search through Query and Search, with a score
-//     threshold (an upper bound for Euclid), limit, offset and payload and
+//     threshold (exclusive: an upper bound for Euclid), limit (at least
+//     1), offset, the hnsw_ef and exact search parameters, and payload and
 //     vector selectors;
 //   - filters with must, should, must_not and min_should over field
 //     conditions (keyword, integer and boolean matches, "any" matches,
@@ -26,18 +27,33 @@
 //   - the api-key metadata (or an "authorization: Bearer" one) when
 //     Options.APIKey is set; the health check, as in Qdrant, needs none.
 //
-// Search is exact (a full scan), as Qdrant's is for segments too small to
-// be indexed; equal scores come in descending point-id order, an order
-// Qdrant does not promise, so callers must not rely on any. Anything else
-// (named or sparse vectors, prefetch, recommendations, payload updates,
-// geo or text conditions, ...) answers Unimplemented rather than being
-// approximated.
+// Search follows Qdrant's query planner: the points a search's filter
+// passes are scanned exactly when they are fewer than the collection's
+// full-scan threshold (full_scan_threshold KB of vectors: 20,000
+// 128-dimensional ones by default), or when the request asks for exact;
+// more are searched through an HNSW graph of the collection (see graph),
+// with ef = max(hnsw_ef, or ef_construct when not given, limit + offset),
+// which may miss true neighbours and, filtered, return fewer than limit
+// points, as Qdrant's HNSW search may. A collection is one segment, its
+// graph rebuilt on the first such search after a change (Qdrant indexes
+// in the background, and scans segments not yet indexed). Equal scores
+// come in descending point-id order, an order Qdrant does not promise, so
+// callers must not rely on any. Anything else (named or sparse vectors,
+// uint8, float16 or multivector storage, prefetch, recommendations,
+// payload updates, geo or text conditions, ...) answers Unimplemented
+// rather than being approximated.
+//
+// Like Qdrant's gRPC server, it takes requests of any size (grpc-go's
+// default is 4 MiB); a client still refuses replies over its own receive
+// limit.
 package qdranttest
 
 import (
+	"cmp"
 	"context"
 	"crypto/subtle"
 	"crypto/tls"
+	"math"
 	"net"
 	"path"
 	"strconv"
@@ -72,6 +88,24 @@ type Options struct {
 	ApplyDelay time.Duration
 	// TLS, when set, makes the server speak TLS.
 	TLS *tls.Config
+	// HNSW is the HNSW configuration of collections created without one
+	// (Qdrant's storage.hnsw_index settings); zero fields take Qdrant's
+	// defaults (DefaultM, DefaultEfConstruct, DefaultFullScanThresholdKB).
+	HNSW HNSWConfig
+}
+
+// HNSWConfig is a server's default HNSW configuration.
+type HNSWConfig struct {
+	// M is the links per node (2M in the graph's bottom layer, the one
+	// searched here).
+	M uint64
+	// EfConstruct is the width of the searches that build the graph, and
+	// the ef of searches that give no hnsw_ef.
+	EfConstruct uint64
+	// FullScanThresholdKB is the size, in kilobytes of vectors, below which
+	// the points a search filters are scanned rather than searched through
+	// the graph.
+	FullScanThresholdKB uint64
 }
 
 // Fault is a failure to inject: requests answer Code instead of being
@@ -90,13 +124,15 @@ type Fault struct {
 // Server is an in-process Qdrant. Its data outlives Stop and Restart and
 // goes with Close. Safe for concurrent use.
 type Server struct {
-	opts Options
+	opts        Options
+	defaultHNSW hnswConfig
 
 	// mu guards the data and the counters.
 	mu          sync.Mutex
 	collections map[string]*collection
 	calls       map[string]int
 	unwaited    int
+	approximate int
 	operations  uint64
 	fault       *Fault
 	faultLeft   int
@@ -127,7 +163,12 @@ func New(opts Options) *Server {
 		opts.ApplyDelay = DefaultApplyDelay
 	}
 	s := &Server{
-		opts:        opts,
+		opts: opts,
+		defaultHNSW: hnswConfig{
+			m:           cmp.Or(opts.HNSW.M, DefaultM),
+			efConstruct: cmp.Or(opts.HNSW.EfConstruct, DefaultEfConstruct),
+			fullScanKB:  cmp.Or(opts.HNSW.FullScanThresholdKB, DefaultFullScanThresholdKB),
+		},
 		collections: map[string]*collection{},
 		calls:       map[string]int{},
 		updates:     make(chan *update, 4096),
@@ -166,6 +207,8 @@ func (s *Server) serveLocked(lis net.Listener) {
 		grpc.UnaryInterceptor(s.intercept),
 		// The go-client pings every 10 s, even when idle.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: time.Second, PermitWithoutStream: true}),
+		// Qdrant's gRPC server decodes requests of any size.
+		grpc.MaxRecvMsgSize(math.MaxInt32),
 	}
 	if s.opts.TLS != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(s.opts.TLS)))
@@ -272,6 +315,14 @@ func (s *Server) UnwaitedWrites() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.unwaited
+}
+
+// ApproximateSearches is how many searches went through a collection's
+// HNSW graph rather than scanning the points their filter passes.
+func (s *Server) ApproximateSearches() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.approximate
 }
 
 // intercept counts the request, then applies injected faults and the API

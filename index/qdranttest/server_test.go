@@ -1,11 +1,14 @@
 package qdranttest_test
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	mrand "math/rand/v2"
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,6 +17,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 )
 
 func client(t *testing.T, s *qdranttest.Server, apiKey string) *qdrant.Client {
@@ -392,6 +396,19 @@ func TestQueryEuclid(t *testing.T) {
 			t.Errorf("got %v, want [2 3 1]", got)
 		}
 	})
+	t.Run("score threshold is exclusive", func(t *testing.T) {
+		// Points 1 and 3 are at distance 1 exactly: Qdrant leaves them out.
+		res := query(t, &qdrant.QueryPoints{Query: qdrant.NewQuery(2, 0), ScoreThreshold: qdrant.PtrOf(float32(1))})
+		if got := ids(res); !slices.Equal(got, []uint64{2}) {
+			t.Errorf("got %v, want [2]", got)
+		}
+	})
+	t.Run("limit 0 is invalid", func(t *testing.T) {
+		_, err := c.Query(ctxT(t), &qdrant.QueryPoints{CollectionName: "f", Query: q, Limit: qdrant.PtrOf(uint64(0))})
+		wantCode(t, err, codes.InvalidArgument)
+		_, err = c.GetPointsClient().Search(ctxT(t), &qdrant.SearchPoints{CollectionName: "f", Vector: []float32{2.4, 0}})
+		wantCode(t, err, codes.InvalidArgument)
+	})
 	t.Run("payload selectors", func(t *testing.T) {
 		res := query(t, &qdrant.QueryPoints{Query: q, Limit: qdrant.PtrOf(uint64(1)), WithPayload: qdrant.NewWithPayloadInclude("n")})
 		if p := res[0].GetPayload(); len(p) != 1 || p["n"].GetIntegerValue() != 20 {
@@ -624,4 +641,287 @@ func TestStopRestart(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+func TestCollectionNames(t *testing.T) {
+	s := qdranttest.Start(t, qdranttest.Options{})
+	c := client(t, s, "")
+	for _, tc := range []struct {
+		label, name string
+		want        codes.Code
+	}{
+		{"plain", "ok_name-1", codes.OK},
+		{"255 bytes", strings.Repeat("n", 255), codes.OK},
+		{"256 bytes", strings.Repeat("n", 256), codes.InvalidArgument},
+		{"slash", "no/path", codes.InvalidArgument},
+		{"star", "no*path", codes.InvalidArgument},
+		{"colon", "a:b", codes.InvalidArgument},
+		{"empty", "", codes.InvalidArgument},
+	} {
+		t.Run(tc.label, func(t *testing.T) {
+			err := c.CreateCollection(ctxT(t), &qdrant.CreateCollection{
+				CollectionName: tc.name,
+				VectorsConfig:  qdrant.NewVectorsConfig(&qdrant.VectorParams{Size: 2, Distance: qdrant.Distance_Euclid}),
+			})
+			wantCode(t, err, tc.want)
+		})
+	}
+	// Only creation is strict: elsewhere such a name is just not found.
+	if ok, err := c.CollectionExists(ctxT(t), "no/path"); err != nil || ok {
+		t.Errorf("exists no/path: %v, %v", ok, err)
+	}
+}
+
+func TestCollectionConfig(t *testing.T) {
+	s := qdranttest.Start(t, qdranttest.Options{HNSW: qdranttest.HNSWConfig{EfConstruct: 64}})
+	c := client(t, s, "")
+	ctx := ctxT(t)
+	createCollection(t, c, "plain", 2, qdrant.Distance_Euclid)
+	if err := c.CreateCollection(ctx, &qdrant.CreateCollection{
+		CollectionName: "tuned",
+		HnswConfig:     &qdrant.HnswConfigDiff{M: qdrant.PtrOf(uint64(0)), PayloadM: qdrant.PtrOf(uint64(16))},
+		VectorsConfig: qdrant.NewVectorsConfig(&qdrant.VectorParams{Size: 2, Distance: qdrant.Distance_Euclid,
+			HnswConfig: &qdrant.HnswConfigDiff{FullScanThreshold: qdrant.PtrOf(uint64(50))}}),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name                 string
+		m, ef, fullScan      uint64
+		payloadM, vectorHNSW bool
+	}{
+		{"plain", qdranttest.DefaultM, 64, qdranttest.DefaultFullScanThresholdKB, false, false},
+		{"tuned", 0, 64, qdranttest.DefaultFullScanThresholdKB, true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			info, err := c.GetCollectionInfo(ctx, tc.name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			h := info.GetConfig().GetHnswConfig()
+			if h.GetM() != tc.m || h.GetEfConstruct() != tc.ef || h.GetFullScanThreshold() != tc.fullScan || (h.PayloadM != nil) != tc.payloadM {
+				t.Errorf("hnsw_config %v", h)
+			}
+			v := info.GetConfig().GetParams().GetVectorsConfig().GetParams()
+			if (v.GetHnswConfig() != nil) != tc.vectorHNSW || (tc.vectorHNSW && v.GetHnswConfig().GetFullScanThreshold() != 50) {
+				t.Errorf("vector hnsw_config %v", v.GetHnswConfig())
+			}
+			if v.Datatype != nil || v.MultivectorConfig != nil {
+				t.Errorf("datatype %v, multivector %v: want neither", v.Datatype, v.MultivectorConfig)
+			}
+		})
+	}
+	for _, tc := range []struct {
+		name   string
+		params *qdrant.VectorParams
+	}{
+		{"uint8", &qdrant.VectorParams{Size: 2, Distance: qdrant.Distance_Euclid, Datatype: qdrant.Datatype_Uint8.Enum()}},
+		{"float16", &qdrant.VectorParams{Size: 2, Distance: qdrant.Distance_Euclid, Datatype: qdrant.Datatype_Float16.Enum()}},
+		{"multi", &qdrant.VectorParams{Size: 2, Distance: qdrant.Distance_Euclid,
+			MultivectorConfig: &qdrant.MultiVectorConfig{Comparator: qdrant.MultiVectorComparator_MaxSim}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := c.CreateCollection(ctx, &qdrant.CreateCollection{CollectionName: tc.name, VectorsConfig: qdrant.NewVectorsConfig(tc.params)}); err != nil {
+				t.Fatal(err)
+			}
+			info, err := c.GetCollectionInfo(ctx, tc.name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			v := info.GetConfig().GetParams().GetVectorsConfig().GetParams()
+			if v.GetDatatype() != tc.params.GetDatatype() || (v.MultivectorConfig == nil) != (tc.params.MultivectorConfig == nil) {
+				t.Errorf("described as %v, created as %v", v, tc.params)
+			}
+			// Stored as Qdrant would store them, such vectors would score
+			// otherwise: not implemented rather than approximated.
+			_, err = c.Upsert(ctx, &qdrant.UpsertPoints{CollectionName: tc.name, Wait: qdrant.PtrOf(true), Points: []*qdrant.PointStruct{pt(qdrant.NewIDNum(1), []float32{1, 2}, nil)}})
+			wantCode(t, err, codes.Unimplemented)
+			_, err = c.Query(ctx, &qdrant.QueryPoints{CollectionName: tc.name, Query: qdrant.NewQuery(1, 2)})
+			wantCode(t, err, codes.Unimplemented)
+		})
+	}
+}
+
+// TestLargeRequest: Qdrant decodes requests of any size, not grpc-go's
+// default 4 MiB.
+func TestLargeRequest(t *testing.T) {
+	s := qdranttest.Start(t, qdranttest.Options{})
+	c := client(t, s, "")
+	createCollection(t, c, "big", 128, qdrant.Distance_Euclid)
+	r := mrand.New(mrand.NewPCG(1, 2))
+	pts := make([]*qdrant.PointStruct, 10_000) // 5 MiB of vectors
+	for i := range pts {
+		pts[i] = pt(qdrant.NewIDNum(uint64(i)), randomVector(r, 128), nil)
+	}
+	if size := proto.Size(&qdrant.UpsertPoints{CollectionName: "big", Points: pts}); size <= 4<<20 {
+		t.Fatalf("request of %d bytes: not over 4 MiB", size)
+	}
+	upsert(t, c, "big", true, pts...)
+	if n := count(t, c, "big", nil); n != uint64(len(pts)) {
+		t.Errorf("%d points, want %d", n, len(pts))
+	}
+}
+
+func randomVector(r *mrand.Rand, dim int) []float32 {
+	v := make([]float32, dim)
+	for i := range v {
+		v[i] = float32(r.NormFloat64())
+	}
+	return v
+}
+
+// approximateFixture is a collection of n random 32-dimensional points
+// in spaces (payload "space": "s0", "s1", ... in turn), with a full-scan
+// threshold of 10 KB (80 such vectors) and Qdrant's default m and
+// ef_construct, and its points' vectors by id.
+func approximateFixture(t *testing.T, n, spaces int) (*qdranttest.Server, *qdrant.Client, [][]float32) {
+	t.Helper()
+	s := qdranttest.Start(t, qdranttest.Options{HNSW: qdranttest.HNSWConfig{FullScanThresholdKB: 10}})
+	c := client(t, s, "")
+	createCollection(t, c, "a", 32, qdrant.Distance_Euclid)
+	r := mrand.New(mrand.NewPCG(3, 4))
+	vecs := make([][]float32, n)
+	pts := make([]*qdrant.PointStruct, n)
+	for i := range pts {
+		vecs[i] = randomVector(r, 32)
+		pts[i] = pt(qdrant.NewIDNum(uint64(i)), vecs[i], map[string]any{"space": "s" + strconv.Itoa(i%spaces)})
+	}
+	upsert(t, c, "a", true, pts...)
+	return s, c, vecs
+}
+
+// exactIDs are the ids of the limit points of ids nearest to q.
+func exactIDs(vecs [][]float32, ids []uint64, q []float32, limit int) []uint64 {
+	type scored struct {
+		id uint64
+		d  float64
+	}
+	all := make([]scored, len(ids))
+	for j, id := range ids {
+		var s float64
+		for i, x := range vecs[id] {
+			s += float64(x-q[i]) * float64(x-q[i])
+		}
+		all[j] = scored{id, s}
+	}
+	slices.SortFunc(all, func(a, b scored) int { return cmp.Compare(a.d, b.d) })
+	out := make([]uint64, min(limit, len(all)))
+	for i := range out {
+		out[i] = all[i].id
+	}
+	return out
+}
+
+func TestApproximateSearch(t *testing.T) {
+	const n, limit = 2000, 10
+	s, c, vecs := approximateFixture(t, n, 1)
+	all := make([]uint64, n)
+	for i := range all {
+		all[i] = uint64(i)
+	}
+	r := mrand.New(mrand.NewPCG(5, 6))
+	queries := make([][]float32, 40)
+	for i := range queries {
+		queries[i] = randomVector(r, 32)
+	}
+	// recall searches with params and returns the share of the true
+	// nearest found.
+	recall := func(t *testing.T, f *qdrant.Filter, ids []uint64, params *qdrant.SearchParams) float64 {
+		t.Helper()
+		found := 0
+		for _, q := range queries {
+			res, err := c.Query(ctxT(t), &qdrant.QueryPoints{CollectionName: "a", Query: qdrant.NewQueryDense(q), Filter: f,
+				Limit: qdrant.PtrOf(uint64(limit)), Params: params})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := exactIDs(vecs, ids, q, limit)
+			for _, p := range res {
+				if slices.Contains(want, p.GetId().GetNum()) {
+					found++
+				}
+			}
+		}
+		return float64(found) / float64(len(queries)*limit)
+	}
+	t.Run("small ef misses neighbours", func(t *testing.T) {
+		before := s.ApproximateSearches()
+		if got := recall(t, nil, all, &qdrant.SearchParams{HnswEf: qdrant.PtrOf(uint64(limit))}); got >= 0.95 {
+			t.Errorf("recall %.3f with ef %d: the search is not approximate", got, limit)
+		}
+		if n := s.ApproximateSearches() - before; n != len(queries) {
+			t.Errorf("%d approximate searches counted, want %d", n, len(queries))
+		}
+	})
+	t.Run("larger ef finds more", func(t *testing.T) {
+		low := recall(t, nil, all, &qdrant.SearchParams{HnswEf: qdrant.PtrOf(uint64(limit))})
+		high := recall(t, nil, all, &qdrant.SearchParams{HnswEf: qdrant.PtrOf(uint64(400))})
+		t.Logf("recall@%d: %.3f at ef %d, %.3f at ef 400", limit, low, limit, high)
+		if high <= low || high < 0.95 {
+			t.Errorf("recall %.3f at ef %d, %.3f at ef 400", low, limit, high)
+		}
+	})
+	t.Run("default ef is ef_construct", func(t *testing.T) {
+		def := recall(t, nil, all, nil)
+		efc := recall(t, nil, all, &qdrant.SearchParams{HnswEf: qdrant.PtrOf(uint64(qdranttest.DefaultEfConstruct))})
+		if def != efc {
+			t.Errorf("recall %.3f without hnsw_ef, %.3f with ef_construct", def, efc)
+		}
+	})
+	t.Run("exact", func(t *testing.T) {
+		before := s.ApproximateSearches()
+		if got := recall(t, nil, all, &qdrant.SearchParams{Exact: qdrant.PtrOf(true), HnswEf: qdrant.PtrOf(uint64(limit))}); got != 1 {
+			t.Errorf("recall %.3f of an exact search", got)
+		}
+		if n := s.ApproximateSearches() - before; n != 0 {
+			t.Errorf("%d exact searches counted as approximate", n)
+		}
+	})
+	t.Run("below the full-scan threshold", func(t *testing.T) {
+		// 50 points pass the filter: fewer than 80, scanned.
+		ids := all[:50]
+		f := &qdrant.Filter{Must: []*qdrant.Condition{qdrant.NewHasID(numIDs(ids)...)}}
+		if got := recall(t, f, ids, &qdrant.SearchParams{HnswEf: qdrant.PtrOf(uint64(limit))}); got != 1 {
+			t.Errorf("recall %.3f of a search that filters fewer points than the threshold", got)
+		}
+	})
+}
+
+func numIDs(ids []uint64) []*qdrant.PointId {
+	out := make([]*qdrant.PointId, len(ids))
+	for i, id := range ids {
+		out[i] = qdrant.NewIDNum(id)
+	}
+	return out
+}
+
+// TestApproximateFilteredShort: a filtered graph search walks only the
+// points the filter passes, so a space that is a small part of the
+// collection falls apart into pieces and a search may return fewer
+// points than limit, as Qdrant's may; an exact one returns them all.
+func TestApproximateFilteredShort(t *testing.T) {
+	const n, spaces, limit = 2000, 20, 20 // 100 points a space, over the threshold of 80
+	_, c, _ := approximateFixture(t, n, spaces)
+	r := mrand.New(mrand.NewPCG(7, 8))
+	short := 0
+	for i := range 20 {
+		f := &qdrant.Filter{Must: []*qdrant.Condition{qdrant.NewMatchKeyword("space", "s"+strconv.Itoa(i))}}
+		q := qdrant.NewQueryDense(randomVector(r, 32))
+		res, err := c.Query(ctxT(t), &qdrant.QueryPoints{CollectionName: "a", Query: q, Filter: f, Limit: qdrant.PtrOf(uint64(limit))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res) < limit {
+			short++
+		}
+		res, err = c.Query(ctxT(t), &qdrant.QueryPoints{CollectionName: "a", Query: q, Filter: f, Limit: qdrant.PtrOf(uint64(limit)),
+			Params: &qdrant.SearchParams{Exact: qdrant.PtrOf(true)}})
+		if err != nil || len(res) != limit {
+			t.Fatalf("exact: %d points, %v", len(res), err)
+		}
+	}
+	if short == 0 {
+		t.Error("no filtered search came back short")
+	}
+	t.Logf("%d of 20 filtered searches short", short)
 }

@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/qdrant/go-client/qdrant"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 )
 
 type collectionsService struct {
@@ -17,14 +19,17 @@ type collectionsService struct {
 	s *Server
 }
 
-// Create creates a collection with one unnamed dense vector; its other
-// settings (HNSW, WAL, optimisers, quantisation...) are accepted and have
-// no effect here.
+// Create creates a collection with one unnamed dense vector. Its HNSW
+// configuration (the collection's, with the vector's overrides, over the
+// server's defaults) decides when searches are approximate; its datatype
+// and multivector configuration are kept and described (points of other
+// than one float32 vector are not implemented); its other settings (WAL,
+// optimisers, quantisation...) are accepted and have no effect here.
 func (cs collectionsService) Create(_ context.Context, req *qdrant.CreateCollection) (*qdrant.CollectionOperationResponse, error) {
 	start := time.Now()
 	name := req.GetCollectionName()
-	if name == "" {
-		return nil, status.Error(codes.InvalidArgument, "Validation error in body: collection_name: must not be empty")
+	if err := validateCollectionName(name); err != nil {
+		return nil, err
 	}
 	var params *qdrant.VectorParams
 	switch v := req.GetVectorsConfig().GetConfig().(type) {
@@ -47,14 +52,39 @@ func (cs collectionsService) Create(_ context.Context, req *qdrant.CreateCollect
 	if s.collections[name] != nil {
 		return nil, status.Errorf(codes.AlreadyExists, "Wrong input: Collection `%s` already exists!", name)
 	}
+	hnsw := s.defaultHNSW
+	if d := req.GetHnswConfig(); d != nil {
+		hnsw = hnsw.with(d)
+	}
+	params = proto.Clone(params).(*qdrant.VectorParams) // kept beyond the request
 	s.collections[name] = &collection{
-		name:     name,
-		size:     int(params.GetSize()),
-		distance: params.GetDistance(),
-		points:   map[pointID]*point{},
-		indexes:  map[string]*qdrant.PayloadSchemaInfo{},
+		name:        name,
+		size:        int(params.GetSize()),
+		distance:    params.GetDistance(),
+		datatype:    params.Datatype,
+		multivector: params.GetMultivectorConfig(),
+		hnsw:        hnsw,
+		vectorHNSW:  params.GetHnswConfig(),
+		points:      map[pointID]*point{},
+		indexes:     map[string]*qdrant.PayloadSchemaInfo{},
 	}
 	return &qdrant.CollectionOperationResponse{Result: true, Time: since(start)}, nil
+}
+
+// validateCollectionName refuses, as Qdrant does on creation only, an
+// empty name, one over 255 bytes, and one with a character file systems
+// refuse in a file name (Qdrant's own tests refuse "no/path" and
+// "no*path" at creation and accept them elsewhere).
+func validateCollectionName(name string) error {
+	switch {
+	case name == "":
+		return status.Error(codes.InvalidArgument, "Validation error in body: collection_name: must not be empty")
+	case len(name) > 255:
+		return status.Error(codes.InvalidArgument, "Validation error in body: collection_name: length must be at most 255")
+	case strings.ContainsAny(name, "<>:\"/\\|?*\x00"):
+		return status.Errorf(codes.InvalidArgument, "Validation error in body: collection_name: collection name cannot contain any of <>:\"/\\|?* or NUL: %q", name)
+	}
+	return nil
 }
 
 // Get describes a collection: its vector parameters, payload indexes and
@@ -85,13 +115,19 @@ func (cs collectionsService) Get(_ context.Context, req *qdrant.GetCollectionInf
 		SegmentsCount:   1,
 		PointsCount:     &count,
 		PayloadSchema:   schema,
-		Config: &qdrant.CollectionConfig{Params: &qdrant.CollectionParams{
-			ShardNumber: 1,
-			VectorsConfig: qdrant.NewVectorsConfig(&qdrant.VectorParams{
-				Size:     uint64(c.size),
-				Distance: c.distance,
-			}),
-		}},
+		Config: &qdrant.CollectionConfig{
+			Params: &qdrant.CollectionParams{
+				ShardNumber: 1,
+				VectorsConfig: qdrant.NewVectorsConfig(&qdrant.VectorParams{
+					Size:              uint64(c.size),
+					Distance:          c.distance,
+					Datatype:          c.datatype,
+					MultivectorConfig: c.multivector,
+					HnswConfig:        c.vectorHNSW,
+				}),
+			},
+			HnswConfig: c.hnsw.proto(),
+		},
 	}}, nil
 }
 
@@ -195,6 +231,7 @@ func (ps pointsService) Upsert(ctx context.Context, req *qdrant.UpsertPoints) (*
 			}
 			c.points[p.id] = p
 		}
+		c.version++
 	})
 	if err != nil {
 		return nil, err
@@ -225,6 +262,7 @@ func (ps pointsService) Delete(ctx context.Context, req *qdrant.DeletePoints) (*
 			for _, id := range ids {
 				delete(c.points, id)
 			}
+			c.version++
 		}
 	case *qdrant.PointsSelector_Filter:
 		f := sel.Filter
@@ -237,6 +275,7 @@ func (ps pointsService) Delete(ctx context.Context, req *qdrant.DeletePoints) (*
 					delete(c.points, id)
 				}
 			}
+			c.version++
 		}
 	default:
 		return nil, status.Error(codes.InvalidArgument, "Wrong input: no points selector")
@@ -431,7 +470,10 @@ func (ps pointsService) Query(_ context.Context, req *qdrant.QueryPoints) (*qdra
 	if req.Limit != nil {
 		limit = req.GetLimit()
 	}
-	res, err := ps.s.nearest(req.GetCollectionName(), dense.Dense.GetData(), req.GetFilter(), limit, req.GetOffset(), req.ScoreThreshold, req.GetWithPayload(), req.GetWithVectors())
+	res, err := ps.s.nearest(req.GetCollectionName(), dense.Dense.GetData(), search{
+		filter: req.GetFilter(), params: req.GetParams(), limit: limit, offset: req.GetOffset(), threshold: req.ScoreThreshold,
+		withPayload: req.GetWithPayload(), withVectors: req.GetWithVectors(),
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -444,60 +486,105 @@ func (ps pointsService) Search(_ context.Context, req *qdrant.SearchPoints) (*qd
 	if req.GetVectorName() != "" || req.SparseIndices != nil {
 		return nil, unimplemented("named and sparse vectors")
 	}
-	res, err := ps.s.nearest(req.GetCollectionName(), req.GetVector(), req.GetFilter(), req.GetLimit(), req.GetOffset(), req.ScoreThreshold, req.GetWithPayload(), req.GetWithVectors())
+	res, err := ps.s.nearest(req.GetCollectionName(), req.GetVector(), search{
+		filter: req.GetFilter(), params: req.GetParams(), limit: req.GetLimit(), offset: req.GetOffset(), threshold: req.ScoreThreshold,
+		withPayload: req.GetWithPayload(), withVectors: req.GetWithVectors(),
+	})
 	if err != nil {
 		return nil, err
 	}
 	return &qdrant.SearchResponse{Result: res, Time: since(start)}, nil
 }
 
-// nearest ranks every point that passes the filter by its score for q
-// (exactly), best first; equal scores in descending point-id order.
-func (s *Server) nearest(name string, q []float32, f *qdrant.Filter, limit, offset uint64, threshold *float32, wp *qdrant.WithPayloadSelector, wv *qdrant.WithVectorsSelector) ([]*qdrant.ScoredPoint, error) {
+// search is a nearest-neighbour request.
+type search struct {
+	filter        *qdrant.Filter
+	params        *qdrant.SearchParams
+	limit, offset uint64
+	threshold     *float32
+	withPayload   *qdrant.WithPayloadSelector
+	withVectors   *qdrant.WithVectorsSelector
+}
+
+// nearest ranks the points that pass the filter by their score for q,
+// best first, equal scores in descending point-id order. It scans them
+// all (exactly) as Qdrant's query planner does when they are fewer than
+// the full-scan threshold, when the request asks for exact, or when the
+// collection has no graph (m 0); otherwise it searches the HNSW graph,
+// with ef as Qdrant takes it (see approximate), and may miss true
+// neighbours and, filtered, return fewer than limit points.
+func (s *Server) nearest(name string, q []float32, req search) ([]*qdrant.ScoredPoint, error) {
+	if req.limit == 0 {
+		return nil, status.Error(codes.InvalidArgument, "Validation error in body: [limit: value 0 invalid, must be 1 or larger]")
+	}
+	p := req.params
+	if p.GetQuantization() != nil || p.GetAcorn() != nil || (p != nil && p.IndexedOnly != nil) {
+		return nil, unimplemented("search params other than hnsw_ef and exact")
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c, err := s.collection(name)
 	if err != nil {
 		return nil, err
 	}
+	if err := c.checkSupported(); err != nil {
+		return nil, err
+	}
 	if err := c.checkDim(q); err != nil {
 		return nil, err
 	}
 	q = c.stored(q)
-	pts, err := c.selected(f)
+	pts, err := c.selected(req.filter)
 	if err != nil {
 		return nil, err
 	}
-	type scored struct {
-		p     *point
-		score float32
-	}
-	all := make([]scored, 0, len(pts))
-	for _, p := range pts {
-		sc := c.score(q, p.vector)
-		if threshold != nil && !c.passes(sc, *threshold) {
-			continue
+	want := req.offset + req.limit
+	var all []candidate
+	var nodes []*point
+	if p.GetExact() || c.vectorHNSWConfig().m == 0 || len(pts) < c.fullScanPoints() {
+		all = make([]candidate, len(pts))
+		for i, pt := range pts {
+			all[i] = candidate{int32(i), c.score(q, pt.vector)}
 		}
-		all = append(all, scored{p, sc})
+		nodes = pts
+	} else {
+		s.approximate++
+		if c.graph == nil || c.graph.version != c.version {
+			c.graph = c.buildGraph()
+		}
+		pass := make([]bool, len(c.graph.nodes))
+		for i, n := range c.graph.nodes {
+			_, pass[i] = slices.BinarySearchFunc(pts, n.id, func(p *point, id pointID) int { return p.id.compare(id) })
+		}
+		var ef *uint64
+		if p != nil {
+			ef = p.HnswEf
+		}
+		all = c.approximate(q, pass, ef, int(min(want, uint64(len(pts)))))
+		nodes = c.graph.nodes
 	}
-	slices.SortFunc(all, func(a, b scored) int {
+	if req.threshold != nil {
+		all = slices.DeleteFunc(all, func(sp candidate) bool { return !c.passes(sp.score, *req.threshold) })
+	}
+	slices.SortFunc(all, func(a, b candidate) int {
 		switch {
 		case c.better(a.score, b.score):
 			return -1
 		case c.better(b.score, a.score):
 			return 1
 		}
-		return b.p.id.compare(a.p.id)
+		return nodes[b.node].id.compare(nodes[a.node].id)
 	})
-	all = all[min(offset, uint64(len(all))):]
-	all = all[:min(limit, uint64(len(all)))]
+	all = all[min(req.offset, uint64(len(all))):]
+	all = all[:min(req.limit, uint64(len(all)))]
 	out := make([]*qdrant.ScoredPoint, len(all))
 	for i, sp := range all {
+		pt := nodes[sp.node]
 		out[i] = &qdrant.ScoredPoint{
-			Id:      sp.p.id.proto(),
+			Id:      pt.id.proto(),
 			Score:   sp.score,
-			Payload: payloadOf(wp, sp.p, false),
-			Vectors: vectorsOf(wv, sp.p),
+			Payload: payloadOf(req.withPayload, pt, false),
+			Vectors: vectorsOf(req.withVectors, pt),
 		}
 	}
 	return out, nil
