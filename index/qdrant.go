@@ -199,6 +199,12 @@ type Qdrant struct {
 	// refuses a search for some 70,000 neighbours or a facet over some
 	// 33,000 spaces.
 	pointBytes, facetBytes int
+
+	// life guards the client: calls hold it shared, Close exclusively,
+	// so that a call never reaches a closed client (whose connection
+	// pool is empty) and Close waits for the calls under way.
+	life   sync.RWMutex
+	closed bool
 }
 
 var _ Index = (*Qdrant)(nil)
@@ -417,7 +423,15 @@ func describeVectors(info *qdrant.CollectionInfo) string {
 }
 
 // Close closes the connections to Qdrant.
-func (q *Qdrant) Close() error { return q.client.Close() }
+func (q *Qdrant) Close() error {
+	q.life.Lock()
+	defer q.life.Unlock()
+	if q.closed {
+		return nil
+	}
+	q.closed = true
+	return q.client.Close()
+}
 
 // Collection is the Qdrant collection the index uses.
 func (q *Qdrant) Collection() string { return q.collection }
@@ -821,6 +835,11 @@ func (q *Qdrant) Len(ctx context.Context, space string) (int, error) {
 // are returned at once. A retryable failure that outlasts the attempts,
 // or the caller's context, is ErrUnavailable.
 func (q *Qdrant) do(ctx context.Context, op string, call func(context.Context) error) error {
+	q.life.RLock()
+	defer q.life.RUnlock()
+	if q.closed {
+		return fmt.Errorf("%s: %w", op, ErrClosed)
+	}
 	wait := q.retry.Initial
 	var last error // the last retryable failure
 	for attempt := 1; ; attempt++ {

@@ -949,3 +949,23 @@ func testCertificates(t *testing.T) (string, *tls.Config) {
 	}
 	return path, &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
 }
+
+// TestQdrantUseAfterClose: a call after Close is ErrClosed, not a panic in
+// the client's empty connection pool (a background calibration that
+// outlived its index did that).
+func TestQdrantUseAfterClose(t *testing.T) {
+	srv := qdranttest.Start(t, qdranttest.Options{})
+	q, err := index.OpenQdrant(t.Context(), index.QdrantConfig{Addr: srv.Addr(), Dim: 4, Model: "m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Search(t.Context(), "s", []float32{1, 0, 0, 0}, 3); !errors.Is(err, index.ErrClosed) {
+		t.Fatalf("search after close: %v, want ErrClosed", err)
+	}
+	if err := q.Close(); err != nil {
+		t.Fatalf("second close: %v", err)
+	}
+}
