@@ -33,13 +33,9 @@ func runBenchHostile(ctx context.Context, env *cliEnv, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	key := os.Getenv("VISAGE_KEY")
-	if *keyFile != "" {
-		b, err := os.ReadFile(*keyFile)
-		if err != nil {
-			return err
-		}
-		key = strings.TrimSpace(string(b))
+	key, err := benchKey(*keyFile)
+	if err != nil {
+		return err
 	}
 	if key == "" || *imagePath == "" {
 		return fmt.Errorf("usage: visage bench hostile --image FILE [--key-file FILE | $VISAGE_KEY] [--url URL] [--pid PID] [--enroll DIR]")

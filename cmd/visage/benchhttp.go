@@ -40,13 +40,9 @@ func runBenchHTTP(ctx context.Context, env *cliEnv, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	key := os.Getenv("VISAGE_KEY")
-	if *keyFile != "" {
-		b, err := os.ReadFile(*keyFile)
-		if err != nil {
-			return err
-		}
-		key = strings.TrimSpace(string(b))
+	key, err := benchKey(*keyFile)
+	if err != nil {
+		return err
 	}
 	if key == "" || *imagePath == "" {
 		return fmt.Errorf("usage: visage bench http --image FILE [--key-file FILE | $VISAGE_KEY] [--url URL] [--enroll DIR] [--clients 1,2,4]")
@@ -90,6 +86,19 @@ func runBenchHTTP(ctx context.Context, env *cliEnv, args []string) error {
 			n, *size, len(probe), len(lat), errs, float64(len(lat))/el.Seconds(), pct(0.5), pct(0.9), pct(0.99))
 	}
 	return nil
+}
+
+// benchKey is the API key of a benchmark: the file's content, else
+// $VISAGE_KEY.
+func benchKey(keyFile string) (string, error) {
+	if keyFile == "" {
+		return os.Getenv("VISAGE_KEY"), nil
+	}
+	b, err := os.ReadFile(keyFile)
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(string(b)), nil
 }
 
 // resizedJPEG centre-crops an image to the aspect of size and scales it
