@@ -8,7 +8,9 @@
 # descriptors, against exact search and faiss's HNSW (Debian's
 # python3-faiss, installed here). VISAGE_BENCH_INDEX_N sets the number of
 # vectors (default 1000000: about an hour per kind on 2 cores, most of it
-# building faiss's graph; 0 skips the section).
+# building faiss's graph; 0 skips the section). Then the hostile burst
+# (scripts/hostile.sh) and, when VISAGE_BENCH_SOAK is set (e.g. 10m), the
+# soak of each deployment.
 # Usage: ./scripts/bench.sh [output file] (default: bench-<date>.txt)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,6 +34,12 @@ photos=("$shared"/faces/bbt/bbt{1,2,3,4,5}.jpg "$shared"/faces/misc/two_people.j
   echo "## Open-set identification on lfw-open (one enrollment photo per person)"
   ./bin/visage eval identification --images "$shared"/lfw-open/images --gallery 1 2>/dev/null
   ./bin/visage eval identification --images "$shared"/lfw-open/images --sizes 10,30,100,300,1000,2000,2900 2>/dev/null
+  echo "## Hostile burst (64 clients, worst images and bodies) against visaged"
+  scripts/hostile.sh 30s 64 2>/dev/null
+  if [ -n "${VISAGE_BENCH_SOAK:-}" ]; then
+    echo "## Soak, each deployment, $VISAGE_BENCH_SOAK"
+    go test ./cmd/visaged -run '^$' -bench Soak -benchtime 1x -soak "$VISAGE_BENCH_SOAK" -timeout 2h | grep '^soak'
+  fi
   index_n="${VISAGE_BENCH_INDEX_N:-1000000}"
   if [ "$index_n" -gt 0 ]; then
     descriptors=$(mktemp --suffix .jsonl)
