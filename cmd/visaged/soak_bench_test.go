@@ -54,8 +54,8 @@ func BenchmarkSoak(b *testing.B) {
 					failures += n
 				}
 			}
-			fmt.Printf("soak deployment=%s minutes=%.0f rss_mb=%.0f->%.0f peak_rss_mb=%.0f goroutines=%d->%d open_files=%d->%d failures=%d\n",
-				dep, soakFor.Minutes(), mb(first.RSS), mb(last.RSS), mb(peak), first.Goroutines, last.Goroutines,
+			fmt.Printf("soak deployment=%s minutes=%.0f faces=%d->%d rss_mb=%.0f->%.0f peak_rss_mb=%.0f goroutines=%d->%d open_files=%d->%d failures=%d\n",
+				dep, soakFor.Minutes(), first.Faces, last.Faces, mb(first.RSS), mb(last.RSS), mb(peak), first.Goroutines, last.Goroutines,
 				first.OpenFiles, last.OpenFiles, failures)
 		})
 	}

@@ -66,6 +66,8 @@ type Sample struct {
 	RSS        int64 // bytes
 	Goroutines int
 	OpenFiles  int
+	// Faces is the collection's size: memory may grow with it.
+	Faces int64
 	// Requests and Failures (5xx and transport errors) by kind since the
 	// previous sample, and the latencies' median and 99th percentile.
 	Requests, Failures map[string]int
@@ -315,6 +317,17 @@ func (c *client) sample(ctx context.Context, at time.Duration, t *tally) (Sample
 		return s, err
 	}
 	s.Goroutines = g
+	st, out, err := c.do(ctx, "GET", "/v1/collections/"+c.cfg.Collection+"/stats", "", nil)
+	if err != nil || st != http.StatusOK {
+		return s, fmt.Errorf("read stats: %d %v", st, err)
+	}
+	var stats struct {
+		Faces int64 `json:"faces"`
+	}
+	if err := json.Unmarshal(out, &stats); err != nil {
+		return s, fmt.Errorf("read stats: %w", err)
+	}
+	s.Faces = stats.Faces
 	return s, nil
 }
 
@@ -353,7 +366,7 @@ func (c *client) print(s Sample) {
 		return
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "soak t=%4.0fs rss_mb=%.0f goroutines=%d open_files=%d", s.At.Seconds(), float64(s.RSS)/(1<<20), s.Goroutines, s.OpenFiles)
+	fmt.Fprintf(&b, "soak t=%4.0fs faces=%d rss_mb=%.0f goroutines=%d open_files=%d", s.At.Seconds(), s.Faces, float64(s.RSS)/(1<<20), s.Goroutines, s.OpenFiles)
 	for _, k := range kinds {
 		if n := s.Requests[k]; n > 0 {
 			fmt.Fprintf(&b, " %s=%d/%d:p50_ms=%.0f,p99_ms=%.0f", k, n, s.Failures[k], ms(s.P50[k]), ms(s.P99[k]))
