@@ -148,7 +148,7 @@ func (p *Pipeline) Locate(ctx context.Context, data []byte) (*Result, error) {
 		return nil, err
 	}
 	defer held.Release()
-	img, err := imageio.Decode(data, p.limits)
+	img, err := hdr.Decode(data)
 	if err != nil {
 		return nil, err
 	}

@@ -80,7 +80,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	path := cfg.URL + "/v1/collections/" + cfg.Collection + "/identify"
 
 	if cfg.PID > 0 {
-		rss, _, err := memory(cfg.PID)
+		rss, _, err := Memory(cfg.PID)
 		if err != nil {
 			return res, err
 		}
@@ -134,7 +134,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 			t := time.NewTicker(50 * time.Millisecond)
 			defer t.Stop()
 			for {
-				if rss, _, err := memory(cfg.PID); err == nil {
+				if rss, _, err := Memory(cfg.PID); err == nil {
 					mu.Lock()
 					sampled = max(sampled, rss)
 					mu.Unlock()
@@ -149,7 +149,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 	wg.Wait()
 	if cfg.PID > 0 {
-		_, hwm, err := memory(cfg.PID)
+		_, hwm, err := Memory(cfg.PID)
 		if err != nil {
 			return res, err
 		}
@@ -175,8 +175,9 @@ func send(hc *http.Client, url, key string, p Payload) int {
 	return resp.StatusCode
 }
 
-// memory reads a process's resident set and its high-water mark, in bytes.
-func memory(pid int) (rss, hwm int64, err error) {
+// Memory reads a process's resident set and its high-water mark, in
+// bytes, from /proc.
+func Memory(pid int) (rss, hwm int64, err error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, 0, fmt.Errorf("read process memory: %w", err)

@@ -114,6 +114,8 @@ type Header struct {
 	Orientation int
 	// canvas is the decoder's bytes per pixel before conversion to RGB.
 	canvas int64
+	// config is the decoder's header, for Decode.
+	config image.Config
 }
 
 // DecodeBytes estimates the peak memory Decode allocates for the image:
@@ -153,10 +155,18 @@ func Inspect(data []byte, lim Limits) (Header, error) {
 // For GIF only the first frame is decoded; its own bounds (which may be
 // smaller than the logical screen) define the result's size.
 func Decode(data []byte, lim Limits) (*Image, error) {
-	h, cfg, err := inspect(data, lim.withDefaults())
+	h, err := Inspect(data, lim)
 	if err != nil {
 		return nil, err
 	}
+	return h.Decode(data)
+}
+
+// Decode decodes the pixels of data, which Inspect returned h for: the
+// checks are not run again (admission control reserves memory between
+// the two).
+func (h Header) Decode(data []byte) (*Image, error) {
+	cfg := h.config
 	out, err := decodePixels(codecFor(h.Format), h.Format, data, cfg)
 	if err != nil {
 		return nil, err
@@ -207,7 +217,7 @@ func inspect(data []byte, lim Limits) (Header, image.Config, error) {
 		return Header{}, cfg, newError(CodeImageTooLarge,
 			fmt.Sprintf("%dx%d pixels exceeds the limit of %d pixels", cfg.Width, cfg.Height, lim.MaxPixels))
 	}
-	h := Header{Format: format, Width: cfg.Width, Height: cfg.Height, canvas: 4}
+	h := Header{Format: format, Width: cfg.Width, Height: cfg.Height, canvas: 4, config: cfg}
 	switch format {
 	case FormatBMP:
 		// BMP pixels are stored uncompressed, so a file shorter than its

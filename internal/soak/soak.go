@@ -22,6 +22,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/visage/visage/internal/hostile"
 )
 
 // Photo is one face photo of a person.
@@ -301,7 +303,7 @@ func (c *client) sample(ctx context.Context, at time.Duration, t *tally) (Sample
 	}
 	s.Failures = failures
 	if c.cfg.PID > 0 {
-		rss, err := residentBytes(c.cfg.PID)
+		rss, _, err := hostile.Memory(c.cfg.PID)
 		if err != nil {
 			return s, err
 		}
@@ -345,20 +347,6 @@ func (c *client) goroutines(ctx context.Context) (int, error) {
 		}
 	}
 	return 0, fmt.Errorf("read /metrics: no go_goroutines")
-}
-
-func residentBytes(pid int) (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, fmt.Errorf("read process memory: %w", err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			return kb << 10, err
-		}
-	}
-	return 0, fmt.Errorf("read process memory: no VmRSS")
 }
 
 func (c *client) print(s Sample) {
